@@ -1,0 +1,290 @@
+//! The per-activation [`Context`] and the per-run [`RunScope`] it points to.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Budget, NodeMessage};
+
+static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What one run shares among all its activations: budget, token counter, cancellation signal.
+///
+/// Executors create one per run; nodes reach it through [`Context`]. It is `Send + Sync` and
+/// lives behind an `Arc`.
+#[derive(Debug)]
+pub struct RunScope {
+    run_id: u64,
+    budget: Budget,
+    started: Instant,
+    deadline: Option<Instant>,
+    tokens: AtomicU64,
+    cancel: CancellationToken,
+    shutdown_requested: AtomicBool,
+}
+
+impl RunScope {
+    /// A scope for a run starting now under `budget` (`None`: unlimited).
+    pub fn new(budget: Option<Budget>) -> Self {
+        Self::with_cancellation(budget, CancellationToken::new())
+    }
+
+    /// A scope whose cancellation signal is `cancel` (for example a child token of a parent run).
+    pub fn with_cancellation(budget: Option<Budget>, cancel: CancellationToken) -> Self {
+        let budget = budget.unwrap_or_default();
+        let started = Instant::now();
+        let deadline = budget.max_time().and_then(|d| started.checked_add(d));
+        Self {
+            run_id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
+            budget,
+            started,
+            deadline,
+            tokens: AtomicU64::new(0),
+            cancel,
+            shutdown_requested: AtomicBool::new(false),
+        }
+    }
+
+    /// A process-unique id of this run.
+    pub fn run_id(&self) -> u64 {
+        self.run_id
+    }
+
+    /// The run's budget.
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    /// When the run started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Time since the run started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The instant the time budget runs out, if there is one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// `true` once the time budget has run out.
+    pub fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Adds `tokens` to the run's counter and returns the new total (saturating).
+    pub fn record_tokens(&self, tokens: u64) -> u64 {
+        let mut current = self.tokens.load(Ordering::Relaxed);
+        loop {
+            let next = current.saturating_add(tokens);
+            match self.tokens.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Tokens recorded so far.
+    pub fn tokens_used(&self) -> u64 {
+        self.tokens.load(Ordering::Acquire)
+    }
+
+    /// `true` once recorded tokens reached the token budget.
+    pub fn tokens_exhausted(&self) -> bool {
+        self.budget
+            .max_tokens()
+            .is_some_and(|max| self.tokens_used() >= max)
+    }
+
+    /// What is left of the budget now: the remaining time and tokens. `Ok(None)` when the run
+    /// is unlimited; `Err(kind)` when a limit is already used up.
+    pub fn remaining_budget(&self) -> Result<Option<Budget>, crate::BudgetKind> {
+        if self.budget.is_unlimited() {
+            return Ok(None);
+        }
+        let mut left = Budget::UNLIMITED;
+        if let Some(deadline) = self.deadline {
+            let time = deadline.saturating_duration_since(Instant::now());
+            left = left
+                .with_max_time(time)
+                .map_err(|_| crate::BudgetKind::Time)?;
+        }
+        if let Some(max) = self.budget.max_tokens() {
+            let tokens = max.saturating_sub(self.tokens_used());
+            left = left
+                .with_max_tokens(tokens)
+                .map_err(|_| crate::BudgetKind::Tokens)?;
+        }
+        Ok(Some(left))
+    }
+
+    /// The run's cancellation signal.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Asks the run to stop gracefully after the current activation (long-running mode).
+    pub fn request_shutdown(&self) {
+        self.shutdown_requested.store(true, Ordering::Release);
+    }
+
+    /// `true` once some node asked for a shutdown.
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown_requested.load(Ordering::Acquire)
+    }
+}
+
+/// What a node sees during one activation: its input, its name, and the run it belongs to.
+///
+/// Cheap to clone (a few reference-count increments).
+///
+/// # Example
+///
+/// ```
+/// use spark_core::{Context, NodeMessage};
+/// use serde_json::json;
+///
+/// // A detached context lets you call a node's `process` in a unit test.
+/// let ctx = Context::detached(json!({ "query": "hi" }));
+/// assert_eq!(ctx.inputs().content["query"], "hi");
+/// ctx.record_tokens(12);
+/// assert_eq!(ctx.tokens_used(), 12);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Context {
+    inputs: NodeMessage,
+    node_name: Arc<str>,
+    node_index: usize,
+    scope: Arc<RunScope>,
+}
+
+impl Context {
+    /// A context for one activation of node `node_name` (index `node_index` in its graph).
+    /// Executors call this; nodes receive the result.
+    pub fn new(
+        inputs: NodeMessage,
+        node_name: Arc<str>,
+        node_index: usize,
+        scope: Arc<RunScope>,
+    ) -> Self {
+        Self {
+            inputs,
+            node_name,
+            node_index,
+            scope,
+        }
+    }
+
+    /// A context outside any graph (node name `"detached"`, unlimited budget), for unit tests
+    /// of a node.
+    pub fn detached(inputs: impl Into<NodeMessage>) -> Self {
+        Self::new(
+            inputs.into(),
+            Arc::from("detached"),
+            0,
+            Arc::new(RunScope::new(None)),
+        )
+    }
+
+    /// The input message of this activation (the seed's `context.inputs`).
+    pub fn inputs(&self) -> &NodeMessage {
+        &self.inputs
+    }
+
+    /// `true` when this activation is a shutdown delivery (`inputs().metadata["shutdown"] == true`).
+    pub fn is_shutdown(&self) -> bool {
+        self.inputs.is_shutdown()
+    }
+
+    /// The name of the running node.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// The index of the running node in its graph.
+    pub fn node_index(&self) -> usize {
+        self.node_index
+    }
+
+    /// The id of the run this activation belongs to.
+    pub fn run_id(&self) -> u64 {
+        self.scope.run_id()
+    }
+
+    /// Records LLM tokens used by this activation; returns the run's new total.
+    pub fn record_tokens(&self, tokens: u64) -> u64 {
+        self.scope.record_tokens(tokens)
+    }
+
+    /// Tokens recorded by the whole run so far.
+    pub fn tokens_used(&self) -> u64 {
+        self.scope.tokens_used()
+    }
+
+    /// The run's cancellation signal: cancelled when the run stops (budget, error, shutdown).
+    /// Long operations inside a node can `select!` on `cancellation().cancelled()`.
+    pub fn cancellation(&self) -> &CancellationToken {
+        self.scope.cancellation()
+    }
+
+    /// `true` once the run has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.scope.cancellation().is_cancelled()
+    }
+
+    /// Asks the run to stop gracefully once this activation has finished (long-running mode; in
+    /// standard mode it has no effect).
+    pub fn request_shutdown(&self) {
+        self.scope.request_shutdown();
+    }
+
+    /// The run this activation belongs to.
+    pub fn scope(&self) -> &Arc<RunScope> {
+        &self.scope
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_reach_the_budget_exactly() {
+        let scope = RunScope::new(Budget::tokens(10).ok());
+        assert!(!scope.tokens_exhausted());
+        assert_eq!(scope.record_tokens(9), 9);
+        assert!(!scope.tokens_exhausted());
+        scope.record_tokens(1);
+        assert!(scope.tokens_exhausted());
+        assert_eq!(scope.remaining_budget(), Err(crate::BudgetKind::Tokens));
+    }
+
+    #[test]
+    fn token_counter_saturates_instead_of_overflowing() {
+        let scope = RunScope::new(None);
+        scope.record_tokens(u64::MAX);
+        assert_eq!(scope.record_tokens(5), u64::MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn remaining_budget_shrinks_with_time() {
+        let scope = RunScope::new(Budget::seconds(10.0).ok());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        let left = scope.remaining_budget().ok().flatten().and_then(|b| b.max_time());
+        assert_eq!(left, Some(Duration::from_secs(6)));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(scope.deadline_passed());
+        assert_eq!(scope.remaining_budget(), Err(crate::BudgetKind::Time));
+    }
+}

@@ -1,0 +1,156 @@
+//! The result of a run: the last sink output, every sink output, and run metadata.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{BudgetKind, NodeMessage, TaskType};
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum StopReason {
+    /// Standard mode: no activation left. Long-running mode: quiescence (every mailbox empty, no
+    /// worker processing).
+    Completed,
+    /// A budget ran out (long-running mode stops gracefully).
+    Budget(BudgetKind),
+    /// A shutdown was requested (by a handle, a shutdown message or a node).
+    Shutdown,
+    /// The run handle was dropped while the run was still going (long-running mode).
+    HandleDropped,
+}
+
+/// One output that matched no outgoing edge (a sink output of the run).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SinkOutput {
+    /// The node that produced it.
+    pub node: Arc<str>,
+    /// The output.
+    pub message: NodeMessage,
+}
+
+/// How many messages one node processed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeCount {
+    /// The node's name.
+    pub node: Arc<str>,
+    /// Activations (`process` calls that finished, shutdown deliveries not included).
+    pub processed: u64,
+}
+
+/// What the runtime measured and counted during a run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct RunMetadata {
+    /// The mode the run used.
+    pub task_type: TaskType,
+    /// Why the run ended.
+    pub stop_reason: StopReason,
+    /// Activations performed (`process` calls that finished).
+    pub steps: u64,
+    /// Tokens recorded through `Context::record_tokens`.
+    pub tokens_used: u64,
+    /// Wall-clock duration of the run.
+    pub elapsed: Duration,
+    /// Messages created for a node: the task input and every routed output (long-running:
+    /// also every message sent through a handle).
+    pub accepted: u64,
+    /// Messages whose `process` call finished (Ok or error).
+    pub processed: u64,
+    /// Messages accepted but never processed (queued at the stop, or not delivered).
+    pub unprocessed: u64,
+    /// Activations per node, in the graph's node order.
+    pub per_node: Vec<NodeCount>,
+}
+
+impl RunMetadata {
+    /// A metadata record with everything zero.
+    pub fn new(task_type: TaskType) -> Self {
+        Self {
+            task_type,
+            stop_reason: StopReason::Completed,
+            steps: 0,
+            tokens_used: 0,
+            elapsed: Duration::ZERO,
+            accepted: 0,
+            processed: 0,
+            unprocessed: 0,
+            per_node: Vec::new(),
+        }
+    }
+
+    /// How many messages `node` processed, or `None` for an unknown node.
+    pub fn processed_by(&self, node: &str) -> Option<u64> {
+        self.per_node
+            .iter()
+            .find(|c| &*c.node == node)
+            .map(|c| c.processed)
+    }
+}
+
+/// The outcome of a successful run.
+///
+/// `output` is the most recent output that matched no outgoing edge; `sink_outputs` holds every
+/// such output in completion order.
+///
+/// # Example
+///
+/// ```
+/// use spark_core::{NodeMessage, RunMetadata, RunResult, TaskType};
+/// use serde_json::json;
+///
+/// let result = RunResult::new(
+///     vec![("load".into(), NodeMessage::from(json!({ "loaded": 3 })))],
+///     RunMetadata::new(TaskType::Standard),
+/// );
+/// assert_eq!(result.content()["loaded"], 3);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunResult {
+    sink_outputs: Vec<SinkOutput>,
+    /// What the runtime measured and counted.
+    pub metadata: RunMetadata,
+}
+
+static NULL: Value = Value::Null;
+
+impl RunResult {
+    /// A result from `(node, output)` sink outputs in completion order.
+    pub fn new(sink_outputs: Vec<(Arc<str>, NodeMessage)>, metadata: RunMetadata) -> Self {
+        Self {
+            sink_outputs: sink_outputs
+                .into_iter()
+                .map(|(node, message)| SinkOutput { node, message })
+                .collect(),
+            metadata,
+        }
+    }
+
+    /// The most recent sink output, if the run produced one.
+    pub fn output(&self) -> Option<&NodeMessage> {
+        self.sink_outputs.last().map(|s| &s.message)
+    }
+
+    /// The content of [`RunResult::output`], or JSON `null` when there is none (the seed's
+    /// `result.content`).
+    pub fn content(&self) -> &Value {
+        self.output().map_or(&NULL, |m| &m.content)
+    }
+
+    /// The node that produced [`RunResult::output`].
+    pub fn output_node(&self) -> Option<&str> {
+        self.sink_outputs.last().map(|s| &*s.node)
+    }
+
+    /// Every sink output of the run, in completion order.
+    pub fn sink_outputs(&self) -> &[SinkOutput] {
+        &self.sink_outputs
+    }
+
+    /// Takes the most recent sink output.
+    pub fn into_output(mut self) -> Option<NodeMessage> {
+        self.sink_outputs.pop().map(|s| s.message)
+    }
+}
