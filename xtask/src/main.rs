@@ -1,1 +1,2 @@
+//! Project automation (placeholder until `cargo xtask` lands).
 fn main() {}

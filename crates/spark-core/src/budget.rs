@@ -188,7 +188,15 @@ mod tests {
 
     #[test]
     fn zero_negative_nan_and_infinite_seconds_are_rejected() {
-        for bad in [0.0, -0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300] {
+        for bad in [
+            0.0,
+            -0.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+        ] {
             assert!(Budget::seconds(bad).is_err(), "{bad} accepted");
         }
     }

@@ -281,7 +281,11 @@ mod tests {
     async fn remaining_budget_shrinks_with_time() {
         let scope = RunScope::new(Budget::seconds(10.0).ok());
         tokio::time::advance(Duration::from_secs(4)).await;
-        let left = scope.remaining_budget().ok().flatten().and_then(|b| b.max_time());
+        let left = scope
+            .remaining_budget()
+            .ok()
+            .flatten()
+            .and_then(|b| b.max_time());
         assert_eq!(left, Some(Duration::from_secs(6)));
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(scope.deadline_passed());

@@ -125,7 +125,9 @@ impl From<()> for NodeMessage {
 /// Cloning an `AckHook` shares it: whichever clone fires first runs the callback, later calls do
 /// nothing.
 #[derive(Clone)]
-pub struct AckHook(Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>);
+pub struct AckHook(Arc<Mutex<Option<AckCallback>>>);
+
+type AckCallback = Box<dyn FnOnce() + Send>;
 
 impl AckHook {
     /// Wraps a callback.
@@ -246,8 +248,12 @@ mod tests {
 
     #[test]
     fn shutdown_metadata_is_recognised() {
-        assert!(NodeMessage::empty().with_metadata("shutdown", true).is_shutdown());
-        assert!(!NodeMessage::empty().with_metadata("shutdown", 1).is_shutdown());
+        assert!(NodeMessage::empty()
+            .with_metadata("shutdown", true)
+            .is_shutdown());
+        assert!(!NodeMessage::empty()
+            .with_metadata("shutdown", 1)
+            .is_shutdown());
     }
 
     #[test]

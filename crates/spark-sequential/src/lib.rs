@@ -1,1 +1,243 @@
-//! placeholder
+//! The standard-mode executor of Spark for Rust: one node at a time, deterministic.
+//!
+//! [`SequentialExecutor`] runs a [`Topology`] as a FIFO queue of activations that starts with the
+//! start node and the task input. After a node runs, the targets of its matching edges are
+//! appended in firing order, each with its own (shared, copy-on-write) copy of the output; a node
+//! that receives k messages runs k times. The result is the most recent output that matched no
+//! edge, plus every such sink output in completion order.
+//!
+//! Before each activation the checks run in this order: time budget, token budget, step limit.
+//! A node error or panic stops the run with an error naming the node.
+//!
+//! **Layering**: depends on `spark-core`, `spark-edges` and tokio (`time`, `macros`; it needs
+//! a tokio runtime with timers only when a time budget is set). It never depends on
+//! `spark-mailbox`: the two executors are independent.
+//!
+//! # Example
+//!
+//! ```
+//! use spark_core::{node_fn, NodeError, Task};
+//! use spark_edges::GraphBuilder;
+//! use spark_sequential::SequentialExecutor;
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut g = GraphBuilder::new();
+//! let inc = |name: &str| node_fn(|ctx| async move {
+//!     let n = ctx.inputs().content["n"].as_i64().unwrap_or(0);
+//!     Ok::<_, NodeError>(json!({ "n": n + 1 }))
+//! });
+//! let a = g.add("a", inc("a"));
+//! let b = g.add("b", inc("b"));
+//! g.connect(a >> b);
+//! let topology = g.start(a).build()?;
+//!
+//! let result = SequentialExecutor::new().run(&topology, Task::new(json!({ "n": 40 }))).await?;
+//! assert_eq!(result.content()["n"], 42);
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use spark_core::panic::CatchUnwind;
+use spark_core::{
+    Context, NodeCount, NodeMessage, RunError, RunMetadata, RunResult, RunScope, StopReason, Task,
+    TaskType,
+};
+use spark_edges::Topology;
+
+/// Runs graphs in standard mode. Stateless and cheap: one executor can run any number of graphs,
+/// also concurrently.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SequentialExecutor {
+    _private: (),
+}
+
+/// No node has started yet.
+const NONE_RUNNING: usize = usize::MAX;
+
+impl SequentialExecutor {
+    /// A new executor.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `task` on `topology` to completion.
+    ///
+    /// # Errors
+    /// - [`RunError::InvalidTask`] for a task that is not [`TaskType::Standard`] or has a step
+    ///   limit of zero;
+    /// - [`RunError::NodeFailed`] / [`RunError::NodePanicked`] naming the node;
+    /// - [`RunError::ConditionPanicked`] naming the edge;
+    /// - [`RunError::Timeout`] when the time budget runs out;
+    /// - [`RunError::TokenBudgetExhausted`] when recorded tokens reached the token budget before an
+    ///   activation;
+    /// - [`RunError::StepLimitExceeded`] when the step limit is reached.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the run after the current `.await` point of the running node;
+    /// nothing is left running in the background.
+    pub async fn run(&self, topology: &Topology, task: Task) -> Result<RunResult, RunError> {
+        if task.task_type != TaskType::Standard {
+            return Err(RunError::InvalidTask(format!(
+                "the sequential executor runs standard tasks, got {:?}",
+                task.task_type
+            )));
+        }
+        let scope = Arc::new(RunScope::new(task.budget));
+        self.run_scoped(topology, task.inputs, task.max_steps, scope)
+            .await
+    }
+
+    /// Runs `inputs` on `topology` within an existing run scope (its budget, token counter and
+    /// cancellation). Used for subgraphs, whose scope is derived from the parent's.
+    ///
+    /// # Errors
+    /// As [`SequentialExecutor::run`], plus [`RunError::Cancelled`] when the scope's cancellation
+    /// token is cancelled from outside.
+    ///
+    /// # Cancel safety
+    /// As [`SequentialExecutor::run`].
+    pub async fn run_scoped(
+        &self,
+        topology: &Topology,
+        inputs: NodeMessage,
+        max_steps: Option<u64>,
+        scope: Arc<RunScope>,
+    ) -> Result<RunResult, RunError> {
+        let limit = max_steps.unwrap_or_else(|| topology.step_limit());
+        if limit == 0 {
+            return Err(RunError::InvalidTask(
+                "the step limit must be at least 1".to_owned(),
+            ));
+        }
+        let current = AtomicUsize::new(NONE_RUNNING);
+        let cancel = scope.cancellation().clone();
+        let body = async {
+            tokio::select! {
+                biased;
+                r = run_loop(topology, inputs, limit, &scope, &current) => r,
+                () = cancel.cancelled() => Err(RunError::Cancelled),
+            }
+        };
+        let outcome = match (scope.deadline(), scope.budget().max_time()) {
+            (Some(deadline), Some(budget)) => tokio::time::timeout_at(deadline, body)
+                .await
+                .unwrap_or_else(|_| {
+                    let running = current.load(Ordering::Acquire);
+                    let node = if running == NONE_RUNNING {
+                        topology.start()
+                    } else {
+                        running
+                    };
+                    Err(RunError::Timeout {
+                        budget,
+                        node: topology.node(node).map(|n| n.name.to_string()),
+                    })
+                }),
+            _ => body.await,
+        };
+        // The run is over, whatever its outcome: tell anything a node started in the background.
+        scope.cancellation().cancel();
+        outcome
+    }
+}
+
+async fn run_loop(
+    topology: &Topology,
+    inputs: NodeMessage,
+    limit: u64,
+    scope: &Arc<RunScope>,
+    current: &AtomicUsize,
+) -> Result<RunResult, RunError> {
+    let nodes = topology.nodes();
+    let mut queue: VecDeque<(usize, NodeMessage)> = VecDeque::with_capacity(4);
+    queue.push_back((topology.start(), inputs));
+    let mut per_node = vec![0_u64; nodes.len()];
+    let mut sinks: Vec<(Arc<str>, NodeMessage)> = Vec::new();
+    let mut steps: u64 = 0;
+    let mut accepted: u64 = 1;
+    let budget = scope.budget();
+
+    while let Some((index, message)) = queue.pop_front() {
+        let Some(entry) = nodes.get(index) else {
+            return Err(RunError::InvalidTask(format!(
+                "node index {index} is outside the graph"
+            )));
+        };
+        // The checks, in the order SEMANTICS section 9 fixes: time, tokens, step limit.
+        if scope.deadline_passed() {
+            return Err(RunError::Timeout {
+                budget: budget.max_time().unwrap_or_default(),
+                node: Some(entry.name.to_string()),
+            });
+        }
+        if let Some(max) = budget.max_tokens() {
+            let used = scope.tokens_used();
+            if used >= max {
+                return Err(RunError::TokenBudgetExhausted {
+                    used,
+                    max,
+                    node: entry.name.to_string(),
+                });
+            }
+        }
+        if steps >= limit {
+            return Err(RunError::StepLimitExceeded {
+                node: entry.name.to_string(),
+                limit,
+            });
+        }
+
+        current.store(index, Ordering::Release);
+        let ctx = Context::new(message, Arc::clone(&entry.name), index, Arc::clone(scope));
+        let outcome = CatchUnwind::new(entry.node.process_dyn(&ctx)).await;
+        steps += 1;
+        if let Some(count) = per_node.get_mut(index) {
+            *count += 1;
+        }
+        let output = match outcome {
+            Ok(Ok(output)) => output,
+            Ok(Err(source)) => {
+                return Err(RunError::NodeFailed {
+                    node: entry.name.to_string(),
+                    source,
+                })
+            }
+            Err(message) => {
+                return Err(RunError::NodePanicked {
+                    node: entry.name.to_string(),
+                    message,
+                })
+            }
+        };
+        let fired = topology.route(index, &output, |to| {
+            queue.push_back((to, output.clone()));
+        })?;
+        accepted += fired as u64;
+        if fired == 0 {
+            sinks.push((Arc::clone(&entry.name), output));
+        }
+    }
+
+    let mut metadata = RunMetadata::new(TaskType::Standard);
+    metadata.stop_reason = StopReason::Completed;
+    metadata.steps = steps;
+    metadata.tokens_used = scope.tokens_used();
+    metadata.elapsed = scope.elapsed();
+    metadata.accepted = accepted;
+    metadata.processed = steps;
+    metadata.unprocessed = accepted.saturating_sub(steps);
+    metadata.per_node = topology
+        .names()
+        .iter()
+        .zip(per_node)
+        .map(|(node, processed)| NodeCount {
+            node: Arc::clone(node),
+            processed,
+        })
+        .collect();
+    Ok(RunResult::new(sinks, metadata))
+}

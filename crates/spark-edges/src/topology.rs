@@ -1,0 +1,217 @@
+//! [`Topology`]: a validated, compiled graph, and the routing of an output along its edges.
+
+use std::fmt;
+use std::sync::Arc;
+
+use spark_core::panic::catch_panic;
+use spark_core::{DynNode, NodeMessage, RunError};
+
+use crate::EdgeCondition;
+
+/// A node of a built graph.
+#[derive(Clone)]
+pub struct NodeEntry {
+    /// The node's unique name.
+    pub name: Arc<str>,
+    /// The node itself.
+    pub node: Arc<dyn DynNode>,
+    /// Its mailbox capacity in long-running mode.
+    pub mailbox_capacity: usize,
+}
+
+impl fmt::Debug for NodeEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeEntry")
+            .field("name", &self.name)
+            .field("mailbox_capacity", &self.mailbox_capacity)
+            .finish()
+    }
+}
+
+/// An edge of a built graph.
+#[derive(Clone, Debug)]
+pub struct Edge {
+    /// Source node index.
+    pub from: usize,
+    /// Target node index.
+    pub to: usize,
+    /// When it fires.
+    pub condition: EdgeCondition,
+    /// Higher fires first.
+    pub priority: i32,
+    /// The order the edge was added in (ties of priority keep this order).
+    pub order: usize,
+}
+
+/// A validated graph: nodes by index, each node's outgoing edges in firing order, the start
+/// node, and the run limits. Executors share it behind an `Arc`.
+#[derive(Clone)]
+pub struct Topology {
+    nodes: Vec<NodeEntry>,
+    names: Arc<[Arc<str>]>,
+    /// Per node: regular edges (priority desc, then insertion), then fallback edges (same order).
+    edges: Vec<Box<[Edge]>>,
+    /// Per node: index in `edges[n]` of the first fallback edge.
+    first_fallback: Vec<usize>,
+    start: usize,
+    step_limit: u64,
+    mailbox_capacity: usize,
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Topology")
+            .field("nodes", &self.names)
+            .field("edges", &self.edges)
+            .field("start", &self.start)
+            .finish()
+    }
+}
+
+impl Topology {
+    pub(crate) fn new(
+        nodes: Vec<NodeEntry>,
+        out: Vec<Vec<Edge>>,
+        start: usize,
+        step_limit: u64,
+        mailbox_capacity: usize,
+    ) -> Self {
+        let names: Arc<[Arc<str>]> = nodes.iter().map(|n| Arc::clone(&n.name)).collect();
+        let mut edges = Vec::with_capacity(out.len());
+        let mut first_fallback = Vec::with_capacity(out.len());
+        for mut list in out {
+            // Stable sort: regular before fallback, higher priority first, then insertion order.
+            list.sort_by_key(|e| {
+                (
+                    e.condition.is_fallback(),
+                    std::cmp::Reverse(e.priority),
+                    e.order,
+                )
+            });
+            first_fallback.push(
+                list.iter()
+                    .position(|e| e.condition.is_fallback())
+                    .unwrap_or(list.len()),
+            );
+            edges.push(list.into_boxed_slice());
+        }
+        Self {
+            nodes,
+            names,
+            edges,
+            first_fallback,
+            start,
+            step_limit,
+            mailbox_capacity,
+        }
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// `true` for a graph without nodes (a built graph always has at least one).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The nodes, by index.
+    pub fn nodes(&self) -> &[NodeEntry] {
+        &self.nodes
+    }
+
+    /// The node at `index`, if any.
+    pub fn node(&self, index: usize) -> Option<&NodeEntry> {
+        self.nodes.get(index)
+    }
+
+    /// The node names, by index (shared: cloning is cheap).
+    pub fn names(&self) -> &Arc<[Arc<str>]> {
+        &self.names
+    }
+
+    /// The index of the node called `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| &**n == name)
+    }
+
+    /// The start node's index.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// The standard-mode step limit.
+    pub fn step_limit(&self) -> u64 {
+        self.step_limit
+    }
+
+    /// The default mailbox capacity of long-running mode.
+    pub fn mailbox_capacity(&self) -> usize {
+        self.mailbox_capacity
+    }
+
+    /// The outgoing edges of `node` in firing order (regular edges by priority, then fallback).
+    pub fn edges_from(&self, node: usize) -> &[Edge] {
+        self.edges.get(node).map_or(&[], |e| &e[..])
+    }
+
+    /// Every edge of the graph, node by node, in firing order.
+    pub fn edges(&self) -> impl Iterator<Item = &Edge> {
+        self.edges.iter().flat_map(|e| e.iter())
+    }
+
+    /// Routes `output` of node `from`: calls `emit(target)` for every edge that fires, in firing
+    /// order, and returns how many fired (0 means `output` is a sink output).
+    ///
+    /// Every matching regular edge fires; fallback edges fire only when no regular edge did.
+    ///
+    /// # Errors
+    /// [`RunError::ConditionPanicked`] naming the edge when a predicate panics.
+    pub fn route(
+        &self,
+        from: usize,
+        output: &NodeMessage,
+        mut emit: impl FnMut(usize),
+    ) -> Result<usize, RunError> {
+        let edges = self.edges_from(from);
+        let split = self.first_fallback.get(from).copied().unwrap_or(0);
+        let (regular, fallback) = edges.split_at(split.min(edges.len()));
+        let mut fired = 0;
+        for edge in regular {
+            if self.matches(edge, output)? {
+                fired += 1;
+                emit(edge.to);
+            }
+        }
+        if fired == 0 {
+            for edge in fallback {
+                fired += 1;
+                emit(edge.to);
+            }
+        }
+        Ok(fired)
+    }
+
+    fn matches(&self, edge: &Edge, output: &NodeMessage) -> Result<bool, RunError> {
+        match &edge.condition {
+            EdgeCondition::Always => Ok(true),
+            EdgeCondition::Predicate(_) => {
+                catch_panic(|| edge.condition.evaluate(output)).map_err(|message| {
+                    RunError::ConditionPanicked {
+                        from: self.name_of(edge.from),
+                        to: self.name_of(edge.to),
+                        message,
+                    }
+                })
+            }
+            other => Ok(other.evaluate(output)),
+        }
+    }
+
+    fn name_of(&self, index: usize) -> String {
+        self.names
+            .get(index)
+            .map_or_else(|| format!("#{index}"), |n| n.to_string())
+    }
+}

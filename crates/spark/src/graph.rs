@@ -1,0 +1,210 @@
+//! [`Graph`] and its [`GraphBuilder`]: build once, run many times in either mode.
+
+use std::fmt;
+use std::sync::Arc;
+
+use spark_core::{DynNode, Node, NodeMessage, RunError, RunResult, Task, TaskType};
+use spark_edges::{BuildErrors, Chain, EdgeCondition, Endpoint, NodeRef, Topology};
+use spark_sequential::SequentialExecutor;
+
+/// A built, validated graph. Cheap to clone (shared); can be run any number of times, also
+/// concurrently: runs never share mailboxes, budgets or token counters.
+///
+/// # Example
+///
+/// ```
+/// use spark::prelude::*;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut g = Graph::builder();
+/// let hello = g.add("hello", node_fn(|ctx| async move {
+///     let name = ctx.inputs().content["name"].as_str().unwrap_or("world").to_owned();
+///     Ok::<_, NodeError>(json!({ "greeting": format!("hello, {name}") }))
+/// }));
+/// let graph = g.start(hello).build()?;
+///
+/// let result = graph.run_with(json!({ "name": "spark" })).await?;
+/// assert_eq!(result.content()["greeting"], "hello, spark");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Graph {
+    topology: Arc<Topology>,
+}
+
+impl fmt::Debug for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Graph")
+            .field("nodes", self.topology.names())
+            .finish()
+    }
+}
+
+impl Graph {
+    /// A new [`GraphBuilder`].
+    pub fn builder() -> GraphBuilder {
+        GraphBuilder::default()
+    }
+
+    /// The compiled topology (nodes, edges, limits).
+    pub fn topology(&self) -> &Arc<Topology> {
+        &self.topology
+    }
+
+    /// Runs a task; the task type picks the executor (the seed's `await graph.run(task)`).
+    ///
+    /// # Errors
+    /// Whatever the executor reports: see [`RunError`].
+    ///
+    /// # Cancel safety
+    /// In standard mode, dropping the future stops the run at the running node's next `.await`.
+    pub async fn run(&self, task: Task) -> Result<RunResult, RunError> {
+        match task.task_type {
+            TaskType::Standard => SequentialExecutor::new().run(&self.topology, task).await,
+            TaskType::LongRunning => crate::long_running::run(&self.topology, task).await,
+        }
+    }
+
+    /// Runs a standard-mode task with `inputs` (the seed's `graph.run(initial_inputs=...)`).
+    ///
+    /// # Errors
+    /// As [`Graph::run`].
+    pub async fn run_with(&self, inputs: impl Into<NodeMessage>) -> Result<RunResult, RunError> {
+        self.run(Task::new(inputs)).await
+    }
+
+    /// Runs a standard-mode task with an empty input (the seed's `await graph.run()`).
+    ///
+    /// # Errors
+    /// As [`Graph::run`].
+    pub async fn run_default(&self) -> Result<RunResult, RunError> {
+        self.run(Task::default()).await
+    }
+}
+
+impl From<Topology> for Graph {
+    fn from(topology: Topology) -> Self {
+        Self {
+            topology: Arc::new(topology),
+        }
+    }
+}
+
+/// Builds a [`Graph`]: add nodes, connect them, set the start node, [`build`](Self::build).
+///
+/// A thin wrapper around [`spark_edges::GraphBuilder`] whose `build` returns a runnable
+/// [`Graph`].
+///
+/// # Example
+///
+/// ```
+/// use spark::prelude::*;
+///
+/// let noop = || node_fn(|_| async { Ok::<_, NodeError>(json!({ "ok": true })) });
+/// let mut g = Graph::builder();
+/// let (a, b, c) = (g.add("a", noop()), g.add("b", noop()), g.add("c", noop()));
+/// g.connect(a >> b >> c);                 // or g.edge(a, b).edge(b, c)
+/// g.connect(a.on("ok", false) >> c);      // conditional edge
+/// let graph = g.start(a).build()?;
+/// assert_eq!(graph.topology().len(), 3);
+/// # Ok::<(), spark::BuildErrors>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct GraphBuilder {
+    inner: spark_edges::GraphBuilder,
+}
+
+impl GraphBuilder {
+    /// Adds a node under a unique name and returns its handle.
+    pub fn add(&mut self, name: impl Into<String>, node: impl Node) -> NodeRef {
+        self.inner.add(name, node)
+    }
+
+    /// Adds a node that is already shared.
+    pub fn add_shared(&mut self, name: impl Into<String>, node: Arc<dyn DynNode>) -> NodeRef {
+        self.inner.add_shared(name, node)
+    }
+
+    /// The handle of the node called `name`.
+    pub fn node(&self, name: &str) -> Option<NodeRef> {
+        self.inner.node(name)
+    }
+
+    /// Adds every edge of a chain (`a >> b >> c`, `a.on("k", v) >> b`, `a.otherwise() >> c`).
+    pub fn connect(&mut self, chain: impl Into<Chain>) -> &mut Self {
+        self.inner.connect(chain);
+        self
+    }
+
+    /// Adds an unconditional edge.
+    pub fn edge(&mut self, from: impl Into<Endpoint>, to: impl Into<Endpoint>) -> &mut Self {
+        self.inner.edge(from, to);
+        self
+    }
+
+    /// Adds a conditional edge.
+    pub fn edge_when(
+        &mut self,
+        from: impl Into<Endpoint>,
+        to: impl Into<Endpoint>,
+        condition: EdgeCondition,
+    ) -> &mut Self {
+        self.inner.edge_when(from, to, condition);
+        self
+    }
+
+    /// Adds an edge whose condition is an expression (errors reported by `build`).
+    pub fn edge_when_expr(
+        &mut self,
+        from: impl Into<Endpoint>,
+        to: impl Into<Endpoint>,
+        expression: &str,
+    ) -> &mut Self {
+        self.inner.edge_when_expr(from, to, expression);
+        self
+    }
+
+    /// Adds an edge with a condition and a priority (higher fires first).
+    pub fn edge_with(
+        &mut self,
+        from: impl Into<Endpoint>,
+        to: impl Into<Endpoint>,
+        condition: EdgeCondition,
+        priority: i32,
+    ) -> &mut Self {
+        self.inner.edge_with(from, to, condition, priority);
+        self
+    }
+
+    /// Sets the start node.
+    pub fn start(&mut self, node: impl Into<Endpoint>) -> &mut Self {
+        self.inner.start(node);
+        self
+    }
+
+    /// Sets the standard-mode step limit (default 10,000).
+    pub fn step_limit(&mut self, limit: u64) -> &mut Self {
+        self.inner.step_limit(limit);
+        self
+    }
+
+    /// Sets the default mailbox capacity of long-running runs (default 64).
+    pub fn mailbox_capacity(&mut self, capacity: usize) -> &mut Self {
+        self.inner.mailbox_capacity(capacity);
+        self
+    }
+
+    /// Overrides one node's mailbox capacity.
+    pub fn node_mailbox_capacity(&mut self, node: NodeRef, capacity: usize) -> &mut Self {
+        self.inner.node_mailbox_capacity(node, capacity);
+        self
+    }
+
+    /// Validates and builds the graph; the builder is left empty.
+    ///
+    /// # Errors
+    /// Every problem at once: see [`spark_edges::GraphBuilder::build`].
+    pub fn build(&mut self) -> Result<Graph, BuildErrors> {
+        self.inner.build().map(Graph::from)
+    }
+}
