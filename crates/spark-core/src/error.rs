@@ -219,6 +219,9 @@ pub enum RunError {
     /// The task cannot be run by this executor or graph.
     #[error("invalid task: {0}")]
     InvalidTask(String),
+    /// A task of the runtime itself failed (a bug in Spark, please report it).
+    #[error("internal runtime failure: {0}")]
+    Internal(String),
 }
 
 impl RunError {
@@ -236,7 +239,10 @@ impl RunError {
             | RunError::StepLimitExceeded { node, .. } => Some(node),
             RunError::ConditionPanicked { from, .. } => Some(from),
             RunError::Timeout { node, .. } => node.as_deref(),
-            RunError::Deadlock { .. } | RunError::Cancelled | RunError::InvalidTask(_) => None,
+            RunError::Deadlock { .. }
+            | RunError::Cancelled
+            | RunError::InvalidTask(_)
+            | RunError::Internal(_) => None,
         }
     }
 }

@@ -49,5 +49,5 @@ pub use builder::{
 };
 pub use chain::{Chain, Endpoint, NodeRef};
 pub use condition::{EdgeCondition, PredicateFn};
-pub use expr::{json_eq, lookup_path, truthy, ExprError, Expression};
+pub use expr::{json_eq, lookup_path, truthy, ExprError, Expression, Position};
 pub use topology::{Edge, NodeEntry, Topology};
