@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use spark_core::{DynNode, Node, NodeMessage, RunError, RunResult, Task, TaskType};
 use spark_edges::{BuildErrors, Chain, EdgeCondition, Endpoint, NodeRef, Topology};
+use spark_mailbox::{LongRunningExecutor, RunHandle};
 use spark_sequential::SequentialExecutor;
 
 /// A built, validated graph. Cheap to clone (shared); can be run any number of times, also
@@ -58,11 +59,23 @@ impl Graph {
     ///
     /// # Cancel safety
     /// In standard mode, dropping the future stops the run at the running node's next `.await`.
+    /// In long-running mode, dropping it begins a graceful stop of the workers.
     pub async fn run(&self, task: Task) -> Result<RunResult, RunError> {
         match task.task_type {
             TaskType::Standard => SequentialExecutor::new().run(&self.topology, task).await,
             TaskType::LongRunning => crate::long_running::run(&self.topology, task).await,
         }
+    }
+
+    /// Starts a long-running task in the background and returns its [`RunHandle`]: send
+    /// messages into named nodes, subscribe to sink outputs, request a shutdown, await the
+    /// result. The run does not end at quiescence (the handle may still send); it ends on
+    /// shutdown, budget, error, or when the handle is dropped.
+    ///
+    /// # Errors
+    /// [`RunError::InvalidTask`] for a standard task, or when called outside a tokio runtime.
+    pub fn spawn(&self, task: Task) -> Result<RunHandle, RunError> {
+        LongRunningExecutor::new().spawn(Arc::clone(&self.topology), task)
     }
 
     /// Runs a standard-mode task with `inputs` (the seed's `graph.run(initial_inputs=...)`).

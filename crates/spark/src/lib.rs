@@ -74,11 +74,14 @@ pub use spark_edges::{
     BuildError, BuildErrors, Chain, EdgeCondition, Endpoint, ExprError, Expression, NodeRef,
     Topology,
 };
+pub use spark_mailbox::{channel, HandleSendError, LongRunningExecutor, RunHandle};
+pub use spark_sequential::SequentialExecutor;
 
 /// The member crates, for users who need what the facade does not re-export.
 pub mod crates {
     pub use spark_core as core;
     pub use spark_edges as edges;
+    pub use spark_mailbox as mailbox;
     pub use spark_sequential as sequential;
 }
 
@@ -86,8 +89,8 @@ pub mod crates {
 pub mod prelude {
     pub use crate::{
         json, node_fn, Budget, ChannelMessage, Context, EdgeCondition, Graph, GraphBuilder, Node,
-        NodeError, NodeMessage, NodeRef, RunError, RunResult, StopReason, SubgraphNode, Task,
-        TaskType, Value,
+        NodeError, NodeMessage, NodeRef, RunError, RunHandle, RunResult, StopReason, SubgraphNode,
+        Task, TaskType, Value,
     };
 }
 

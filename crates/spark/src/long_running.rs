@@ -1,10 +1,13 @@
-//! Dispatch of long-running tasks (the mailbox runtime arrives with `spark-mailbox`).
+//! Dispatch of long-running tasks to `spark-mailbox`.
+
+use std::sync::Arc;
 
 use spark_core::{RunError, RunResult, Task};
 use spark_edges::Topology;
+use spark_mailbox::LongRunningExecutor;
 
-pub(crate) async fn run(_topology: &Topology, _task: Task) -> Result<RunResult, RunError> {
-    Err(RunError::InvalidTask(
-        "long-running mode is not available yet".to_owned(),
-    ))
+pub(crate) async fn run(topology: &Arc<Topology>, task: Task) -> Result<RunResult, RunError> {
+    LongRunningExecutor::new()
+        .run(Arc::clone(topology), task)
+        .await
 }

@@ -1,0 +1,205 @@
+//! [`LongRunningExecutor`]: start one worker per node, drive the run to its end, collect.
+
+use std::sync::Arc;
+
+use spark_core::{
+    BudgetKind, ChannelMessage, RunError, RunResult, RunScope, StopReason, Task, TaskType,
+};
+use spark_edges::Topology;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::task::TaskTracker;
+
+use crate::handle::RunHandle;
+use crate::shared::Shared;
+use crate::worker::run_worker;
+
+/// How many sink outputs a subscriber of a spawned run may lag behind before it loses some.
+const OUTPUT_BUFFER: usize = 1024;
+
+/// Runs graphs in long-running mode: every node a concurrent worker (a tokio task) with a
+/// bounded mailbox.
+///
+/// - [`run`](Self::run) ends at quiescence by default (every mailbox empty, no worker
+///   processing), or earlier at a budget, a shutdown request or a node error.
+/// - [`spawn`](Self::spawn) returns a [`RunHandle`] and does not end at quiescence by default,
+///   since the handle may still send.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use spark_core::{node_fn, NodeError, StopReason, Task};
+/// use spark_edges::GraphBuilder;
+/// use spark_mailbox::LongRunningExecutor;
+/// use serde_json::json;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut g = GraphBuilder::new();
+/// let inc = || node_fn(|ctx| async move {
+///     Ok::<_, NodeError>(json!({ "n": ctx.inputs().content["n"].as_i64().unwrap_or(0) + 1 }))
+/// });
+/// let a = g.add("a", inc());
+/// let b = g.add("b", inc());
+/// g.connect(a >> b);
+/// let topology = Arc::new(g.start(a).build()?);
+///
+/// let result = LongRunningExecutor::new()
+///     .run(topology, Task::long_running(json!({ "n": 0 })))
+///     .await?;
+/// assert_eq!(result.content()["n"], 2);
+/// assert_eq!(result.metadata.stop_reason, StopReason::Completed);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LongRunningExecutor {
+    stop_on_quiescence: Option<bool>,
+}
+
+pub(crate) struct Started {
+    pub(crate) shared: Arc<Shared>,
+    tracker: TaskTracker,
+}
+
+impl LongRunningExecutor {
+    /// An executor with the default policies.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether a run ends once it is quiescent. Default: `true` for [`run`](Self::run),
+    /// `false` for [`spawn`](Self::spawn).
+    #[must_use]
+    pub fn stop_on_quiescence(mut self, stop: bool) -> Self {
+        self.stop_on_quiescence = Some(stop);
+        self
+    }
+
+    /// Runs `task` until quiescence, a budget, a shutdown requested by a node, or an error.
+    ///
+    /// # Errors
+    /// - [`RunError::InvalidTask`]: not a long-running task; called outside a tokio runtime; or
+    ///   quiescence disabled without a budget (the run could never end);
+    /// - [`RunError::NodeFailed`], [`RunError::NodePanicked`], [`RunError::ConditionPanicked`]:
+    ///   the other workers were stopped gracefully first;
+    /// - [`RunError::Deadlock`]: bounded mailboxes on a cycle filled up.
+    ///
+    /// A budget ends the run with `Ok` and [`StopReason::Budget`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future begins a graceful stop ([`StopReason::HandleDropped`]): the workers
+    /// finish their in-flight message, get their shutdown delivery and exit in the background.
+    pub async fn run(&self, topology: Arc<Topology>, task: Task) -> Result<RunResult, RunError> {
+        let quiescence = self.stop_on_quiescence.unwrap_or(true);
+        if !quiescence && task.budget.is_none_or(|b| b.is_unlimited()) {
+            return Err(RunError::InvalidTask(
+                "a long-running run without quiescence stop and without budget would never end; \
+                 set a budget or use spawn() and its handle"
+                    .to_owned(),
+            ));
+        }
+        let started = start(topology, task, quiescence, false)?;
+        drive(started).await
+    }
+
+    /// Starts `task` in the background and returns a handle to send messages into nodes,
+    /// subscribe to outputs, request a shutdown and await the result. Dropping the handle stops
+    /// the run gracefully unless it was [detached](RunHandle::detach).
+    ///
+    /// # Errors
+    /// [`RunError::InvalidTask`] for a task that is not long-running or when called outside a
+    /// tokio runtime.
+    pub fn spawn(&self, topology: Arc<Topology>, task: Task) -> Result<RunHandle, RunError> {
+        let quiescence = self.stop_on_quiescence.unwrap_or(false);
+        let started = start(topology, task, quiescence, true)?;
+        let shared = Arc::clone(&started.shared);
+        let driver = tokio::spawn(drive(started));
+        Ok(RunHandle::new(shared, driver))
+    }
+}
+
+fn start(
+    topology: Arc<Topology>,
+    task: Task,
+    stop_on_quiescence: bool,
+    with_outputs: bool,
+) -> Result<Started, RunError> {
+    if task.task_type != TaskType::LongRunning {
+        return Err(RunError::InvalidTask(format!(
+            "the long-running executor runs long-running tasks, got {:?}",
+            task.task_type
+        )));
+    }
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(RunError::InvalidTask(
+            "long-running mode must be started from within a tokio runtime".to_owned(),
+        ));
+    }
+    let n = topology.len();
+    let mut senders = Vec::with_capacity(n);
+    let mut receivers = Vec::with_capacity(n);
+    for node in topology.nodes() {
+        let (tx, rx) = mpsc::channel(node.mailbox_capacity.max(1));
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let start_node = topology.start();
+    let outputs = with_outputs.then(|| broadcast::channel(OUTPUT_BUFFER).0);
+    let scope = Arc::new(RunScope::new(task.budget));
+    let shared = Arc::new(Shared::new(
+        topology,
+        scope,
+        senders.into_boxed_slice(),
+        stop_on_quiescence,
+        outputs,
+    ));
+    // The task input goes into the start node's mailbox before any worker runs; a new mailbox
+    // always has room for it.
+    shared.accept(1);
+    let delivered = shared
+        .mailboxes
+        .get(start_node)
+        .map(|tx| tx.try_send(ChannelMessage::new(task.inputs)));
+    if !matches!(delivered, Some(Ok(()))) {
+        return Err(RunError::Internal(
+            "the start node's new mailbox refused the task input".to_owned(),
+        ));
+    }
+    let tracker = TaskTracker::new();
+    for (index, mailbox) in receivers.into_iter().enumerate() {
+        tracker.spawn(run_worker(Arc::clone(&shared), index, mailbox));
+    }
+    tracker.close();
+    Ok(Started { shared, tracker })
+}
+
+/// Begins a graceful stop if the run is abandoned before it finished.
+struct StopOnDrop<'a>(&'a Shared);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.0.is_stopping() {
+            self.0.request_stop(StopReason::HandleDropped);
+        }
+    }
+}
+
+pub(crate) async fn drive(started: Started) -> Result<RunResult, RunError> {
+    let Started { shared, tracker } = started;
+    let guard = StopOnDrop(&shared);
+    match shared.scope.deadline() {
+        Some(deadline) => {
+            tokio::select! {
+                biased;
+                () = shared.stop.cancelled() => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    shared.request_stop(StopReason::Budget(BudgetKind::Time));
+                }
+            }
+        }
+        None => shared.stop.cancelled().await,
+    }
+    tracker.wait().await;
+    drop(guard);
+    shared.scope.cancellation().cancel();
+    shared.finish()
+}

@@ -1,0 +1,165 @@
+//! What all workers of one long-running run share: mailboxes, counters, the stop signal.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use spark_core::{
+    ChannelMessage, NodeCount, NodeMessage, RunError, RunMetadata, RunResult, RunScope, SinkOutput,
+    StopReason, TaskType,
+};
+use spark_edges::Topology;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::blocked::BlockedSenders;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) reason: Option<StopReason>,
+    pub(crate) error: Option<RunError>,
+}
+
+/// The state of one long-running run.
+pub(crate) struct Shared {
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) scope: Arc<RunScope>,
+    pub(crate) mailboxes: Box<[mpsc::Sender<ChannelMessage>]>,
+    /// Cancelled when the graceful stop begins.
+    pub(crate) stop: CancellationToken,
+    pub(crate) outcome: Mutex<Outcome>,
+    /// Messages accepted and not yet finished (processed, or routed onward). Zero = quiescent.
+    in_flight: AtomicU64,
+    accepted: AtomicU64,
+    processed: AtomicU64,
+    per_node: Box<[AtomicU64]>,
+    sinks: Mutex<Vec<(Arc<str>, NodeMessage)>>,
+    pub(crate) outputs: Option<broadcast::Sender<SinkOutput>>,
+    pub(crate) stop_on_quiescence: bool,
+    pub(crate) blocked: BlockedSenders,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        topology: Arc<Topology>,
+        scope: Arc<RunScope>,
+        mailboxes: Box<[mpsc::Sender<ChannelMessage>]>,
+        stop_on_quiescence: bool,
+        outputs: Option<broadcast::Sender<SinkOutput>>,
+    ) -> Self {
+        let n = topology.len();
+        Self {
+            scope,
+            mailboxes,
+            stop: CancellationToken::new(),
+            outcome: Mutex::new(Outcome::default()),
+            in_flight: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            processed: AtomicU64::new(0),
+            per_node: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            sinks: Mutex::new(Vec::new()),
+            outputs,
+            stop_on_quiescence,
+            blocked: BlockedSenders::new(n),
+            topology,
+        }
+    }
+
+    /// Begins the graceful stop with `reason`, unless a stop already began (first reason wins).
+    pub(crate) fn request_stop(&self, reason: StopReason) {
+        {
+            let mut outcome = lock(&self.outcome);
+            if outcome.reason.is_none() {
+                outcome.reason = Some(reason);
+            }
+        }
+        self.stop.cancel();
+    }
+
+    /// Records an error (the first one wins) and begins the graceful stop of the other workers.
+    pub(crate) fn fail(&self, error: RunError) {
+        {
+            let mut outcome = lock(&self.outcome);
+            if outcome.error.is_none() {
+                outcome.error = Some(error);
+            }
+        }
+        self.stop.cancel();
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Counts `n` new messages as accepted and in flight (before they are sent).
+    pub(crate) fn accept(&self, n: u64) {
+        if n > 0 {
+            self.accepted.fetch_add(n, Ordering::Relaxed);
+            self.in_flight.fetch_add(n, Ordering::AcqRel);
+        }
+    }
+
+    /// A message finished (processed, its outputs accepted) or was given up; detects quiescence.
+    pub(crate) fn finish_one(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && self.stop_on_quiescence {
+            self.request_stop(StopReason::Completed);
+        }
+    }
+
+    pub(crate) fn record_processed(&self, node: usize) {
+        self.processed.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.per_node.get(node) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn record_sink(&self, node: &Arc<str>, message: NodeMessage) {
+        if let Some(outputs) = &self.outputs {
+            // No subscriber, or a lagging one, never blocks or fails the run.
+            let _ = outputs.send(SinkOutput {
+                node: Arc::clone(node),
+                message: message.clone(),
+            });
+        }
+        lock(&self.sinks).push((Arc::clone(node), message));
+    }
+
+    pub(crate) fn node_name(&self, index: usize) -> String {
+        self.topology
+            .node(index)
+            .map_or_else(|| format!("#{index}"), |n| n.name.to_string())
+    }
+
+    /// Builds the final result; call once every worker has exited.
+    pub(crate) fn finish(&self) -> Result<RunResult, RunError> {
+        let outcome = std::mem::take(&mut *lock(&self.outcome));
+        if let Some(error) = outcome.error {
+            return Err(error);
+        }
+        let accepted = self.accepted.load(Ordering::Acquire);
+        let processed = self.processed.load(Ordering::Acquire);
+        let mut metadata = RunMetadata::new(TaskType::LongRunning);
+        metadata.stop_reason = outcome.reason.unwrap_or(StopReason::Completed);
+        metadata.steps = processed;
+        metadata.tokens_used = self.scope.tokens_used();
+        metadata.elapsed = self.scope.elapsed();
+        metadata.accepted = accepted;
+        metadata.processed = processed;
+        metadata.unprocessed = accepted.saturating_sub(processed);
+        metadata.per_node = self
+            .topology
+            .names()
+            .iter()
+            .zip(self.per_node.iter())
+            .map(|(node, c)| NodeCount {
+                node: Arc::clone(node),
+                processed: c.load(Ordering::Acquire),
+            })
+            .collect();
+        let sinks = std::mem::take(&mut *lock(&self.sinks));
+        Ok(RunResult::new(sinks, metadata))
+    }
+}
