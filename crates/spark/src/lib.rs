@@ -118,3 +118,8 @@ pub mod nodes {
         pub use spark_core::{AckHook, ChannelMessage};
     }
 }
+
+/// The README's code blocks, compiled and run as doctests so the quick start stays true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
