@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Budget, NodeMessage};
+use crate::{Budget, GraphState, NodeMessage};
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -24,6 +24,7 @@ pub struct RunScope {
     tokens: AtomicU64,
     cancel: CancellationToken,
     shutdown_requested: AtomicBool,
+    state: GraphState,
 }
 
 impl RunScope {
@@ -34,6 +35,15 @@ impl RunScope {
 
     /// A scope whose cancellation signal is `cancel` (for example a child token of a parent run).
     pub fn with_cancellation(budget: Option<Budget>, cancel: CancellationToken) -> Self {
+        Self::with_parts(budget, cancel, GraphState::default())
+    }
+
+    /// A scope with every part given: budget, cancellation signal and graph state.
+    pub fn with_parts(
+        budget: Option<Budget>,
+        cancel: CancellationToken,
+        state: GraphState,
+    ) -> Self {
         let budget = budget.unwrap_or_default();
         let started = Instant::now();
         let deadline = budget.max_time().and_then(|d| started.checked_add(d));
@@ -45,7 +55,20 @@ impl RunScope {
             tokens: AtomicU64::new(0),
             cancel,
             shutdown_requested: AtomicBool::new(false),
+            state,
         }
+    }
+
+    /// Returns the scope with `state` as the run's graph state.
+    #[must_use]
+    pub fn with_state(mut self, state: GraphState) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// The run's graph state.
+    pub fn state(&self) -> &GraphState {
+        &self.state
     }
 
     /// A process-unique id of this run.
@@ -247,6 +270,11 @@ impl Context {
     /// standard mode it has no effect).
     pub fn request_shutdown(&self) {
         self.scope.request_shutdown();
+    }
+
+    /// The run's graph state: a key/value store shared by every node of the run.
+    pub fn state(&self) -> &GraphState {
+        self.scope.state()
     }
 
     /// The run this activation belongs to.

@@ -34,18 +34,22 @@
 mod budget;
 mod context;
 mod error;
+mod events;
 mod message;
 mod node;
 pub mod panic;
 mod result;
+mod state;
 mod task;
 
 pub use budget::{Budget, BudgetError, BudgetKind};
 pub use context::{Context, RunScope};
 pub use error::{NodeError, RunError};
+pub use events::{Event, EventBus, EventKind};
 pub use message::{AckHook, ChannelMessage, NodeMessage};
 pub use node::{node_fn, BoxFuture, DynNode, FnNode, Node, NodeResult};
 pub use result::{NodeCount, RunMetadata, RunResult, SinkOutput, StopReason};
+pub use state::GraphState;
 pub use task::{Task, TaskType};
 
 /// Re-exported so users can cancel and observe cancellation without naming tokio-util.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::{BudgetKind, NodeMessage, TaskType};
 
@@ -112,6 +112,8 @@ pub struct RunResult {
     sink_outputs: Vec<SinkOutput>,
     /// What the runtime measured and counted.
     pub metadata: RunMetadata,
+    /// The graph state at the end of the run.
+    pub state: Map<String, Value>,
 }
 
 static NULL: Value = Value::Null;
@@ -125,7 +127,15 @@ impl RunResult {
                 .map(|(node, message)| SinkOutput { node, message })
                 .collect(),
             metadata,
+            state: Map::new(),
         }
+    }
+
+    /// Returns the result with `state` as its final graph state.
+    #[must_use]
+    pub fn with_state(mut self, state: Map<String, Value>) -> Self {
+        self.state = state;
+        self
     }
 
     /// The most recent sink output, if the run produced one.

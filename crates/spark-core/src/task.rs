@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use serde_json::{Map, Value};
+
 use crate::{Budget, NodeMessage};
 
 /// The execution mode of a run.
@@ -42,6 +44,8 @@ pub struct Task {
     /// Standard mode only: the most activations this run may perform. `None` uses the graph's
     /// limit (10,000 unless the graph sets another).
     pub max_steps: Option<u64>,
+    /// The initial graph state of this run; `None` uses the graph's initial state.
+    pub state: Option<Map<String, Value>>,
 }
 
 impl Task {
@@ -78,6 +82,13 @@ impl Task {
     #[must_use]
     pub fn with_budget(mut self, budget: Budget) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// Sets the initial graph state of this run (replacing the graph's initial state).
+    #[must_use]
+    pub fn with_state(mut self, state: Map<String, Value>) -> Self {
+        self.state = Some(state);
         self
     }
 

@@ -5,7 +5,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use spark_core::{DynNode, Node};
+use serde_json::{Map, Value};
+use spark_core::{DynNode, EventBus, Node};
 
 use crate::chain::{ConditionProblem, EdgeSpec};
 use crate::expr::ExprError;
@@ -138,6 +139,8 @@ pub struct GraphBuilder {
     dangling: Vec<Endpoint>,
     step_limit: u64,
     mailbox_capacity: usize,
+    initial_state: Map<String, Value>,
+    events: Option<EventBus>,
 }
 
 impl Default for GraphBuilder {
@@ -169,6 +172,8 @@ impl GraphBuilder {
             dangling: Vec::new(),
             step_limit: DEFAULT_STEP_LIMIT,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            initial_state: Map::new(),
+            events: None,
         }
     }
 
@@ -276,6 +281,19 @@ impl GraphBuilder {
     /// Sets the default mailbox capacity of long-running runs (default 64).
     pub fn mailbox_capacity(&mut self, capacity: usize) -> &mut Self {
         self.mailbox_capacity = capacity;
+        self
+    }
+
+    /// Sets the initial graph state of every run (a task can replace it).
+    pub fn initial_state(&mut self, state: Map<String, Value>) -> &mut Self {
+        self.initial_state = state;
+        self
+    }
+
+    /// Uses `bus` for the events of every run of the graph (for example one with a replay
+    /// buffer). Without it the graph gets its own bus without replay.
+    pub fn event_bus(&mut self, bus: EventBus) -> &mut Self {
+        self.events = Some(bus);
         self
     }
 
@@ -434,7 +452,17 @@ impl GraphBuilder {
                 mailbox_capacity: n.mailbox_capacity.unwrap_or(self.mailbox_capacity),
             })
             .collect();
-        let topology = Topology::new(nodes, out, start, self.step_limit, self.mailbox_capacity);
+        let topology = Topology::new(
+            nodes,
+            out,
+            start,
+            crate::topology::Limits {
+                step_limit: self.step_limit,
+                mailbox_capacity: self.mailbox_capacity,
+                initial_state: std::mem::take(&mut self.initial_state),
+                events: self.events.take().unwrap_or_default(),
+            },
+        );
         *self = Self::new();
         Ok(topology)
     }

@@ -42,6 +42,7 @@ mod builder;
 mod chain;
 mod condition;
 pub mod expr;
+mod picture;
 mod topology;
 
 pub use builder::{

@@ -3,8 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use serde_json::{Map, Value};
 use spark_core::panic::catch_panic;
-use spark_core::{DynNode, NodeMessage, RunError};
+use spark_core::{DynNode, EventBus, NodeMessage, RunError};
 
 use crate::EdgeCondition;
 
@@ -54,8 +55,16 @@ pub struct Topology {
     /// Per node: index in `edges[n]` of the first fallback edge.
     first_fallback: Vec<usize>,
     start: usize,
-    step_limit: u64,
-    mailbox_capacity: usize,
+    limits: Limits,
+}
+
+/// Run settings of a graph, fixed at build time.
+#[derive(Clone, Debug)]
+pub(crate) struct Limits {
+    pub(crate) step_limit: u64,
+    pub(crate) mailbox_capacity: usize,
+    pub(crate) initial_state: Map<String, Value>,
+    pub(crate) events: EventBus,
 }
 
 impl fmt::Debug for Topology {
@@ -73,8 +82,7 @@ impl Topology {
         nodes: Vec<NodeEntry>,
         out: Vec<Vec<Edge>>,
         start: usize,
-        step_limit: u64,
-        mailbox_capacity: usize,
+        limits: Limits,
     ) -> Self {
         let names: Arc<[Arc<str>]> = nodes.iter().map(|n| Arc::clone(&n.name)).collect();
         let mut edges = Vec::with_capacity(out.len());
@@ -101,8 +109,7 @@ impl Topology {
             edges,
             first_fallback,
             start,
-            step_limit,
-            mailbox_capacity,
+            limits,
         }
     }
 
@@ -143,12 +150,22 @@ impl Topology {
 
     /// The standard-mode step limit.
     pub fn step_limit(&self) -> u64 {
-        self.step_limit
+        self.limits.step_limit
+    }
+
+    /// The initial graph state of every run (a task can replace it).
+    pub fn initial_state(&self) -> &Map<String, Value> {
+        &self.limits.initial_state
+    }
+
+    /// The bus every run of this graph publishes its events to.
+    pub fn events(&self) -> &EventBus {
+        &self.limits.events
     }
 
     /// The default mailbox capacity of long-running mode.
     pub fn mailbox_capacity(&self) -> usize {
-        self.mailbox_capacity
+        self.limits.mailbox_capacity
     }
 
     /// The outgoing edges of `node` in firing order (regular edges by priority, then fallback).

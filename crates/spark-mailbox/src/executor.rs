@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use spark_core::{
-    BudgetKind, ChannelMessage, RunError, RunResult, RunScope, StopReason, Task, TaskType,
+    BudgetKind, CancellationToken, ChannelMessage, EventKind, GraphState, RunError, RunResult,
+    RunScope, StopReason, Task, TaskType,
 };
 use spark_edges::Topology;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::handle::RunHandle;
 use crate::shared::Shared;
@@ -144,7 +146,15 @@ fn start(
     }
     let start_node = topology.start();
     let outputs = with_outputs.then(|| broadcast::channel(OUTPUT_BUFFER).0);
-    let scope = Arc::new(RunScope::new(task.budget));
+    let state = GraphState::new(
+        task.state
+            .unwrap_or_else(|| topology.initial_state().clone()),
+    );
+    let scope = Arc::new(RunScope::with_parts(
+        task.budget,
+        CancellationToken::new(),
+        state,
+    ));
     let shared = Arc::new(Shared::new(
         topology,
         scope,
@@ -152,6 +162,9 @@ fn start(
         stop_on_quiescence,
         outputs,
     ));
+    shared.publish(|| EventKind::GraphStarted {
+        task_type: TaskType::LongRunning,
+    });
     // The task input goes into the start node's mailbox before any worker runs; a new mailbox
     // always has room for it.
     shared.accept(1);
@@ -184,6 +197,19 @@ impl Drop for StopOnDrop<'_> {
 }
 
 pub(crate) async fn drive(started: Started) -> Result<RunResult, RunError> {
+    let span = tracing::info_span!(
+        "spark.run",
+        run_id = started.shared.scope.run_id(),
+        mode = "long_running"
+    );
+    if span.is_disabled() {
+        drive_inner(started).await
+    } else {
+        drive_inner(started).instrument(span).await
+    }
+}
+
+async fn drive_inner(started: Started) -> Result<RunResult, RunError> {
     let Started { shared, tracker } = started;
     let guard = StopOnDrop(&shared);
     match shared.scope.deadline() {
@@ -193,6 +219,7 @@ pub(crate) async fn drive(started: Started) -> Result<RunResult, RunError> {
                 () = shared.stop.cancelled() => {}
                 () = tokio::time::sleep_until(deadline) => {
                     shared.request_stop(StopReason::Budget(BudgetKind::Time));
+                    shared.publish(|| EventKind::BudgetExhausted { kind: BudgetKind::Time });
                 }
             }
         }
@@ -201,5 +228,16 @@ pub(crate) async fn drive(started: Started) -> Result<RunResult, RunError> {
     tracker.wait().await;
     drop(guard);
     shared.scope.cancellation().cancel();
-    shared.finish()
+    let outcome = shared.finish();
+    shared.publish(|| match &outcome {
+        Ok(r) => EventKind::GraphFinished {
+            stop_reason: Some(r.metadata.stop_reason),
+            error: None,
+        },
+        Err(e) => EventKind::GraphFinished {
+            stop_reason: None,
+            error: Some(e.to_string()),
+        },
+    });
+    outcome
 }

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use spark_core::{
-    ChannelMessage, NodeCount, NodeMessage, RunError, RunMetadata, RunResult, RunScope, SinkOutput,
-    StopReason, TaskType,
+    ChannelMessage, EventKind, NodeCount, NodeMessage, RunError, RunMetadata, RunResult, RunScope,
+    SinkOutput, StopReason, TaskType,
 };
 use spark_edges::Topology;
 use tokio::sync::{broadcast, mpsc};
@@ -127,6 +127,14 @@ impl Shared {
         lock(&self.sinks).push((Arc::clone(node), message));
     }
 
+    /// Publishes an event if anyone listens.
+    pub(crate) fn publish(&self, kind: impl FnOnce() -> EventKind) {
+        let bus = self.topology.events();
+        if bus.is_active() {
+            bus.publish(self.scope.run_id(), self.scope.elapsed(), kind());
+        }
+    }
+
     pub(crate) fn node_name(&self, index: usize) -> String {
         self.topology
             .node(index)
@@ -160,6 +168,6 @@ impl Shared {
             })
             .collect();
         let sinks = std::mem::take(&mut *lock(&self.sinks));
-        Ok(RunResult::new(sinks, metadata))
+        Ok(RunResult::new(sinks, metadata).with_state(self.scope.state().snapshot()))
     }
 }

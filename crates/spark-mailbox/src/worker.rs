@@ -4,9 +4,13 @@
 use std::sync::Arc;
 
 use spark_core::panic::CatchUnwind;
-use spark_core::{ChannelMessage, Context, NodeMessage, RunError, StopReason};
+use spark_core::{
+    BudgetKind, ChannelMessage, Context, EventKind, NodeMessage, RunError, StopReason,
+};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
+use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::blocked::Undelivered;
 use crate::shared::Shared;
@@ -61,7 +65,12 @@ pub(crate) async fn run_worker(
                 break 'run;
             }
             if shared.scope.tokens_exhausted() {
-                shared.request_stop(StopReason::Budget(spark_core::BudgetKind::Tokens));
+                if !shared.is_stopping() {
+                    shared.publish(|| EventKind::BudgetExhausted {
+                        kind: BudgetKind::Tokens,
+                    });
+                }
+                shared.request_stop(StopReason::Budget(BudgetKind::Tokens));
                 break 'run;
             }
             let ack = envelope.ack;
@@ -71,8 +80,34 @@ pub(crate) async fn run_worker(
                 index,
                 Arc::clone(&shared.scope),
             );
-            let outcome = CatchUnwind::new(node.process_dyn(&ctx)).await;
+            shared.publish(|| EventKind::NodeStarted {
+                node: Arc::clone(&name),
+            });
+            let started = shared.topology.events().is_active().then(Instant::now);
+            let activation = CatchUnwind::new(node.process_dyn(&ctx));
+            let span = tracing::debug_span!("spark.node", node = %name, mode = "long_running");
+            let outcome = if span.is_disabled() {
+                activation.await
+            } else {
+                activation.instrument(span).await
+            };
             drop(ctx);
+            if let Some(started) = started {
+                shared.publish(|| match &outcome {
+                    Ok(Ok(_)) => EventKind::NodeFinished {
+                        node: Arc::clone(&name),
+                        duration: started.elapsed(),
+                    },
+                    Ok(Err(e)) => EventKind::NodeFailed {
+                        node: Arc::clone(&name),
+                        error: e.to_string(),
+                    },
+                    Err(panic) => EventKind::NodeFailed {
+                        node: Arc::clone(&name),
+                        error: format!("panicked: {panic}"),
+                    },
+                });
+            }
             shared.record_processed(index);
             if let Some(ack) = ack {
                 ack.fire();
@@ -144,7 +179,20 @@ async fn deliver(shared: &Shared, from: usize, targets: &[usize], output: NodeMe
             )
             .await;
         match sent {
-            Ok(()) => {}
+            Ok(()) => shared.publish(|| EventKind::MessageSent {
+                from: shared
+                    .topology
+                    .names()
+                    .get(from)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from("?")),
+                to: shared
+                    .topology
+                    .names()
+                    .get(to)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from("?")),
+            }),
             Err(Undelivered::Stopped | Undelivered::Closed) => {}
             Err(Undelivered::Deadlock(cycle)) => {
                 shared.fail(RunError::Deadlock {

@@ -43,10 +43,12 @@ use std::sync::Arc;
 
 use spark_core::panic::CatchUnwind;
 use spark_core::{
-    Context, NodeCount, NodeMessage, RunError, RunMetadata, RunResult, RunScope, StopReason, Task,
-    TaskType,
+    BudgetKind, CancellationToken, Context, EventKind, GraphState, NodeCount, NodeMessage,
+    RunError, RunMetadata, RunResult, RunScope, StopReason, Task, TaskType,
 };
 use spark_edges::Topology;
+use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Runs graphs in standard mode. Stateless and cheap: one executor can run any number of graphs,
 /// also concurrently.
@@ -86,7 +88,15 @@ impl SequentialExecutor {
                 task.task_type
             )));
         }
-        let scope = Arc::new(RunScope::new(task.budget));
+        let state = GraphState::new(
+            task.state
+                .unwrap_or_else(|| topology.initial_state().clone()),
+        );
+        let scope = Arc::new(RunScope::with_parts(
+            task.budget,
+            CancellationToken::new(),
+            state,
+        ));
         self.run_scoped(topology, task.inputs, task.max_steps, scope)
             .await
     }
@@ -113,13 +123,32 @@ impl SequentialExecutor {
                 "the step limit must be at least 1".to_owned(),
             ));
         }
+        let bus = topology.events();
+        let events = bus.is_active();
+        if events {
+            bus.publish(
+                scope.run_id(),
+                scope.elapsed(),
+                EventKind::GraphStarted {
+                    task_type: TaskType::Standard,
+                },
+            );
+        }
         let current = AtomicUsize::new(NONE_RUNNING);
         let cancel = scope.cancellation().clone();
         let body = async {
             tokio::select! {
                 biased;
-                r = run_loop(topology, inputs, limit, &scope, &current) => r,
+                r = run_loop(topology, inputs, limit, &scope, &current, events) => r,
                 () = cancel.cancelled() => Err(RunError::Cancelled),
+            }
+        };
+        let span = tracing::info_span!("spark.run", run_id = scope.run_id(), mode = "standard");
+        let body = async {
+            if span.is_disabled() {
+                body.await
+            } else {
+                body.instrument(span).await
             }
         };
         let outcome = match (scope.deadline(), scope.budget().max_time()) {
@@ -141,8 +170,42 @@ impl SequentialExecutor {
         };
         // The run is over, whatever its outcome: tell anything a node started in the background.
         scope.cancellation().cancel();
-        outcome
+        if events {
+            publish_end(topology, &scope, &outcome);
+        }
+        outcome.map(|result| result.with_state(scope.state().snapshot()))
     }
+}
+
+fn publish_end(topology: &Topology, scope: &RunScope, outcome: &Result<RunResult, RunError>) {
+    let bus = topology.events();
+    let (run_id, elapsed) = (scope.run_id(), scope.elapsed());
+    match outcome {
+        Err(RunError::Timeout { .. }) => bus.publish(
+            run_id,
+            elapsed,
+            EventKind::BudgetExhausted {
+                kind: BudgetKind::Time,
+            },
+        ),
+        Err(RunError::TokenBudgetExhausted { .. }) => bus.publish(
+            run_id,
+            elapsed,
+            EventKind::BudgetExhausted {
+                kind: BudgetKind::Tokens,
+            },
+        ),
+        _ => {}
+    }
+    let (stop_reason, error) = match outcome {
+        Ok(r) => (Some(r.metadata.stop_reason), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    bus.publish(
+        run_id,
+        elapsed,
+        EventKind::GraphFinished { stop_reason, error },
+    );
 }
 
 async fn run_loop(
@@ -151,7 +214,9 @@ async fn run_loop(
     limit: u64,
     scope: &Arc<RunScope>,
     current: &AtomicUsize,
+    events: bool,
 ) -> Result<RunResult, RunError> {
+    let bus = topology.events();
     let nodes = topology.nodes();
     let mut queue: VecDeque<(usize, NodeMessage)> = VecDeque::with_capacity(4);
     queue.push_back((topology.start(), inputs));
@@ -193,7 +258,40 @@ async fn run_loop(
 
         current.store(index, Ordering::Release);
         let ctx = Context::new(message, Arc::clone(&entry.name), index, Arc::clone(scope));
-        let outcome = CatchUnwind::new(entry.node.process_dyn(&ctx)).await;
+        if events {
+            bus.publish(
+                scope.run_id(),
+                scope.elapsed(),
+                EventKind::NodeStarted {
+                    node: Arc::clone(&entry.name),
+                },
+            );
+        }
+        let started = events.then(Instant::now);
+        let activation = CatchUnwind::new(entry.node.process_dyn(&ctx));
+        let span = tracing::debug_span!("spark.node", node = %entry.name, mode = "standard");
+        let outcome = if span.is_disabled() {
+            activation.await
+        } else {
+            activation.instrument(span).await
+        };
+        if let Some(started) = started {
+            let kind = match &outcome {
+                Ok(Ok(_)) => EventKind::NodeFinished {
+                    node: Arc::clone(&entry.name),
+                    duration: started.elapsed(),
+                },
+                Ok(Err(e)) => EventKind::NodeFailed {
+                    node: Arc::clone(&entry.name),
+                    error: e.to_string(),
+                },
+                Err(panic) => EventKind::NodeFailed {
+                    node: Arc::clone(&entry.name),
+                    error: format!("panicked: {panic}"),
+                },
+            };
+            bus.publish(scope.run_id(), scope.elapsed(), kind);
+        }
         steps += 1;
         if let Some(count) = per_node.get_mut(index) {
             *count += 1;

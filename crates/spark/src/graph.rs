@@ -3,7 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use spark_core::{DynNode, Node, NodeMessage, RunError, RunResult, Task, TaskType};
+use spark_core::{
+    DynNode, Event, EventBus, Node, NodeMessage, RunError, RunResult, Task, TaskType,
+};
 use spark_edges::{BuildErrors, Chain, EdgeCondition, Endpoint, NodeRef, Topology};
 use spark_mailbox::{LongRunningExecutor, RunHandle};
 use spark_sequential::SequentialExecutor;
@@ -50,6 +52,27 @@ impl Graph {
     /// The compiled topology (nodes, edges, limits).
     pub fn topology(&self) -> &Arc<Topology> {
         &self.topology
+    }
+
+    /// The bus every run of this graph publishes its events to; call
+    /// [`subscribe`](EventBus::subscribe) on it before running.
+    pub fn events(&self) -> &EventBus {
+        self.topology.events()
+    }
+
+    /// Subscribes to the events of every run of this graph from now on.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.topology.events().subscribe()
+    }
+
+    /// The graph as a Mermaid flowchart, drawn from its actual edges.
+    pub fn to_mermaid(&self) -> String {
+        self.topology.to_mermaid()
+    }
+
+    /// The graph in Graphviz DOT, drawn from its actual edges.
+    pub fn to_dot(&self) -> String {
+        self.topology.to_dot()
     }
 
     /// Runs a task; the task type picks the executor (the seed's `await graph.run(task)`).
@@ -204,6 +227,21 @@ impl GraphBuilder {
     /// Sets the default mailbox capacity of long-running runs (default 64).
     pub fn mailbox_capacity(&mut self, capacity: usize) -> &mut Self {
         self.inner.mailbox_capacity(capacity);
+        self
+    }
+
+    /// Sets the initial graph state of every run (a task can replace it).
+    pub fn initial_state(
+        &mut self,
+        state: spark_core::Map<String, spark_core::Value>,
+    ) -> &mut Self {
+        self.inner.initial_state(state);
+        self
+    }
+
+    /// Uses `bus` for the events of every run (for example one with a replay buffer).
+    pub fn event_bus(&mut self, bus: EventBus) -> &mut Self {
+        self.inner.event_bus(bus);
         self
     }
 

@@ -67,8 +67,9 @@ pub use subgraph::SubgraphNode;
 
 pub use spark_core::{
     json, node_fn, AckHook, Budget, BudgetError, BudgetKind, CancellationToken, ChannelMessage,
-    Context, DynNode, Map, Node, NodeCount, NodeError, NodeMessage, NodeResult, RunError,
-    RunMetadata, RunResult, RunScope, SinkOutput, StopReason, Task, TaskType, Value,
+    Context, DynNode, Event, EventBus, EventKind, GraphState, Map, Node, NodeCount, NodeError,
+    NodeMessage, NodeResult, RunError, RunMetadata, RunResult, RunScope, SinkOutput, StopReason,
+    Task, TaskType, Value,
 };
 pub use spark_edges::{
     BuildError, BuildErrors, Chain, EdgeCondition, Endpoint, ExprError, Expression, NodeRef,
@@ -88,9 +89,9 @@ pub mod crates {
 /// Everything a graph author usually needs: `use spark::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        json, node_fn, Budget, ChannelMessage, Context, EdgeCondition, Graph, GraphBuilder, Node,
-        NodeError, NodeMessage, NodeRef, RunError, RunHandle, RunResult, StopReason, SubgraphNode,
-        Task, TaskType, Value,
+        json, node_fn, Budget, ChannelMessage, Context, EdgeCondition, Event, EventKind, Graph,
+        GraphBuilder, GraphState, Node, NodeError, NodeMessage, NodeRef, RunError, RunHandle,
+        RunResult, StopReason, SubgraphNode, Task, TaskType, Value,
     };
 }
 

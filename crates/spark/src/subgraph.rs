@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use spark_core::{Context, Node, NodeError, NodeMessage, RunScope};
+use spark_core::{Context, GraphState, Node, NodeError, NodeMessage, RunScope};
 use spark_sequential::SequentialExecutor;
 
 use crate::Graph;
@@ -18,6 +18,8 @@ use crate::Graph;
 /// - **Cancellation**: the inner run uses a child of the outer run's cancellation token, so
 ///   cancelling the outer run cancels the inner one. When the outer standard run times out its
 ///   future is dropped, and the inner run with it.
+/// - **State**: the inner run gets its own graph state (the inner graph's initial state), or
+///   shares the outer run's with [`SubgraphNode::share_parent_state`].
 /// - **Budget**: the inner run gets what is left of the outer token budget; the tokens it
 ///   records are added to the outer run's counter. An inner failure becomes this node's error,
 ///   with the inner [`spark_core::RunError`] as its source.
@@ -45,6 +47,7 @@ pub struct SubgraphNode {
     graph: Graph,
     input_key: Option<String>,
     output_key: Option<String>,
+    share_state: bool,
 }
 
 impl SubgraphNode {
@@ -54,6 +57,7 @@ impl SubgraphNode {
             graph,
             input_key: None,
             output_key: None,
+            share_state: false,
         }
     }
 
@@ -61,6 +65,15 @@ impl SubgraphNode {
     #[must_use]
     pub fn input_key(mut self, key: impl Into<String>) -> Self {
         self.input_key = Some(key.into());
+        self
+    }
+
+    /// Lets the inner run share the outer run's graph state instead of getting its own (by
+    /// default the inner run starts from the inner graph's initial state, and its final state is
+    /// discarded).
+    #[must_use]
+    pub fn share_parent_state(mut self, share: bool) -> Self {
+        self.share_state = share;
         self
     }
 
@@ -91,9 +104,15 @@ impl Node for SubgraphNode {
         let inner_budget = remaining
             .and_then(|b| b.max_tokens())
             .and_then(|t| spark_core::Budget::tokens(t).ok());
-        let scope = Arc::new(RunScope::with_cancellation(
+        let state = if self.share_state {
+            ctx.state().clone()
+        } else {
+            GraphState::new(self.graph.topology().initial_state().clone())
+        };
+        let scope = Arc::new(RunScope::with_parts(
             inner_budget,
             ctx.cancellation().child_token(),
+            state,
         ));
         let outcome = SequentialExecutor::new()
             .run_scoped(self.graph.topology(), inputs, None, Arc::clone(&scope))
