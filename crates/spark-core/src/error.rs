@@ -181,7 +181,7 @@ pub enum RunError {
         message: String,
     },
     /// The time budget ran out (the seed's `TimeoutError`; standard mode).
-    #[error("time budget of {budget:?} exceeded{}", node.as_ref().map(|n| format!(" while `{n}` was running")).unwrap_or_default())]
+    #[error("time budget of {budget:?} exceeded{}", node.as_ref().map(|n| format!(" at node `{n}`")).unwrap_or_default())]
     Timeout {
         /// The budget's time limit.
         budget: Duration,

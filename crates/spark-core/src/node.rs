@@ -49,7 +49,10 @@ pub trait DynNode: Send + Sync + 'static {
 
 impl<N: Node> DynNode for N {
     fn process_dyn<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, NodeResult> {
-        Box::pin(self.process(ctx))
+        // `process` is called inside the boxed future, so code that runs before the node's
+        // future exists (for example a closure's body before its `async` block) runs on the
+        // first poll, where the executors catch its panics too.
+        Box::pin(async move { self.process(ctx).await })
     }
 }
 

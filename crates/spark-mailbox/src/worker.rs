@@ -131,6 +131,11 @@ pub(crate) async fn run_worker(
                     return;
                 }
             };
+            if shared.scope.shutdown_requested() {
+                // The stop begins when the requesting activation finishes, before its output is
+                // routed: the output is accepted but never delivered (counted unprocessed).
+                shared.request_stop(StopReason::Shutdown);
+            }
             targets.clear();
             if let Err(error) = shared.topology.route(index, &output, |to| targets.push(to)) {
                 shared.fail(error);
@@ -143,9 +148,6 @@ pub(crate) async fn run_worker(
                 deliver(&shared, index, &targets, output).await;
             }
             shared.finish_one();
-            if shared.scope.shutdown_requested() {
-                shared.request_stop(StopReason::Shutdown);
-            }
         }
     }
 

@@ -232,6 +232,9 @@ async fn run_loop(
                 "node index {index} is outside the graph"
             )));
         };
+        if scope.cancellation().is_cancelled() {
+            return Err(RunError::Cancelled);
+        }
         // The checks, in the order SEMANTICS section 9 fixes: time, tokens, step limit.
         if scope.deadline_passed() {
             return Err(RunError::Timeout {
@@ -293,6 +296,11 @@ async fn run_loop(
             bus.publish(scope.run_id(), scope.elapsed(), kind);
         }
         steps += 1;
+        if scope.cancellation().is_cancelled() {
+            // Cancelled from outside while the node ran: whatever it returned (often an error
+            // caused by the cancellation, e.g. from a subgraph), the run was cancelled.
+            return Err(RunError::Cancelled);
+        }
         if let Some(count) = per_node.get_mut(index) {
             *count += 1;
         }

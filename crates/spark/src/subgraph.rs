@@ -20,6 +20,8 @@ use crate::Graph;
 ///   future is dropped, and the inner run with it.
 /// - **State**: the inner run gets its own graph state (the inner graph's initial state), or
 ///   shares the outer run's with [`SubgraphNode::share_parent_state`].
+/// - **Shutdown delivery**: in a long-running outer graph, the worker's shutdown call returns
+///   at once without running the inner graph.
 /// - **Budget**: the inner run gets what is left of the outer token budget; the tokens it
 ///   records are added to the outer run's counter. An inner failure becomes this node's error,
 ///   with the inner [`spark_core::RunError`] as its source.
@@ -87,6 +89,11 @@ impl SubgraphNode {
 
 impl Node for SubgraphNode {
     async fn process(&self, ctx: &Context) -> Result<NodeMessage, NodeError> {
+        if ctx.is_shutdown() {
+            // A shutdown delivery (long-running outer graph) is control, not data: the inner
+            // graph does not run for it.
+            return Ok(NodeMessage::empty());
+        }
         let inputs = match &self.input_key {
             Some(key) => {
                 NodeMessage::new(ctx.inputs().content.get(key).cloned().unwrap_or_default())

@@ -102,7 +102,12 @@ fn executors_do_not_depend_on_each_other() {
 #[test]
 fn facade_reexports_every_member_crate() {
     let tree = dependency_tree("spark");
-    for krate in ["spark-core", "spark-edges", "spark-sequential", "spark-mailbox"] {
+    for krate in [
+        "spark-core",
+        "spark-edges",
+        "spark-sequential",
+        "spark-mailbox",
+    ] {
         assert!(depends_on(&tree, krate), "the facade misses {krate}");
     }
 }
