@@ -146,7 +146,11 @@ impl From<std::convert::Infallible> for NodeError {
 /// use spark_core::RunError;
 /// use std::time::Duration;
 ///
-/// let err = RunError::Timeout { budget: Duration::from_secs(30), node: Some("load".into()) };
+/// let err = RunError::Timeout {
+///     budget: Duration::from_secs(30),
+///     node: Some("load".into()),
+///     counts: Default::default(),
+/// };
 /// assert!(err.is_timeout());
 /// assert_eq!(err.node(), Some("load"));
 /// ```
@@ -161,6 +165,8 @@ pub enum RunError {
         /// What the node returned.
         #[source]
         source: NodeError,
+        /// What the run had counted when it failed (messages accepted, processed, unprocessed).
+        counts: RunCounts,
     },
     /// A node panicked; the panic was caught.
     #[error("node `{node}` panicked: {message}")]
@@ -169,6 +175,8 @@ pub enum RunError {
         node: String,
         /// The panic's message (its payload when it was a string).
         message: String,
+        /// What the run had counted when it failed (messages accepted, processed, unprocessed).
+        counts: RunCounts,
     },
     /// A predicate condition on an edge panicked while it was evaluated.
     #[error("condition on edge `{from}` -> `{to}` panicked: {message}")]
@@ -179,6 +187,8 @@ pub enum RunError {
         to: String,
         /// The panic's message.
         message: String,
+        /// What the run had counted when it failed (messages accepted, processed, unprocessed).
+        counts: RunCounts,
     },
     /// The time budget ran out (the seed's `TimeoutError`; standard mode).
     #[error("time budget of {budget:?} exceeded{}", node.as_ref().map(|n| format!(" at node `{n}`")).unwrap_or_default())]
@@ -187,6 +197,8 @@ pub enum RunError {
         budget: Duration,
         /// The node that was running or about to run, if any.
         node: Option<String>,
+        /// What the run had counted when it failed (messages accepted, processed, unprocessed).
+        counts: RunCounts,
     },
     /// The token budget was used up before an activation could start (standard mode).
     #[error("token budget exhausted: {used} of {max} tokens used, node `{node}` not started")]
@@ -197,6 +209,8 @@ pub enum RunError {
         max: u64,
         /// The node whose activation was refused.
         node: String,
+        /// What the run had counted when it failed (messages accepted, processed, unprocessed).
+        counts: RunCounts,
     },
     /// A standard-mode run reached its step limit (usually a runaway cycle).
     #[error("step limit of {limit} activations reached: node `{node}` would have been activation {}", limit.saturating_add(1))]
@@ -205,6 +219,8 @@ pub enum RunError {
         node: String,
         /// The limit.
         limit: u64,
+        /// What the run had counted when it failed (messages accepted, processed, unprocessed).
+        counts: RunCounts,
     },
     /// Long-running mode: no worker can make progress and some are blocked sending to full
     /// mailboxes.
@@ -212,6 +228,8 @@ pub enum RunError {
     Deadlock {
         /// The nodes blocked on a send.
         blocked: Vec<String>,
+        /// What the run had counted when it failed (messages accepted, processed, unprocessed).
+        counts: RunCounts,
     },
     /// The run was cancelled from outside (for example, the parent of a subgraph stopped).
     #[error("run cancelled")]
@@ -224,7 +242,52 @@ pub enum RunError {
     Internal(String),
 }
 
+/// What a run had counted when it ended: the "nothing lost" accounting, also carried by errors.
+///
+/// `accepted == processed + unprocessed` always holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct RunCounts {
+    /// Messages created for a node (task input, routed outputs, messages sent through a handle).
+    pub accepted: u64,
+    /// Messages whose `process` call finished (Ok or error).
+    pub processed: u64,
+    /// Messages accepted but never processed.
+    pub unprocessed: u64,
+    /// Tokens recorded.
+    pub tokens_used: u64,
+}
+
 impl RunError {
+    /// The run's counts when it failed, for the variants that carry them.
+    pub fn counts(&self) -> Option<&RunCounts> {
+        match self {
+            RunError::NodeFailed { counts, .. }
+            | RunError::NodePanicked { counts, .. }
+            | RunError::ConditionPanicked { counts, .. }
+            | RunError::Timeout { counts, .. }
+            | RunError::TokenBudgetExhausted { counts, .. }
+            | RunError::StepLimitExceeded { counts, .. }
+            | RunError::Deadlock { counts, .. } => Some(counts),
+            RunError::Cancelled | RunError::InvalidTask(_) | RunError::Internal(_) => None,
+        }
+    }
+
+    /// Sets the counts of a variant that carries them (executors call this when a run ends).
+    #[must_use]
+    pub fn with_counts(mut self, new: RunCounts) -> Self {
+        match &mut self {
+            RunError::NodeFailed { counts, .. }
+            | RunError::NodePanicked { counts, .. }
+            | RunError::ConditionPanicked { counts, .. }
+            | RunError::Timeout { counts, .. }
+            | RunError::TokenBudgetExhausted { counts, .. }
+            | RunError::StepLimitExceeded { counts, .. }
+            | RunError::Deadlock { counts, .. } => *counts = new,
+            RunError::Cancelled | RunError::InvalidTask(_) | RunError::Internal(_) => {}
+        }
+        self
+    }
+
     /// `true` for [`RunError::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, RunError::Timeout { .. })
@@ -256,6 +319,7 @@ mod tests {
         let err = RunError::NodeFailed {
             node: "load".into(),
             source: NodeError::with_source("db down", std::io::Error::other("refused")),
+            counts: RunCounts::default(),
         };
         assert_eq!(err.to_string(), "node `load` failed: db down");
         let source = StdError::source(&err).map(ToString::to_string);
@@ -268,6 +332,7 @@ mod tests {
         let err = RunError::StepLimitExceeded {
             node: "loop".into(),
             limit: 10,
+            counts: RunCounts::default(),
         };
         assert_eq!(
             err.to_string(),

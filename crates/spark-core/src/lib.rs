@@ -44,7 +44,7 @@ mod task;
 
 pub use budget::{Budget, BudgetError, BudgetKind};
 pub use context::{Context, RunScope};
-pub use error::{NodeError, RunError};
+pub use error::{NodeError, RunCounts, RunError};
 pub use events::{Event, EventBus, EventKind};
 pub use message::{AckHook, ChannelMessage, NodeMessage};
 pub use node::{node_fn, BoxFuture, DynNode, FnNode, Node, NodeResult};

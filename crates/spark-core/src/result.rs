@@ -81,6 +81,16 @@ impl RunMetadata {
         }
     }
 
+    /// The accounting part of the metadata.
+    pub fn counts(&self) -> crate::RunCounts {
+        crate::RunCounts {
+            accepted: self.accepted,
+            processed: self.processed,
+            unprocessed: self.unprocessed,
+            tokens_used: self.tokens_used,
+        }
+    }
+
     /// How many messages `node` processed, or `None` for an unknown node.
     pub fn processed_by(&self, node: &str) -> Option<u64> {
         self.per_node

@@ -219,6 +219,7 @@ impl Topology {
                         from: self.name_of(edge.from),
                         to: self.name_of(edge.to),
                         message,
+                        counts: spark_core::RunCounts::default(),
                     }
                 })
             }

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use spark_core::{
-    ChannelMessage, EventKind, NodeCount, NodeMessage, RunError, RunMetadata, RunResult, RunScope,
-    SinkOutput, StopReason, TaskType,
+    ChannelMessage, EventKind, NodeCount, NodeMessage, RunCounts, RunError, RunMetadata, RunResult,
+    RunScope, SinkOutput, StopReason, TaskType,
 };
 use spark_edges::Topology;
 use tokio::sync::{broadcast, mpsc};
@@ -144,11 +144,16 @@ impl Shared {
     /// Builds the final result; call once every worker has exited.
     pub(crate) fn finish(&self) -> Result<RunResult, RunError> {
         let outcome = std::mem::take(&mut *lock(&self.outcome));
-        if let Some(error) = outcome.error {
-            return Err(error);
-        }
         let accepted = self.accepted.load(Ordering::Acquire);
         let processed = self.processed.load(Ordering::Acquire);
+        if let Some(error) = outcome.error {
+            return Err(error.with_counts(RunCounts {
+                accepted,
+                processed,
+                unprocessed: accepted.saturating_sub(processed),
+                tokens_used: self.scope.tokens_used(),
+            }));
+        }
         let mut metadata = RunMetadata::new(TaskType::LongRunning);
         metadata.stop_reason = outcome.reason.unwrap_or(StopReason::Completed);
         metadata.steps = processed;

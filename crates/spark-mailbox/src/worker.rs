@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use spark_core::panic::CatchUnwind;
 use spark_core::{
-    BudgetKind, ChannelMessage, Context, EventKind, NodeMessage, RunError, StopReason,
+    BudgetKind, ChannelMessage, Context, EventKind, NodeMessage, RunCounts, RunError, StopReason,
 };
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -118,6 +118,7 @@ pub(crate) async fn run_worker(
                     shared.fail(RunError::NodeFailed {
                         node: name.to_string(),
                         source,
+                        counts: RunCounts::default(),
                     });
                     shared.finish_one();
                     return; // a failed worker gets no shutdown delivery
@@ -126,6 +127,7 @@ pub(crate) async fn run_worker(
                     shared.fail(RunError::NodePanicked {
                         node: name.to_string(),
                         message,
+                        counts: RunCounts::default(),
                     });
                     shared.finish_one();
                     return;
@@ -199,6 +201,7 @@ async fn deliver(shared: &Shared, from: usize, targets: &[usize], output: NodeMe
             Err(Undelivered::Deadlock(cycle)) => {
                 shared.fail(RunError::Deadlock {
                     blocked: cycle.into_iter().map(|i| shared.node_name(i)).collect(),
+                    counts: RunCounts::default(),
                 });
             }
         }

@@ -38,13 +38,12 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use spark_core::panic::CatchUnwind;
 use spark_core::{
     BudgetKind, CancellationToken, Context, EventKind, GraphState, NodeCount, NodeMessage,
-    RunError, RunMetadata, RunResult, RunScope, StopReason, Task, TaskType,
+    RunCounts, RunError, RunMetadata, RunResult, RunScope, StopReason, Task, TaskType,
 };
 use spark_edges::Topology;
 use tokio::time::Instant;
@@ -59,6 +58,13 @@ pub struct SequentialExecutor {
 
 /// No node has started yet.
 const NONE_RUNNING: usize = usize::MAX;
+
+/// What the loop has done so far; read after the loop's future ended (also by a timeout).
+struct Progress {
+    current: usize,
+    accepted: u64,
+    processed: u64,
+}
 
 impl SequentialExecutor {
     /// A new executor.
@@ -134,12 +140,16 @@ impl SequentialExecutor {
                 },
             );
         }
-        let current = AtomicUsize::new(NONE_RUNNING);
+        let mut progress = Progress {
+            current: NONE_RUNNING,
+            accepted: 0,
+            processed: 0,
+        };
         let cancel = scope.cancellation().clone();
         let body = async {
             tokio::select! {
                 biased;
-                r = run_loop(topology, inputs, limit, &scope, &current, events) => r,
+                r = run_loop(topology, inputs, limit, &scope, &mut progress, events) => r,
                 () = cancel.cancelled() => Err(RunError::Cancelled),
             }
         };
@@ -152,22 +162,31 @@ impl SequentialExecutor {
             }
         };
         let outcome = match (scope.deadline(), scope.budget().max_time()) {
-            (Some(deadline), Some(budget)) => tokio::time::timeout_at(deadline, body)
-                .await
-                .unwrap_or_else(|_| {
-                    let running = current.load(Ordering::Acquire);
-                    let node = if running == NONE_RUNNING {
+            (Some(deadline), Some(budget)) => {
+                let timed = tokio::time::timeout_at(deadline, body).await;
+                timed.unwrap_or_else(|_| {
+                    let node = if progress.current == NONE_RUNNING {
                         topology.start()
                     } else {
-                        running
+                        progress.current
                     };
                     Err(RunError::Timeout {
                         budget,
                         node: topology.node(node).map(|n| n.name.to_string()),
+                        counts: RunCounts::default(),
                     })
-                }),
+                })
+            }
             _ => body.await,
         };
+        let outcome = outcome.map_err(|e| {
+            e.with_counts(RunCounts {
+                accepted: progress.accepted,
+                processed: progress.processed,
+                unprocessed: progress.accepted.saturating_sub(progress.processed),
+                tokens_used: scope.tokens_used(),
+            })
+        });
         // The run is over, whatever its outcome: tell anything a node started in the background.
         scope.cancellation().cancel();
         if events {
@@ -213,7 +232,7 @@ async fn run_loop(
     inputs: NodeMessage,
     limit: u64,
     scope: &Arc<RunScope>,
-    current: &AtomicUsize,
+    progress: &mut Progress,
     events: bool,
 ) -> Result<RunResult, RunError> {
     let bus = topology.events();
@@ -224,6 +243,7 @@ async fn run_loop(
     let mut sinks: Vec<(Arc<str>, NodeMessage)> = Vec::new();
     let mut steps: u64 = 0;
     let mut accepted: u64 = 1;
+    progress.accepted = accepted;
     let budget = scope.budget();
 
     while let Some((index, message)) = queue.pop_front() {
@@ -240,6 +260,7 @@ async fn run_loop(
             return Err(RunError::Timeout {
                 budget: budget.max_time().unwrap_or_default(),
                 node: Some(entry.name.to_string()),
+                counts: RunCounts::default(),
             });
         }
         if let Some(max) = budget.max_tokens() {
@@ -249,6 +270,7 @@ async fn run_loop(
                     used,
                     max,
                     node: entry.name.to_string(),
+                    counts: RunCounts::default(),
                 });
             }
         }
@@ -256,10 +278,11 @@ async fn run_loop(
             return Err(RunError::StepLimitExceeded {
                 node: entry.name.to_string(),
                 limit,
+                counts: RunCounts::default(),
             });
         }
 
-        current.store(index, Ordering::Release);
+        progress.current = index;
         let ctx = Context::new(message, Arc::clone(&entry.name), index, Arc::clone(scope));
         if events {
             bus.publish(
@@ -296,6 +319,7 @@ async fn run_loop(
             bus.publish(scope.run_id(), scope.elapsed(), kind);
         }
         steps += 1;
+        progress.processed = steps;
         if scope.cancellation().is_cancelled() {
             // Cancelled from outside while the node ran: whatever it returned (often an error
             // caused by the cancellation, e.g. from a subgraph), the run was cancelled.
@@ -310,12 +334,14 @@ async fn run_loop(
                 return Err(RunError::NodeFailed {
                     node: entry.name.to_string(),
                     source,
+                    counts: RunCounts::default(),
                 })
             }
             Err(message) => {
                 return Err(RunError::NodePanicked {
                     node: entry.name.to_string(),
                     message,
+                    counts: RunCounts::default(),
                 })
             }
         };
@@ -323,6 +349,7 @@ async fn run_loop(
             queue.push_back((to, output.clone()));
         })?;
         accepted += fired as u64;
+        progress.accepted = accepted;
         if fired == 0 {
             sinks.push((Arc::clone(&entry.name), output));
         }

@@ -222,7 +222,9 @@ async fn token_budget_returns_budget_error_with_tokens_used() {
         assert_eq!(entries(&log), expected, "max {max}");
         let refused = format!("n{ran}");
         match &err {
-            RunError::TokenBudgetExhausted { used, max: m, node } => {
+            RunError::TokenBudgetExhausted {
+                used, max: m, node, ..
+            } => {
                 assert_eq!(*used, ran as u64 * PER_NODE);
                 assert!(*used >= max);
                 assert_eq!(*m, max);
@@ -301,7 +303,7 @@ async fn time_is_checked_before_tokens_before_step_limit() {
 
     let steps_only = run(MAX_TOKENS - 1, Duration::ZERO).await;
     assert!(
-        matches!(&steps_only, RunError::StepLimitExceeded { limit: 1, node } if node == "second"),
+        matches!(&steps_only, RunError::StepLimitExceeded { limit: 1, node, .. } if node == "second"),
         "{steps_only:?}"
     );
 }
@@ -450,7 +452,7 @@ async fn subgraph_tokens_count_toward_the_outer_budget() {
 
     assert_eq!(entries(&log), names(&["n0", "n1"]));
     assert!(
-        matches!(&err, RunError::TokenBudgetExhausted { used, max: m, node }
+        matches!(&err, RunError::TokenBudgetExhausted { used, max: m, node, .. }
             if *used == 2 * INNER_PER_NODE && *m == max && node == "after"),
         "{err:?}"
     );

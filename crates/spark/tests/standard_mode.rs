@@ -1068,7 +1068,7 @@ async fn runaway_cycle_hits_step_limit() {
     // Activation LIMIT + 1 is the (LIMIT % 3)-th node of the cycle.
     let next = cycle[(LIMIT as usize) % cycle.len()];
     match &err {
-        RunError::StepLimitExceeded { node, limit } => {
+        RunError::StepLimitExceeded { node, limit, .. } => {
             assert_eq!(node, next);
             assert_eq!(*limit, LIMIT);
         }
@@ -1113,7 +1113,7 @@ async fn default_step_limit_is_ten_thousand_activations() {
     let err = graph.run_default().await.unwrap_err();
 
     assert!(
-        matches!(&err, RunError::StepLimitExceeded { node, limit: 10_000 } if node == "spin"),
+        matches!(&err, RunError::StepLimitExceeded { node, limit: 10_000, .. } if node == "spin"),
         "{err:?}"
     );
     assert_eq!(count.load(Ordering::SeqCst), 10_000);
@@ -1207,7 +1207,7 @@ async fn node_panic_becomes_error_naming_the_node() {
     let err = graph.run_default().await.unwrap_err();
 
     match &err {
-        RunError::NodePanicked { node, message } => {
+        RunError::NodePanicked { node, message, .. } => {
             assert_eq!(node, "crash");
             assert_eq!(message, "boom before any await");
         }
@@ -1231,7 +1231,7 @@ async fn node_panic_after_an_await_is_caught_too() {
     let err = graph.run_default().await.unwrap_err();
 
     assert!(
-        matches!(&err, RunError::NodePanicked { node, message }
+        matches!(&err, RunError::NodePanicked { node, message, .. }
             if node == "crash" && message == "boom after an await"),
         "{err:?}"
     );
@@ -1258,7 +1258,7 @@ async fn closure_node_panicking_before_it_returns_its_future_is_caught() {
     let run = outcome.expect("the node's panic escaped `Graph::run` instead of becoming an error");
     let err = run.unwrap_err();
     assert!(
-        matches!(&err, RunError::NodePanicked { node, message }
+        matches!(&err, RunError::NodePanicked { node, message, .. }
             if node == "strict" && message.contains("input `n` must be an integer")),
         "{err:?}"
     );
@@ -1278,7 +1278,9 @@ async fn predicate_panic_becomes_error_naming_the_edge() {
     let err = graph.run_default().await.unwrap_err();
 
     match &err {
-        RunError::ConditionPanicked { from, to, message } => {
+        RunError::ConditionPanicked {
+            from, to, message, ..
+        } => {
             assert_eq!((from.as_str(), to.as_str()), ("a", "guarded"));
             assert_eq!(message, "predicate exploded");
         }
@@ -1414,7 +1416,7 @@ async fn subgraph_inner_failure_names_the_subgraph_node_with_the_inner_error_as_
     }
     let inner_err = inner_err.expect("the inner RunError is in the source chain");
     assert!(
-        matches!(inner_err, RunError::NodeFailed { node, source } if node == "inner_fail"
+        matches!(inner_err, RunError::NodeFailed { node, source, .. } if node == "inner_fail"
             && source.message() == "inner broke"),
         "{inner_err:?}"
     );
