@@ -1,0 +1,91 @@
+//! `cargo xtask ci`: the checks CI runs, in order, stopping at the first failure.
+
+use std::process::Command;
+
+use crate::workspace::{run_step, Workspace};
+use crate::{bench, Error, Result};
+
+/// One CI step: a name for messages and the command it runs.
+struct Step {
+    name: &'static str,
+    command: Command,
+}
+
+fn cargo_steps(ws: &Workspace) -> Vec<Step> {
+    let mut doc = ws.cargo(["doc", "--workspace", "--no-deps"]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    vec![
+        Step {
+            name: "fmt",
+            command: ws.cargo(["fmt", "--all", "--", "--check"]),
+        },
+        Step {
+            name: "clippy",
+            command: ws.cargo([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        },
+        Step {
+            name: "test",
+            command: ws.cargo(["test", "--workspace"]),
+        },
+        Step {
+            name: "doc",
+            command: doc,
+        },
+    ]
+}
+
+/// Runs fmt check, clippy, tests, docs and the bench smoke run.
+///
+/// # Errors
+/// The first failing step, by name.
+pub fn run(ws: &Workspace) -> Result<()> {
+    let mut steps = cargo_steps(ws);
+    let total = steps.len() + 1;
+    for (i, step) in steps.iter_mut().enumerate() {
+        println!("==> ci step {}/{total}: {}", i + 1, step.name);
+        run_step(step.name, &mut step.command)
+            .map_err(|e| Error::fail(format!("ci stopped at step `{}`: {e}", step.name)))?;
+    }
+    println!("==> ci step {total}/{total}: bench smoke");
+    bench::run(ws, &bench::Options::smoke())
+        .map_err(|e| Error::fail(format!("ci stopped at step `bench smoke`: {e}")))?;
+    println!("ci passed: fmt, clippy, test, doc, bench smoke");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::workspace::describe;
+
+    #[test]
+    fn the_steps_run_in_order_with_their_flags() {
+        let ws = Workspace {
+            root: PathBuf::from("."),
+            target_dir: PathBuf::from("target"),
+            cargo: PathBuf::from("cargo"),
+        };
+        let lines: Vec<String> = cargo_steps(&ws)
+            .iter()
+            .map(|s| format!("{}: {}", s.name, describe(&s.command)))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "fmt: cargo fmt --all -- --check",
+                "clippy: cargo clippy --workspace --all-targets -- -D warnings",
+                "test: cargo test --workspace",
+                "doc: RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps",
+            ]
+        );
+    }
+}

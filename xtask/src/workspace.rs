@@ -1,0 +1,199 @@
+//! Where things are (workspace root, target directory, criterion's output) and how to run
+//! cargo from the xtask.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{Context, Error, Result};
+
+/// The workspace the xtask works on.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    /// The workspace root (where the root `Cargo.toml` is).
+    pub root: PathBuf,
+    /// Cargo's target directory (honours `CARGO_TARGET_DIR`).
+    pub target_dir: PathBuf,
+    /// The cargo executable that runs the xtask (`$CARGO`), or `cargo`.
+    pub cargo: PathBuf,
+}
+
+impl Workspace {
+    /// The workspace of this xtask crate, with its target directory from `cargo metadata`.
+    ///
+    /// # Errors
+    /// When `cargo metadata` fails or prints something unexpected.
+    pub fn locate() -> Result<Self> {
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = manifest_dir
+            .parent()
+            .ok_or_else(|| Error::fail("the xtask crate has no parent directory"))?
+            .to_path_buf();
+        let cargo = std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
+        let output = Command::new(&cargo)
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .current_dir(&root)
+            .output()
+            .context(|| format!("running `{} metadata`", cargo.display()))?;
+        if !output.status.success() {
+            return Err(Error::fail(format!(
+                "`cargo metadata` failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        let metadata: serde_json::Value =
+            serde_json::from_slice(&output.stdout).context(|| "parsing `cargo metadata`")?;
+        let target_dir = metadata
+            .get("target_directory")
+            .and_then(serde_json::Value::as_str)
+            .map_or_else(|| root.join("target"), PathBuf::from);
+        Ok(Self {
+            root,
+            target_dir,
+            cargo,
+        })
+    }
+
+    /// Where criterion writes its results: `$CRITERION_HOME`, else `<target>/criterion` (the
+    /// same rule criterion follows).
+    pub fn criterion_dir(&self) -> PathBuf {
+        std::env::var_os("CRITERION_HOME")
+            .map_or_else(|| self.target_dir.join("criterion"), PathBuf::from)
+    }
+
+    /// The benchmark table.
+    pub fn targets_file(&self) -> PathBuf {
+        self.root.join("benches").join("targets.toml")
+    }
+
+    /// A `cargo` command run from the workspace root.
+    pub fn cargo<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(&self.cargo);
+        cmd.args(args).current_dir(&self.root);
+        cmd
+    }
+
+    /// The names of the bench targets of `package` (from `cargo metadata`), in manifest order.
+    ///
+    /// # Errors
+    /// When `cargo metadata` fails or the package does not exist.
+    pub fn bench_targets(&self, package: &str) -> Result<Vec<String>> {
+        let output = self
+            .cargo(["metadata", "--format-version", "1", "--no-deps"])
+            .output()
+            .context(|| "running `cargo metadata`")?;
+        if !output.status.success() {
+            return Err(Error::fail(format!(
+                "`cargo metadata` failed ({})",
+                output.status
+            )));
+        }
+        let metadata: serde_json::Value =
+            serde_json::from_slice(&output.stdout).context(|| "parsing `cargo metadata`")?;
+        bench_targets_of(&metadata, package)
+    }
+}
+
+/// The bench targets of `package` in a `cargo metadata` document.
+fn bench_targets_of(metadata: &serde_json::Value, package: &str) -> Result<Vec<String>> {
+    let packages = metadata
+        .get("packages")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| Error::fail("`cargo metadata` lists no packages"))?;
+    let pkg = packages
+        .iter()
+        .find(|p| p.get("name").and_then(serde_json::Value::as_str) == Some(package))
+        .ok_or_else(|| Error::fail(format!("package `{package}` is not in the workspace")))?;
+    let targets = pkg
+        .get("targets")
+        .and_then(serde_json::Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    Ok(targets
+        .iter()
+        .filter(|t| {
+            t.get("kind")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "bench"))
+        })
+        .filter_map(|t| t.get("name").and_then(serde_json::Value::as_str))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Runs `cmd`, echoing it first; fails naming `what` when it does not succeed.
+///
+/// # Errors
+/// When the command cannot start or exits unsuccessfully.
+pub fn run_step(what: &str, cmd: &mut Command) -> Result<()> {
+    println!("$ {}", describe(cmd));
+    let status = cmd
+        .status()
+        .context(|| format!("{what}: could not start `{}`", describe(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::fail(format!(
+            "{what} failed: `{}` exited with {status}",
+            describe(cmd)
+        )))
+    }
+}
+
+/// The command line of `cmd`, with its environment overrides, for messages.
+pub fn describe(cmd: &Command) -> String {
+    let mut parts: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| {
+            v.map(|v| format!("{}={:?}", k.to_string_lossy(), v.to_string_lossy()))
+        })
+        .collect();
+    let program = Path::new(cmd.get_program())
+        .file_name()
+        .unwrap_or_else(|| cmd.get_program())
+        .to_string_lossy()
+        .into_owned();
+    parts.push(program);
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_targets_come_from_metadata() {
+        let metadata = serde_json::json!({
+            "packages": [
+                { "name": "other", "targets": [{ "name": "x", "kind": ["bench"] }] },
+                { "name": "spark-benches", "targets": [
+                    { "name": "spark_benches", "kind": ["lib"] },
+                    { "name": "standard", "kind": ["bench"] },
+                    { "name": "long_running", "kind": ["bench"] }
+                ] }
+            ]
+        });
+        let names = bench_targets_of(&metadata, "spark-benches").ok();
+        assert_eq!(
+            names,
+            Some(vec!["standard".to_owned(), "long_running".to_owned()])
+        );
+        assert!(bench_targets_of(&metadata, "missing").is_err());
+    }
+
+    #[test]
+    fn describe_shows_env_and_args() {
+        let mut cmd = Command::new("/usr/bin/cargo");
+        cmd.args(["doc", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings");
+        assert_eq!(
+            describe(&cmd),
+            "RUSTDOCFLAGS=\"-D warnings\" cargo doc --no-deps"
+        );
+    }
+}
