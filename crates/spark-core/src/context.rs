@@ -1,20 +1,24 @@
 //! The per-activation [`Context`] and the per-run [`RunScope`] it points to.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use serde_json::{Map, Value};
+
 use crate::{Budget, GraphState, NodeMessage};
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 
-/// What one run shares among all its activations: budget, token counter, cancellation signal.
+/// What one run shares among all its activations: budget, token counter, cancellation signal,
+/// graph state.
 ///
 /// Executors create one per run; nodes reach it through [`Context`]. It is `Send + Sync` and
-/// lives behind an `Arc`.
+/// lives behind an `Arc`. The cancellation token and the graph state are created on first use,
+/// so a run that never touches them does not pay for them.
 #[derive(Debug)]
 pub struct RunScope {
     run_id: u64,
@@ -22,28 +26,16 @@ pub struct RunScope {
     started: Instant,
     deadline: Option<Instant>,
     tokens: AtomicU64,
-    cancel: CancellationToken,
+    cancel: OnceLock<CancellationToken>,
+    external_cancel: bool,
     shutdown_requested: AtomicBool,
-    state: GraphState,
+    state: OnceLock<GraphState>,
+    initial_state: Map<String, Value>,
 }
 
 impl RunScope {
     /// A scope for a run starting now under `budget` (`None`: unlimited).
     pub fn new(budget: Option<Budget>) -> Self {
-        Self::with_cancellation(budget, CancellationToken::new())
-    }
-
-    /// A scope whose cancellation signal is `cancel` (for example a child token of a parent run).
-    pub fn with_cancellation(budget: Option<Budget>, cancel: CancellationToken) -> Self {
-        Self::with_parts(budget, cancel, GraphState::default())
-    }
-
-    /// A scope with every part given: budget, cancellation signal and graph state.
-    pub fn with_parts(
-        budget: Option<Budget>,
-        cancel: CancellationToken,
-        state: GraphState,
-    ) -> Self {
         let budget = budget.unwrap_or_default();
         let started = Instant::now();
         let deadline = budget.max_time().and_then(|d| started.checked_add(d));
@@ -53,22 +45,65 @@ impl RunScope {
             started,
             deadline,
             tokens: AtomicU64::new(0),
-            cancel,
+            cancel: OnceLock::new(),
+            external_cancel: false,
             shutdown_requested: AtomicBool::new(false),
-            state,
+            state: OnceLock::new(),
+            initial_state: Map::new(),
         }
     }
 
-    /// Returns the scope with `state` as the run's graph state.
+    /// A scope whose cancellation signal is `cancel` (for example a child token of a parent run).
+    pub fn with_cancellation(budget: Option<Budget>, cancel: CancellationToken) -> Self {
+        Self::new(budget).with_cancellation_token(cancel)
+    }
+
+    /// Returns the scope with `cancel` as its cancellation signal: cancelling it from outside
+    /// cancels the run.
     #[must_use]
-    pub fn with_state(mut self, state: GraphState) -> Self {
-        self.state = state;
-        self
+    pub fn with_cancellation_token(self, cancel: CancellationToken) -> Self {
+        let slot = OnceLock::new();
+        let _ = slot.set(cancel);
+        Self {
+            cancel: slot,
+            external_cancel: true,
+            ..self
+        }
+    }
+
+    /// Returns the scope with `state` as the run's graph state (shared with whoever else holds
+    /// it, for example a parent run).
+    #[must_use]
+    pub fn with_state(self, state: GraphState) -> Self {
+        let slot = OnceLock::new();
+        let _ = slot.set(state);
+        Self {
+            state: slot,
+            ..self
+        }
+    }
+
+    /// Returns the scope with a graph state that starts as `initial` (created on first use).
+    #[must_use]
+    pub fn with_initial_state(self, initial: Map<String, Value>) -> Self {
+        Self {
+            initial_state: initial,
+            ..self
+        }
     }
 
     /// The run's graph state.
     pub fn state(&self) -> &GraphState {
-        &self.state
+        self.state
+            .get_or_init(|| GraphState::new(self.initial_state.clone()))
+    }
+
+    /// A copy of the graph state as it is now (the initial state if no node touched it).
+    pub fn state_snapshot(&self) -> Map<String, Value> {
+        match self.state.get() {
+            Some(state) => state.snapshot(),
+            None => self.initial_state.clone(),
+        }
     }
 
     /// A process-unique id of this run.
@@ -154,7 +189,32 @@ impl RunScope {
 
     /// The run's cancellation signal.
     pub fn cancellation(&self) -> &CancellationToken {
-        &self.cancel
+        self.cancel.get_or_init(CancellationToken::new)
+    }
+
+    /// `true` when the run has been cancelled (without creating the token).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel
+            .get()
+            .is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// The cancellation token given from outside when the scope was made, if any: only such a
+    /// token can cancel the run while it is going.
+    pub fn external_cancellation(&self) -> Option<&CancellationToken> {
+        if self.external_cancel {
+            self.cancel.get()
+        } else {
+            None
+        }
+    }
+
+    /// Cancels the run's token if anyone created or gave one (executors call this when the
+    /// run has ended).
+    pub fn cancel(&self) {
+        if let Some(token) = self.cancel.get() {
+            token.cancel();
+        }
     }
 
     /// Asks the run to stop gracefully after the current activation (long-running mode).
@@ -263,7 +323,7 @@ impl Context {
 
     /// `true` once the run has been cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.scope.cancellation().is_cancelled()
+        self.scope.is_cancelled()
     }
 
     /// Asks the run to stop gracefully once this activation has finished (long-running mode; in

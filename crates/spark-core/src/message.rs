@@ -1,7 +1,7 @@
 //! Messages: what goes into and out of a node, and the envelope used between mailboxes.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -47,8 +47,12 @@ impl NodeMessage {
     }
 
     /// A message whose content is an empty JSON object (what "returning nothing" means).
+    /// All empty messages share one payload, so making one does not allocate.
     pub fn empty() -> Self {
-        Self::new(Value::Object(Map::new()))
+        static EMPTY: OnceLock<Arc<Value>> = OnceLock::new();
+        Self::from(Arc::clone(
+            EMPTY.get_or_init(|| Arc::new(Value::Object(Map::new()))),
+        ))
     }
 
     /// Adds one metadata entry and returns the message (builder style).

@@ -53,7 +53,10 @@ impl Task {
     pub fn new(inputs: impl Into<NodeMessage>) -> Self {
         Self {
             inputs: inputs.into(),
-            ..Self::default()
+            task_type: TaskType::Standard,
+            budget: None,
+            max_steps: None,
+            state: None,
         }
     }
 
@@ -64,11 +67,7 @@ impl Task {
 
     /// A long-running task with the given input.
     pub fn long_running(inputs: impl Into<NodeMessage>) -> Self {
-        Self {
-            inputs: inputs.into(),
-            task_type: TaskType::LongRunning,
-            ..Self::default()
-        }
+        Self::new(inputs).with_type(TaskType::LongRunning)
     }
 
     /// Sets the execution mode.

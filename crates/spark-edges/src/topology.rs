@@ -169,6 +169,7 @@ impl Topology {
     }
 
     /// The outgoing edges of `node` in firing order (regular edges by priority, then fallback).
+    #[inline]
     pub fn edges_from(&self, node: usize) -> &[Edge] {
         self.edges.get(node).map_or(&[], |e| &e[..])
     }
@@ -185,6 +186,7 @@ impl Topology {
     ///
     /// # Errors
     /// [`RunError::ConditionPanicked`] naming the edge when a predicate panics.
+    #[inline]
     pub fn route(
         &self,
         from: usize,
@@ -210,6 +212,7 @@ impl Topology {
         Ok(fired)
     }
 
+    #[inline]
     fn matches(&self, edge: &Edge, output: &NodeMessage) -> Result<bool, RunError> {
         match &edge.condition {
             EdgeCondition::Always => Ok(true),

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use spark_core::{
-    BudgetKind, CancellationToken, ChannelMessage, EventKind, GraphState, RunError, RunResult,
-    RunScope, StopReason, Task, TaskType,
+    BudgetKind, ChannelMessage, EventKind, RunError, RunResult, RunScope, StopReason, Task,
+    TaskType,
 };
 use spark_edges::Topology;
 use tokio::sync::{broadcast, mpsc};
@@ -146,15 +146,12 @@ fn start(
     }
     let start_node = topology.start();
     let outputs = with_outputs.then(|| broadcast::channel(OUTPUT_BUFFER).0);
-    let state = GraphState::new(
-        task.state
-            .unwrap_or_else(|| topology.initial_state().clone()),
+    let scope = Arc::new(
+        RunScope::new(task.budget).with_initial_state(
+            task.state
+                .unwrap_or_else(|| topology.initial_state().clone()),
+        ),
     );
-    let scope = Arc::new(RunScope::with_parts(
-        task.budget,
-        CancellationToken::new(),
-        state,
-    ));
     let shared = Arc::new(Shared::new(
         topology,
         scope,
@@ -227,7 +224,7 @@ async fn drive_inner(started: Started) -> Result<RunResult, RunError> {
     }
     tracker.wait().await;
     drop(guard);
-    shared.scope.cancellation().cancel();
+    shared.scope.cancel();
     let outcome = shared.finish();
     shared.publish(|| match &outcome {
         Ok(r) => EventKind::GraphFinished {

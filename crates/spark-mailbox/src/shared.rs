@@ -173,6 +173,6 @@ impl Shared {
             })
             .collect();
         let sinks = std::mem::take(&mut *lock(&self.sinks));
-        Ok(RunResult::new(sinks, metadata).with_state(self.scope.state().snapshot()))
+        Ok(RunResult::new(sinks, metadata).with_state(self.scope.state_snapshot()))
     }
 }

@@ -38,12 +38,13 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 
 use spark_core::panic::CatchUnwind;
 use spark_core::{
-    BudgetKind, CancellationToken, Context, EventKind, GraphState, NodeCount, NodeMessage,
-    RunCounts, RunError, RunMetadata, RunResult, RunScope, StopReason, Task, TaskType,
+    BudgetKind, CancellationToken, Context, EventKind, NodeCount, NodeMessage, RunCounts, RunError,
+    RunMetadata, RunResult, RunScope, StopReason, Task, TaskType,
 };
 use spark_edges::Topology;
 use tokio::time::Instant;
@@ -54,16 +55,6 @@ use tracing::Instrument;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SequentialExecutor {
     _private: (),
-}
-
-/// No node has started yet.
-const NONE_RUNNING: usize = usize::MAX;
-
-/// What the loop has done so far; read after the loop's future ended (also by a timeout).
-struct Progress {
-    current: usize,
-    accepted: u64,
-    processed: u64,
 }
 
 impl SequentialExecutor {
@@ -84,31 +75,28 @@ impl SequentialExecutor {
     ///   activation;
     /// - [`RunError::StepLimitExceeded`] when the step limit is reached.
     ///
+    /// Every error that happens during the run carries the run's counts
+    /// ([`RunError::counts`]).
+    ///
     /// # Cancel safety
     /// Dropping the future stops the run after the current `.await` point of the running node;
     /// nothing is left running in the background.
-    pub async fn run(&self, topology: &Topology, task: Task) -> Result<RunResult, RunError> {
-        if task.task_type != TaskType::Standard {
-            return Err(RunError::InvalidTask(format!(
-                "the sequential executor runs standard tasks, got {:?}",
-                task.task_type
-            )));
-        }
-        let state = GraphState::new(
-            task.state
-                .unwrap_or_else(|| topology.initial_state().clone()),
-        );
-        let scope = Arc::new(RunScope::with_parts(
-            task.budget,
-            CancellationToken::new(),
-            state,
-        ));
-        self.run_scoped(topology, task.inputs, task.max_steps, scope)
-            .await
+    pub fn run<'a>(
+        &self,
+        topology: &'a Topology,
+        task: Task,
+    ) -> impl Future<Output = Result<RunResult, RunError>> + Send + 'a {
+        execute(
+            topology,
+            task.inputs,
+            task.max_steps,
+            Scope::New(task.task_type, task.budget, task.state),
+        )
     }
 
-    /// Runs `inputs` on `topology` within an existing run scope (its budget, token counter and
-    /// cancellation). Used for subgraphs, whose scope is derived from the parent's.
+    /// Runs `inputs` on `topology` within an existing run scope (its budget, token counter,
+    /// cancellation and graph state). Used for subgraphs, whose scope is derived from the
+    /// parent's.
     ///
     /// # Errors
     /// As [`SequentialExecutor::run`], plus [`RunError::Cancelled`] when the scope's cancellation
@@ -116,84 +104,311 @@ impl SequentialExecutor {
     ///
     /// # Cancel safety
     /// As [`SequentialExecutor::run`].
-    pub async fn run_scoped(
+    pub fn run_scoped<'a>(
         &self,
-        topology: &Topology,
+        topology: &'a Topology,
         inputs: NodeMessage,
         max_steps: Option<u64>,
         scope: Arc<RunScope>,
-    ) -> Result<RunResult, RunError> {
-        let limit = max_steps.unwrap_or_else(|| topology.step_limit());
-        if limit == 0 {
-            return Err(RunError::InvalidTask(
-                "the step limit must be at least 1".to_owned(),
-            ));
+    ) -> impl Future<Output = Result<RunResult, RunError>> + Send + 'a {
+        execute(topology, inputs, max_steps, Scope::Given(scope))
+    }
+}
+
+/// Where a run's scope comes from.
+enum Scope {
+    /// A new run: its task type (validated), budget and initial state.
+    New(
+        TaskType,
+        Option<spark_core::Budget>,
+        Option<spark_core::Map<String, spark_core::Value>>,
+    ),
+    /// An existing scope (subgraphs).
+    Given(Arc<RunScope>),
+}
+
+/// The FIFO queue of activations. The front element lives in `front`, so a linear chain (one
+/// pending activation at a time) never allocates the deque.
+struct Activations {
+    front: Option<(usize, NodeMessage)>,
+    rest: VecDeque<(usize, NodeMessage)>,
+}
+
+impl Activations {
+    fn new(first: (usize, NodeMessage)) -> Self {
+        Self {
+            front: Some(first),
+            rest: VecDeque::new(),
         }
-        let bus = topology.events();
-        let events = bus.is_active();
+    }
+
+    fn push(&mut self, activation: (usize, NodeMessage)) {
+        if self.front.is_none() && self.rest.is_empty() {
+            self.front = Some(activation);
+        } else {
+            self.rest.push_back(activation);
+        }
+    }
+
+    fn pop(&mut self) -> Option<(usize, NodeMessage)> {
+        self.front.take().or_else(|| self.rest.pop_front())
+    }
+}
+
+/// How waiting for one activation ended.
+enum Waited<T> {
+    Done(T),
+    Cancelled,
+    TimedOut,
+}
+
+/// Resolves when `token` is cancelled; never without a token.
+async fn cancelled_or_never(token: Option<&CancellationToken>) {
+    match token {
+        // Boxed: built only once a node has to wait, and kept out of the run's future.
+        Some(token) => Box::pin(token.cancelled()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves at `deadline`; never without one.
+async fn deadline_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => Box::pin(tokio::time::sleep_until(deadline)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One standard-mode run. `SequentialExecutor::run` returns this future directly, so a run
+/// nests only `execute` and `run_loop` (little is moved per run).
+async fn execute(
+    topology: &Topology,
+    inputs: NodeMessage,
+    max_steps: Option<u64>,
+    scope: Scope,
+) -> Result<RunResult, RunError> {
+    let scope = match scope {
+        Scope::Given(scope) => scope,
+        Scope::New(TaskType::Standard, budget, state) => Arc::new(
+            RunScope::new(budget)
+                .with_initial_state(state.unwrap_or_else(|| topology.initial_state().clone())),
+        ),
+        Scope::New(other, ..) => {
+            return Err(RunError::InvalidTask(format!(
+                "the sequential executor runs standard tasks, got {other:?}"
+            )))
+        }
+    };
+    let limit = max_steps.unwrap_or_else(|| topology.step_limit());
+    if limit == 0 {
+        return Err(RunError::InvalidTask(
+            "the step limit must be at least 1".to_owned(),
+        ));
+    }
+    let bus = topology.events();
+    let events = bus.is_active();
+    if events {
+        bus.publish(
+            scope.run_id(),
+            scope.elapsed(),
+            EventKind::GraphStarted {
+                task_type: TaskType::Standard,
+            },
+        );
+    }
+    let run_span = tracing::info_span!("spark.run", run_id = scope.run_id(), mode = "standard");
+    let mut state = LoopState {
+        accepted: 1,
+        processed: 0,
+        sinks: Vec::new(),
+        per_node: Vec::new(),
+    };
+    let outcome = run_loop(topology, inputs, limit, &scope, &mut state, events)
+        .instrument(run_span)
+        .await;
+    let counts = RunCounts {
+        accepted: state.accepted,
+        processed: state.processed,
+        unprocessed: state.accepted.saturating_sub(state.processed),
+        tokens_used: scope.tokens_used(),
+    };
+    let outcome = match outcome {
+        Ok(()) => {
+            let mut metadata = RunMetadata::new(TaskType::Standard);
+            metadata.stop_reason = StopReason::Completed;
+            metadata.steps = counts.processed;
+            metadata.tokens_used = counts.tokens_used;
+            metadata.elapsed = scope.elapsed();
+            metadata.accepted = counts.accepted;
+            metadata.processed = counts.processed;
+            metadata.unprocessed = counts.unprocessed;
+            metadata.per_node = state.per_node;
+            Ok(RunResult::new(state.sinks, metadata).with_state(scope.state_snapshot()))
+        }
+        Err(e) => Err(e.with_counts(counts)),
+    };
+    // The run is over, whatever its outcome: tell anything a node started in the background.
+    scope.cancel();
+    if events {
+        publish_end(topology, &scope, &outcome);
+    }
+    outcome
+}
+
+/// What the loop produced and counted; it stays readable when the loop fails.
+struct LoopState {
+    accepted: u64,
+    processed: u64,
+    sinks: Vec<(Arc<str>, NodeMessage)>,
+    per_node: Vec<NodeCount>,
+}
+
+/// The activation loop. A plain `async fn` awaited once by [`execute`]: its future is built in
+/// place, and each node's future is raced against outside cancellation and the deadline only
+/// when the node has to wait.
+async fn run_loop(
+    topology: &Topology,
+    inputs: NodeMessage,
+    limit: u64,
+    scope: &Arc<RunScope>,
+    state: &mut LoopState,
+    events: bool,
+) -> Result<(), RunError> {
+    let bus = topology.events();
+    let nodes = topology.nodes();
+    let mut queue = Activations::new((topology.start(), inputs));
+    state.per_node = topology
+        .names()
+        .iter()
+        .map(|node| NodeCount {
+            node: Arc::clone(node),
+            processed: 0,
+        })
+        .collect();
+    let budget = scope.budget();
+    let timeout = |node: &str| RunError::Timeout {
+        budget: budget.max_time().unwrap_or_default(),
+        node: Some(node.to_owned()),
+        counts: RunCounts::default(),
+    };
+
+    // Without outside cancellation or deadline there is nothing to race a node against.
+    let guarded = scope.external_cancellation().is_some() || scope.deadline().is_some();
+
+    while let Some((index, message)) = queue.pop() {
+        let Some(entry) = nodes.get(index) else {
+            return Err(RunError::InvalidTask(format!(
+                "node index {index} is outside the graph"
+            )));
+        };
+        if scope.is_cancelled() {
+            return Err(RunError::Cancelled);
+        }
+        // The checks, in the order SEMANTICS section 9 fixes: time, tokens, step limit.
+        if scope.deadline_passed() {
+            return Err(timeout(&entry.name));
+        }
+        if let Some(max) = budget.max_tokens() {
+            let used = scope.tokens_used();
+            if used >= max {
+                return Err(RunError::TokenBudgetExhausted {
+                    used,
+                    max,
+                    node: entry.name.to_string(),
+                    counts: RunCounts::default(),
+                });
+            }
+        }
+        if state.processed >= limit {
+            return Err(RunError::StepLimitExceeded {
+                node: entry.name.to_string(),
+                limit,
+                counts: RunCounts::default(),
+            });
+        }
+
+        let ctx = Context::new(message, Arc::clone(&entry.name), index, Arc::clone(scope));
         if events {
             bus.publish(
                 scope.run_id(),
                 scope.elapsed(),
-                EventKind::GraphStarted {
-                    task_type: TaskType::Standard,
+                EventKind::NodeStarted {
+                    node: Arc::clone(&entry.name),
                 },
             );
         }
-        let mut progress = Progress {
-            current: NONE_RUNNING,
-            accepted: 0,
-            processed: 0,
-        };
-        let cancel = scope.cancellation().clone();
-        let body = async {
-            tokio::select! {
+        let started = events.then(Instant::now);
+        let span = tracing::debug_span!("spark.node", node = %entry.name, mode = "standard");
+        let activation = CatchUnwind::new(entry.node.process_dyn(&ctx)).instrument(span);
+        let outcome = if guarded {
+            // Polled in this order: the node (trivial nodes finish at once, and the other two
+            // are then never built), outside cancellation, the deadline.
+            let waited = tokio::select! {
                 biased;
-                r = run_loop(topology, inputs, limit, &scope, &mut progress, events) => r,
-                () = cancel.cancelled() => Err(RunError::Cancelled),
+                outcome = activation => Waited::Done(outcome),
+                () = cancelled_or_never(scope.external_cancellation()) => Waited::Cancelled,
+                () = deadline_or_never(scope.deadline()) => Waited::TimedOut,
+            };
+            match waited {
+                Waited::Done(outcome) => outcome,
+                Waited::Cancelled => return Err(RunError::Cancelled),
+                Waited::TimedOut => return Err(timeout(&entry.name)),
             }
+        } else {
+            activation.await
         };
-        let span = tracing::info_span!("spark.run", run_id = scope.run_id(), mode = "standard");
-        let body = async {
-            if span.is_disabled() {
-                body.await
-            } else {
-                body.instrument(span).await
-            }
-        };
-        let outcome = match (scope.deadline(), scope.budget().max_time()) {
-            (Some(deadline), Some(budget)) => {
-                let timed = tokio::time::timeout_at(deadline, body).await;
-                timed.unwrap_or_else(|_| {
-                    let node = if progress.current == NONE_RUNNING {
-                        topology.start()
-                    } else {
-                        progress.current
-                    };
-                    Err(RunError::Timeout {
-                        budget,
-                        node: topology.node(node).map(|n| n.name.to_string()),
-                        counts: RunCounts::default(),
-                    })
+        if let Some(started) = started {
+            let kind = match &outcome {
+                Ok(Ok(_)) => EventKind::NodeFinished {
+                    node: Arc::clone(&entry.name),
+                    duration: started.elapsed(),
+                },
+                Ok(Err(e)) => EventKind::NodeFailed {
+                    node: Arc::clone(&entry.name),
+                    error: e.to_string(),
+                },
+                Err(panic) => EventKind::NodeFailed {
+                    node: Arc::clone(&entry.name),
+                    error: format!("panicked: {panic}"),
+                },
+            };
+            bus.publish(scope.run_id(), scope.elapsed(), kind);
+        }
+        state.processed += 1;
+        if scope.is_cancelled() {
+            // Cancelled from outside while the node ran: whatever it returned (often an error
+            // caused by the cancellation, e.g. from a subgraph), the run was cancelled.
+            return Err(RunError::Cancelled);
+        }
+        if let Some(count) = state.per_node.get_mut(index) {
+            count.processed += 1;
+        }
+        let output = match outcome {
+            Ok(Ok(output)) => output,
+            Ok(Err(source)) => {
+                return Err(RunError::NodeFailed {
+                    node: entry.name.to_string(),
+                    source,
+                    counts: RunCounts::default(),
                 })
             }
-            _ => body.await,
+            Err(message) => {
+                return Err(RunError::NodePanicked {
+                    node: entry.name.to_string(),
+                    message,
+                    counts: RunCounts::default(),
+                })
+            }
         };
-        let outcome = outcome.map_err(|e| {
-            e.with_counts(RunCounts {
-                accepted: progress.accepted,
-                processed: progress.processed,
-                unprocessed: progress.accepted.saturating_sub(progress.processed),
-                tokens_used: scope.tokens_used(),
-            })
-        });
-        // The run is over, whatever its outcome: tell anything a node started in the background.
-        scope.cancellation().cancel();
-        if events {
-            publish_end(topology, &scope, &outcome);
+        let fired = topology.route(index, &output, |to| {
+            queue.push((to, output.clone()));
+        })?;
+        state.accepted += fired as u64;
+        if fired == 0 {
+            state.sinks.push((Arc::clone(&entry.name), output));
         }
-        outcome.map(|result| result.with_state(scope.state().snapshot()))
     }
+    Ok(())
 }
 
 fn publish_end(topology: &Topology, scope: &RunScope, outcome: &Result<RunResult, RunError>) {
@@ -225,152 +440,4 @@ fn publish_end(topology: &Topology, scope: &RunScope, outcome: &Result<RunResult
         elapsed,
         EventKind::GraphFinished { stop_reason, error },
     );
-}
-
-async fn run_loop(
-    topology: &Topology,
-    inputs: NodeMessage,
-    limit: u64,
-    scope: &Arc<RunScope>,
-    progress: &mut Progress,
-    events: bool,
-) -> Result<RunResult, RunError> {
-    let bus = topology.events();
-    let nodes = topology.nodes();
-    let mut queue: VecDeque<(usize, NodeMessage)> = VecDeque::with_capacity(4);
-    queue.push_back((topology.start(), inputs));
-    let mut per_node = vec![0_u64; nodes.len()];
-    let mut sinks: Vec<(Arc<str>, NodeMessage)> = Vec::new();
-    let mut steps: u64 = 0;
-    let mut accepted: u64 = 1;
-    progress.accepted = accepted;
-    let budget = scope.budget();
-
-    while let Some((index, message)) = queue.pop_front() {
-        let Some(entry) = nodes.get(index) else {
-            return Err(RunError::InvalidTask(format!(
-                "node index {index} is outside the graph"
-            )));
-        };
-        if scope.cancellation().is_cancelled() {
-            return Err(RunError::Cancelled);
-        }
-        // The checks, in the order SEMANTICS section 9 fixes: time, tokens, step limit.
-        if scope.deadline_passed() {
-            return Err(RunError::Timeout {
-                budget: budget.max_time().unwrap_or_default(),
-                node: Some(entry.name.to_string()),
-                counts: RunCounts::default(),
-            });
-        }
-        if let Some(max) = budget.max_tokens() {
-            let used = scope.tokens_used();
-            if used >= max {
-                return Err(RunError::TokenBudgetExhausted {
-                    used,
-                    max,
-                    node: entry.name.to_string(),
-                    counts: RunCounts::default(),
-                });
-            }
-        }
-        if steps >= limit {
-            return Err(RunError::StepLimitExceeded {
-                node: entry.name.to_string(),
-                limit,
-                counts: RunCounts::default(),
-            });
-        }
-
-        progress.current = index;
-        let ctx = Context::new(message, Arc::clone(&entry.name), index, Arc::clone(scope));
-        if events {
-            bus.publish(
-                scope.run_id(),
-                scope.elapsed(),
-                EventKind::NodeStarted {
-                    node: Arc::clone(&entry.name),
-                },
-            );
-        }
-        let started = events.then(Instant::now);
-        let activation = CatchUnwind::new(entry.node.process_dyn(&ctx));
-        let span = tracing::debug_span!("spark.node", node = %entry.name, mode = "standard");
-        let outcome = if span.is_disabled() {
-            activation.await
-        } else {
-            activation.instrument(span).await
-        };
-        if let Some(started) = started {
-            let kind = match &outcome {
-                Ok(Ok(_)) => EventKind::NodeFinished {
-                    node: Arc::clone(&entry.name),
-                    duration: started.elapsed(),
-                },
-                Ok(Err(e)) => EventKind::NodeFailed {
-                    node: Arc::clone(&entry.name),
-                    error: e.to_string(),
-                },
-                Err(panic) => EventKind::NodeFailed {
-                    node: Arc::clone(&entry.name),
-                    error: format!("panicked: {panic}"),
-                },
-            };
-            bus.publish(scope.run_id(), scope.elapsed(), kind);
-        }
-        steps += 1;
-        progress.processed = steps;
-        if scope.cancellation().is_cancelled() {
-            // Cancelled from outside while the node ran: whatever it returned (often an error
-            // caused by the cancellation, e.g. from a subgraph), the run was cancelled.
-            return Err(RunError::Cancelled);
-        }
-        if let Some(count) = per_node.get_mut(index) {
-            *count += 1;
-        }
-        let output = match outcome {
-            Ok(Ok(output)) => output,
-            Ok(Err(source)) => {
-                return Err(RunError::NodeFailed {
-                    node: entry.name.to_string(),
-                    source,
-                    counts: RunCounts::default(),
-                })
-            }
-            Err(message) => {
-                return Err(RunError::NodePanicked {
-                    node: entry.name.to_string(),
-                    message,
-                    counts: RunCounts::default(),
-                })
-            }
-        };
-        let fired = topology.route(index, &output, |to| {
-            queue.push_back((to, output.clone()));
-        })?;
-        accepted += fired as u64;
-        progress.accepted = accepted;
-        if fired == 0 {
-            sinks.push((Arc::clone(&entry.name), output));
-        }
-    }
-
-    let mut metadata = RunMetadata::new(TaskType::Standard);
-    metadata.stop_reason = StopReason::Completed;
-    metadata.steps = steps;
-    metadata.tokens_used = scope.tokens_used();
-    metadata.elapsed = scope.elapsed();
-    metadata.accepted = accepted;
-    metadata.processed = steps;
-    metadata.unprocessed = accepted.saturating_sub(steps);
-    metadata.per_node = topology
-        .names()
-        .iter()
-        .zip(per_node)
-        .map(|(node, processed)| NodeCount {
-            node: Arc::clone(node),
-            processed,
-        })
-        .collect();
-    Ok(RunResult::new(sinks, metadata))
 }

@@ -86,7 +86,8 @@ impl Graph {
     pub async fn run(&self, task: Task) -> Result<RunResult, RunError> {
         match task.task_type {
             TaskType::Standard => SequentialExecutor::new().run(&self.topology, task).await,
-            TaskType::LongRunning => crate::long_running::run(&self.topology, task).await,
+            // Boxed so that the standard-mode future stays small (it is moved on every run).
+            TaskType::LongRunning => Box::pin(crate::long_running::run(&self.topology, task)).await,
         }
     }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use spark_core::{Context, GraphState, Node, NodeError, NodeMessage, RunScope};
+use spark_core::{Context, Node, NodeError, NodeMessage, RunScope};
 use spark_sequential::SequentialExecutor;
 
 use crate::Graph;
@@ -111,16 +111,12 @@ impl Node for SubgraphNode {
         let inner_budget = remaining
             .and_then(|b| b.max_tokens())
             .and_then(|t| spark_core::Budget::tokens(t).ok());
-        let state = if self.share_state {
-            ctx.state().clone()
+        let scope = RunScope::with_cancellation(inner_budget, ctx.cancellation().child_token());
+        let scope = Arc::new(if self.share_state {
+            scope.with_state(ctx.state().clone())
         } else {
-            GraphState::new(self.graph.topology().initial_state().clone())
-        };
-        let scope = Arc::new(RunScope::with_parts(
-            inner_budget,
-            ctx.cancellation().child_token(),
-            state,
-        ));
+            scope.with_initial_state(self.graph.topology().initial_state().clone())
+        });
         let outcome = SequentialExecutor::new()
             .run_scoped(self.graph.topology(), inputs, None, Arc::clone(&scope))
             .await;
