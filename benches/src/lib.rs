@@ -11,6 +11,10 @@
 //! The bench ids, the seed's figures and our targets live in `benches/targets.toml`; this crate
 //! only knows the shapes.
 //!
+//! Beside the criterion benches, two binaries run as child processes of `cargo xtask`:
+//! `mem_lr_10k` (the memory row, figures from [`mem`]) and `stress` (the soak of
+//! `cargo xtask stress`, built from [`stress`]).
+//!
 //! # Example
 //!
 //! ```
@@ -23,8 +27,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
 use spark::prelude::*;
 use spark::BuildErrors;
+use tokio::sync::watch;
+
+pub mod mem;
+pub mod stress;
 
 /// The key the nodes read and write.
 pub const COUNT: &str = "count";
@@ -67,6 +78,93 @@ impl Node for Router {
     async fn process(&self, ctx: &Context) -> Result<NodeMessage, NodeError> {
         let count = count_of(&ctx.inputs().content) + 1;
         Ok(json!({ COUNT: count, BRANCH: count % BRANCHES }).into())
+    }
+}
+
+/// Like [`Inc`], and also records when its first `process` call of a run began (`lr_startup`).
+///
+/// The stamp is kept until [`FirstCall::take`]; later calls (and the shutdown delivery) leave it
+/// alone, so one stamp per run is "the first `process` call".
+#[derive(Clone, Debug, Default)]
+pub struct FirstCall {
+    stamp: Arc<Mutex<Option<Instant>>>,
+}
+
+impl FirstCall {
+    /// A node with an empty stamp.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the stamp of the first call since the last `take` (`None` if there was none).
+    pub fn take(&self) -> Option<Instant> {
+        self.stamp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl Node for FirstCall {
+    async fn process(&self, ctx: &Context) -> Result<NodeMessage, NodeError> {
+        let now = Instant::now();
+        if !ctx.is_shutdown() {
+            self.stamp
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert(now);
+        }
+        let count = count_of(&ctx.inputs().content);
+        Ok(json!({ COUNT: count + 1 }).into())
+    }
+}
+
+/// The key of a [`Gate`]'s input: the epoch it waits for.
+pub const EPOCH: &str = "epoch";
+
+/// A node that holds a long-running run open: on an input `{"epoch": e}` it waits until its
+/// [`GateRelease`] has released epoch `e` (or a later one), then returns an empty message.
+///
+/// Made the start node of a run that also has other nodes, it keeps the run's in-flight count
+/// above zero while a driver sends messages through a handle, so a run spawned with
+/// `stop_on_quiescence(true)` cannot end between two sends; once released, the run ends exactly
+/// when the last message is done. The shutdown delivery never waits.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    released: watch::Receiver<u64>,
+}
+
+/// Opens a [`Gate`] for an epoch.
+#[derive(Debug)]
+pub struct GateRelease {
+    released: watch::Sender<u64>,
+}
+
+impl Gate {
+    /// A gate and its release; nothing is released yet (epoch 0 passes at once).
+    pub fn new() -> (Self, GateRelease) {
+        let (tx, rx) = watch::channel(0);
+        (Self { released: rx }, GateRelease { released: tx })
+    }
+}
+
+impl GateRelease {
+    /// Lets every gate input with an epoch up to `epoch` pass (now or when it arrives).
+    pub fn release(&self, epoch: u64) {
+        self.released.send_modify(|v| *v = (*v).max(epoch));
+    }
+}
+
+impl Node for Gate {
+    async fn process(&self, ctx: &Context) -> Result<NodeMessage, NodeError> {
+        if !ctx.is_shutdown() {
+            let epoch = ctx.inputs().content.get(EPOCH).and_then(Value::as_u64);
+            if let Some(epoch) = epoch {
+                // An error means the release was dropped: nobody can open the gate, pass.
+                let _ = self.released.clone().wait_for(|v| *v >= epoch).await;
+            }
+        }
+        Ok(NodeMessage::empty())
     }
 }
 
@@ -133,6 +231,51 @@ pub fn chain(n: usize) -> Result<Graph, BuildErrors> {
     g.build()
 }
 
+/// A linear chain of `n` nodes whose first node is `first` (started there), the others [`Inc`]:
+/// `n0 >> n1 >> ... >> n{n-1}`, as [`chain`].
+///
+/// # Errors
+/// When `n` is zero (an empty graph).
+pub fn chain_with_first(first: impl Node, n: usize) -> Result<Graph, BuildErrors> {
+    let mut g = Graph::builder();
+    let mut nodes: Vec<NodeRef> = Vec::with_capacity(n);
+    if n > 0 {
+        nodes.push(g.add("n0", first));
+    }
+    nodes.extend((1..n).map(|i| g.add(format!("n{i}"), Inc)));
+    for pair in nodes.windows(2) {
+        if let [from, to] = *pair {
+            g.connect(from >> to);
+        }
+    }
+    if let Some(&first) = nodes.first() {
+        g.start(first);
+    }
+    g.build()
+}
+
+/// The name of the gate node of [`gated_chain`].
+pub const GATE: &str = "gate";
+
+/// A [`Gate`] called `gate` (the start node, with no edges) beside an independent chain
+/// `n0 >> ... >> n{n-1}` of [`Inc`] nodes that a driver feeds through a run handle.
+///
+/// # Errors
+/// Only on a library bug.
+pub fn gated_chain(n: usize) -> Result<(Graph, GateRelease), BuildErrors> {
+    let (gate, release) = Gate::new();
+    let mut g = Graph::builder();
+    let start = g.add(GATE, gate);
+    let nodes: Vec<NodeRef> = (0..n).map(|i| g.add(format!("n{i}"), Inc)).collect();
+    for pair in nodes.windows(2) {
+        if let [from, to] = *pair {
+            g.connect(from >> to);
+        }
+    }
+    g.start(start);
+    Ok((g.build()?, release))
+}
+
 /// The branching graph: `entry >> router`, then `router.on("branch", k) >> b{k}_0 >> b{k}_1 >>
 /// join` for k in 0..3, then `join >> final`. Ten nodes; a run activates six of them.
 ///
@@ -168,11 +311,11 @@ pub async fn run_standard(graph: &Graph, inputs: Value) -> Result<u64, RunError>
     Ok(count_of(result.content()))
 }
 
-/// Runs `inputs` through `graph` in long-running mode and returns the final `count` (for the
-/// `lr_*` benches once the mailbox runtime lands).
+/// Runs `inputs` through `graph` in long-running mode (to quiescence) and returns the final
+/// `count`.
 ///
 /// # Errors
-/// Whatever the run reports (today: long-running mode is not available yet).
+/// Whatever the run reports.
 pub async fn run_long_running(graph: &Graph, inputs: Value) -> Result<u64, RunError> {
     let result = graph.run(Task::long_running(inputs)).await?;
     Ok(count_of(result.content()))
@@ -256,6 +399,45 @@ mod tests {
     #[test]
     fn an_empty_chain_is_rejected() {
         assert!(chain(0).is_err());
+    }
+
+    #[test]
+    fn first_call_stamps_the_first_call_of_a_long_running_run() {
+        let rt = multi_thread_runtime().unwrap();
+        let first = FirstCall::new();
+        let graph = chain_with_first(first.clone(), 10).unwrap();
+        let before = Instant::now();
+        let count = rt.block_on(run_long_running(&graph, input())).unwrap();
+        let after = Instant::now();
+        assert_eq!(count, 10);
+        let stamp = first.take().unwrap();
+        assert!(before <= stamp && stamp <= after);
+        assert!(first.take().is_none(), "one stamp per run");
+    }
+
+    #[test]
+    fn a_gate_holds_a_spawned_run_open_until_released() {
+        let rt = multi_thread_runtime().unwrap();
+        let (graph, release) = gated_chain(3).unwrap();
+        let result = rt.block_on(async {
+            let handle = spark::LongRunningExecutor::new()
+                .stop_on_quiescence(true)
+                .spawn(
+                    Arc::clone(graph.topology()),
+                    Task::long_running(json!({ EPOCH: 1 })),
+                )
+                .unwrap();
+            for _ in 0..1_000 {
+                handle.send("n0", input()).await.unwrap();
+            }
+            release.release(1);
+            handle.wait().await.unwrap()
+        });
+        let counts = result.metadata.counts();
+        assert_eq!(counts.accepted, 3_001);
+        assert_eq!(counts.processed, 3_001);
+        assert_eq!(counts.unprocessed, 0);
+        assert_eq!(result.metadata.processed_by("n2"), Some(1_000));
     }
 
     #[test]

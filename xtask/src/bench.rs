@@ -11,6 +11,10 @@
 //! - The report is also written to `<target>/bench-report.md` and `<target>/bench-report.json`.
 //! - Exit status 1 when a measured median misses its target, naming the rows.
 //!
+//! - After the criterion targets, the memory benches run as release child processes (see
+//!   [`crate::mem`]) and write `<target>/bench-mem/<id>.json`, which the report reads for the
+//!   `source = "memory"` rows. They take a second or two, so they also run with `--smoke`.
+//!
 //! `--smoke` runs each benchmark once (criterion's `--test`) and reports nothing: it proves the
 //! benches run, as CI needs. `--quick` shortens criterion's warm-up and measurement.
 
@@ -141,10 +145,13 @@ pub fn run(ws: &Workspace, options: &Options) -> Result<()> {
     } else {
         let started = SystemTime::now();
         run_bench_targets(ws, options)?;
+        crate::mem::run(ws)?;
         Some(started)
     };
     if options.smoke {
-        println!("bench smoke passed: every benchmark ran once (no thresholds)");
+        println!(
+            "bench smoke passed: every benchmark ran once, the memory bench too (no thresholds)"
+        );
         return Ok(());
     }
 

@@ -1,9 +1,10 @@
-//! `cargo xtask ci`: the checks CI runs, in order, stopping at the first failure.
+//! `cargo xtask ci`: the checks CI runs, in order, stopping at the first failure (the last one
+//! is the quick soak, `cargo xtask stress --quick`).
 
 use std::process::Command;
 
 use crate::workspace::{run_step, Workspace};
-use crate::{bench, Error, Result};
+use crate::{bench, stress, Error, Result};
 
 /// One CI step: a name for messages and the command it runs.
 struct Step {
@@ -41,22 +42,25 @@ fn cargo_steps(ws: &Workspace) -> Vec<Step> {
     ]
 }
 
-/// Runs fmt check, clippy, tests, docs and the bench smoke run.
+/// Runs fmt check, clippy, tests, docs, the bench smoke run and the quick soak.
 ///
 /// # Errors
 /// The first failing step, by name.
 pub fn run(ws: &Workspace) -> Result<()> {
     let mut steps = cargo_steps(ws);
-    let total = steps.len() + 1;
+    let total = steps.len() + 2;
     for (i, step) in steps.iter_mut().enumerate() {
         println!("==> ci step {}/{total}: {}", i + 1, step.name);
         run_step(step.name, &mut step.command)
             .map_err(|e| Error::fail(format!("ci stopped at step `{}`: {e}", step.name)))?;
     }
-    println!("==> ci step {total}/{total}: bench smoke");
+    println!("==> ci step {}/{total}: bench smoke", total - 1);
     bench::run(ws, &bench::Options::smoke())
         .map_err(|e| Error::fail(format!("ci stopped at step `bench smoke`: {e}")))?;
-    println!("ci passed: fmt, clippy, test, doc, bench smoke");
+    println!("==> ci step {total}/{total}: stress --quick");
+    stress::run(ws, stress::Options { quick: true })
+        .map_err(|e| Error::fail(format!("ci stopped at step `stress --quick`: {e}")))?;
+    println!("ci passed: fmt, clippy, test, doc, bench smoke, stress --quick");
     Ok(())
 }
 

@@ -2,15 +2,20 @@
 //! through the `cargo xtask` alias (`.cargo/config.toml`: `run --quiet --package xtask --`).
 //!
 //! - `cargo xtask ci`: the CI steps, in order, stopping at the first failure.
-//! - `cargo xtask bench`: runs the criterion benches and compares each median with the table
-//!   in `benches/targets.toml` (see [`mod@bench`] for the options and the exit status).
+//! - `cargo xtask bench`: runs the criterion benches and the memory bench, and compares each
+//!   figure with the table in `benches/targets.toml` (see [`mod@bench`] for the options and the
+//!   exit status).
+//! - `cargo xtask stress`: the long-running soak with injected faults; fails when a message is
+//!   lost (see [`mod@stress`]).
 //!
 //! `cargo xtask` alone lists the tasks. Exit status: 0 on success, 1 when a step fails or a
 //! target is missed, 2 for a usage error.
 
 mod bench;
 mod ci;
+mod mem;
 mod report;
+mod stress;
 mod targets;
 mod workspace;
 
@@ -22,9 +27,12 @@ const USAGE: &str = "\
 Usage: cargo xtask <task> [options]
 
 Tasks:
-  ci       fmt --check, clippy -D warnings, tests, docs (-D warnings), bench smoke;
-           stops at the first failing step
-  bench    run the benchmarks and compare the medians with benches/targets.toml
+  ci       fmt --check, clippy -D warnings, tests, docs (-D warnings), bench smoke,
+           stress --quick; stops at the first failing step
+  bench    run the benchmarks (criterion, and the memory bench as a child process) and
+           compare the figures with benches/targets.toml
+  stress   the long-running soak: 1,000 nodes, 1,000,000 messages, injected errors and panics,
+           bad input; fails when a message is lost or RSS grows beyond its bound
   help     print this list
 
 Options of `bench`:
@@ -38,7 +46,10 @@ Options of `bench`:
   -- ARGS...       pass ARGS to criterion (e.g. a filter: `-- std_flow`)
 
 Reports: target/bench-report.md and target/bench-report.json. `bench` exits with 1 when a
-measured median misses its target (with --strict also when a row was not measured).";
+measured median misses its target (with --strict also when a row was not measured).
+
+Options of `stress`:
+  --quick          the CI variant: 100 nodes, 20,000 messages (well under a minute)";
 
 /// An error that ends the xtask: a message for stderr and the exit status.
 #[derive(Debug)]
@@ -122,6 +133,10 @@ fn run(args: &[String]) -> Result<()> {
             let options = bench::Options::parse(rest)?;
             bench::run(&workspace::Workspace::locate()?, &options)
         }
+        "stress" => {
+            let options = stress::Options::parse(rest)?;
+            stress::run(&workspace::Workspace::locate()?, options)
+        }
         other => Err(Error::usage(format!("unknown task `{other}`"))),
     }
 }
@@ -139,6 +154,19 @@ mod tests {
     #[test]
     fn an_unknown_task_is_a_usage_error() {
         let err = run(&["bnech".to_owned()]).err();
+        assert!(matches!(err, Some(Error { code: 2, .. })), "{err:?}");
+    }
+
+    #[test]
+    fn the_task_list_shows_every_task() {
+        for task in ["ci ", "bench ", "stress ", "help "] {
+            assert!(USAGE.contains(&format!("\n  {task}")), "{task}");
+        }
+    }
+
+    #[test]
+    fn stress_rejects_unknown_options() {
+        let err = run(&["stress".to_owned(), "--fast".to_owned()]).err();
         assert!(matches!(err, Some(Error { code: 2, .. })), "{err:?}");
     }
 

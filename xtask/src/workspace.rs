@@ -99,6 +99,64 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// Builds binary `bin` of `package` in release mode (`cargo build --release`, echoed) and
+    /// returns the path of the executable, as cargo reports it.
+    ///
+    /// # Errors
+    /// When the build fails or cargo reports no executable for `bin`.
+    pub fn build_release_bin(&self, package: &str, bin: &str) -> Result<PathBuf> {
+        let mut cmd = self.cargo([
+            "build",
+            "--release",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--message-format=json-render-diagnostics",
+        ]);
+        println!("$ {}", describe(&cmd));
+        let output = cmd
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context(|| format!("could not start `{}`", describe(&cmd)))?;
+        if !output.status.success() {
+            return Err(Error::fail(format!(
+                "building `{bin}` failed: `{}` exited with {}",
+                describe(&cmd),
+                output.status
+            )));
+        }
+        executable_of(&String::from_utf8_lossy(&output.stdout), bin).ok_or_else(|| {
+            Error::fail(format!(
+                "`cargo build` reported no executable for the binary `{bin}`"
+            ))
+        })
+    }
+}
+
+/// The executable of binary `bin` in cargo's JSON messages (`--message-format=json`).
+fn executable_of(messages: &str, bin: &str) -> Option<PathBuf> {
+    messages
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| {
+            m.get("reason").and_then(serde_json::Value::as_str) == Some("compiler-artifact")
+        })
+        .filter(|m| {
+            m.pointer("/target/name")
+                .and_then(serde_json::Value::as_str)
+                == Some(bin)
+        })
+        .filter_map(|m| {
+            m.get("executable")
+                .and_then(serde_json::Value::as_str)
+                .map(PathBuf::from)
+        })
+        .next()
+}
+
 /// The bench targets of `package` in a `cargo metadata` document.
 fn bench_targets_of(metadata: &serde_json::Value, package: &str) -> Result<Vec<String>> {
     let packages = metadata
@@ -184,6 +242,24 @@ mod tests {
             Some(vec!["standard".to_owned(), "long_running".to_owned()])
         );
         assert!(bench_targets_of(&metadata, "missing").is_err());
+    }
+
+    #[test]
+    fn the_executable_comes_from_cargo_messages() {
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","target":{"name":"spark","kind":["lib"]},"executable":null}"#,
+            "\n",
+            "not json\n",
+            r#"{"reason":"compiler-artifact","target":{"name":"stress","kind":["bin"]},"executable":"/t/release/stress"}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+        );
+        assert_eq!(
+            executable_of(messages, "stress"),
+            Some(PathBuf::from("/t/release/stress"))
+        );
+        assert_eq!(executable_of(messages, "spark"), None);
+        assert_eq!(executable_of(messages, "mem_lr_10k"), None);
     }
 
     #[test]
