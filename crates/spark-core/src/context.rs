@@ -21,6 +21,12 @@ static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 /// so a run that never touches them does not pay for them.
 #[derive(Debug)]
 pub struct RunScope {
+    inner: Arc<ScopeInner>,
+}
+
+/// The state behind every handle of one run's scope (see [`RunScope::fork`]).
+#[derive(Debug)]
+struct ScopeInner {
     run_id: u64,
     budget: Budget,
     started: Instant,
@@ -40,17 +46,33 @@ impl RunScope {
         let started = Instant::now();
         let deadline = budget.max_time().and_then(|d| started.checked_add(d));
         Self {
-            run_id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
-            budget,
-            started,
-            deadline,
-            tokens: AtomicU64::new(0),
-            cancel: OnceLock::new(),
-            external_cancel: false,
-            shutdown_requested: AtomicBool::new(false),
-            state: OnceLock::new(),
-            initial_state: Map::new(),
+            inner: Arc::new(ScopeInner {
+                run_id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
+                budget,
+                started,
+                deadline,
+                tokens: AtomicU64::new(0),
+                cancel: OnceLock::new(),
+                external_cancel: false,
+                shutdown_requested: AtomicBool::new(false),
+                state: OnceLock::new(),
+                initial_state: Map::new(),
+            }),
         }
+    }
+
+    /// Another handle to the same run scope (same budget, tokens, cancellation, state). Each
+    /// long-running worker holds its own, so the reference counts its activations touch are
+    /// not shared between threads.
+    pub fn fork(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    /// The builder methods below only apply to a scope that has not been forked yet.
+    fn inner_mut(&mut self) -> Option<&mut ScopeInner> {
+        Arc::get_mut(&mut self.inner)
     }
 
     /// A scope whose cancellation signal is `cancel` (for example a child token of a parent run).
@@ -61,87 +83,88 @@ impl RunScope {
     /// Returns the scope with `cancel` as its cancellation signal: cancelling it from outside
     /// cancels the run.
     #[must_use]
-    pub fn with_cancellation_token(self, cancel: CancellationToken) -> Self {
-        let slot = OnceLock::new();
-        let _ = slot.set(cancel);
-        Self {
-            cancel: slot,
-            external_cancel: true,
-            ..self
+    pub fn with_cancellation_token(mut self, cancel: CancellationToken) -> Self {
+        if let Some(inner) = self.inner_mut() {
+            let slot = OnceLock::new();
+            let _ = slot.set(cancel);
+            inner.cancel = slot;
+            inner.external_cancel = true;
         }
+        self
     }
 
     /// Returns the scope with `state` as the run's graph state (shared with whoever else holds
     /// it, for example a parent run).
     #[must_use]
-    pub fn with_state(self, state: GraphState) -> Self {
-        let slot = OnceLock::new();
-        let _ = slot.set(state);
-        Self {
-            state: slot,
-            ..self
+    pub fn with_state(mut self, state: GraphState) -> Self {
+        if let Some(inner) = self.inner_mut() {
+            let slot = OnceLock::new();
+            let _ = slot.set(state);
+            inner.state = slot;
         }
+        self
     }
 
     /// Returns the scope with a graph state that starts as `initial` (created on first use).
     #[must_use]
-    pub fn with_initial_state(self, initial: Map<String, Value>) -> Self {
-        Self {
-            initial_state: initial,
-            ..self
+    pub fn with_initial_state(mut self, initial: Map<String, Value>) -> Self {
+        if let Some(inner) = self.inner_mut() {
+            inner.initial_state = initial;
         }
+        self
     }
 
     /// The run's graph state.
     pub fn state(&self) -> &GraphState {
-        self.state
-            .get_or_init(|| GraphState::new(self.initial_state.clone()))
+        self.inner
+            .state
+            .get_or_init(|| GraphState::new(self.inner.initial_state.clone()))
     }
 
     /// A copy of the graph state as it is now (the initial state if no node touched it).
     pub fn state_snapshot(&self) -> Map<String, Value> {
-        match self.state.get() {
+        match self.inner.state.get() {
             Some(state) => state.snapshot(),
-            None => self.initial_state.clone(),
+            None => self.inner.initial_state.clone(),
         }
     }
 
     /// A process-unique id of this run.
     pub fn run_id(&self) -> u64 {
-        self.run_id
+        self.inner.run_id
     }
 
     /// The run's budget.
     pub fn budget(&self) -> Budget {
-        self.budget
+        self.inner.budget
     }
 
     /// When the run started.
     pub fn started(&self) -> Instant {
-        self.started
+        self.inner.started
     }
 
     /// Time since the run started.
     pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
+        self.inner.started.elapsed()
     }
 
     /// The instant the time budget runs out, if there is one.
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        self.inner.deadline
     }
 
     /// `true` once the time budget has run out.
     pub fn deadline_passed(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
+        self.inner.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Adds `tokens` to the run's counter and returns the new total (saturating).
     pub fn record_tokens(&self, tokens: u64) -> u64 {
-        let mut current = self.tokens.load(Ordering::Relaxed);
+        let mut current = self.inner.tokens.load(Ordering::Relaxed);
         loop {
             let next = current.saturating_add(tokens);
-            match self.tokens.compare_exchange_weak(
+            match self.inner.tokens.compare_exchange_weak(
                 current,
                 next,
                 Ordering::AcqRel,
@@ -155,12 +178,13 @@ impl RunScope {
 
     /// Tokens recorded so far.
     pub fn tokens_used(&self) -> u64 {
-        self.tokens.load(Ordering::Acquire)
+        self.inner.tokens.load(Ordering::Acquire)
     }
 
     /// `true` once recorded tokens reached the token budget.
     pub fn tokens_exhausted(&self) -> bool {
-        self.budget
+        self.inner
+            .budget
             .max_tokens()
             .is_some_and(|max| self.tokens_used() >= max)
     }
@@ -168,17 +192,17 @@ impl RunScope {
     /// What is left of the budget now: the remaining time and tokens. `Ok(None)` when the run
     /// is unlimited; `Err(kind)` when a limit is already used up.
     pub fn remaining_budget(&self) -> Result<Option<Budget>, crate::BudgetKind> {
-        if self.budget.is_unlimited() {
+        if self.inner.budget.is_unlimited() {
             return Ok(None);
         }
         let mut left = Budget::UNLIMITED;
-        if let Some(deadline) = self.deadline {
+        if let Some(deadline) = self.inner.deadline {
             let time = deadline.saturating_duration_since(Instant::now());
             left = left
                 .with_max_time(time)
                 .map_err(|_| crate::BudgetKind::Time)?;
         }
-        if let Some(max) = self.budget.max_tokens() {
+        if let Some(max) = self.inner.budget.max_tokens() {
             let tokens = max.saturating_sub(self.tokens_used());
             left = left
                 .with_max_tokens(tokens)
@@ -189,12 +213,13 @@ impl RunScope {
 
     /// The run's cancellation signal.
     pub fn cancellation(&self) -> &CancellationToken {
-        self.cancel.get_or_init(CancellationToken::new)
+        self.inner.cancel.get_or_init(CancellationToken::new)
     }
 
     /// `true` when the run has been cancelled (without creating the token).
     pub fn is_cancelled(&self) -> bool {
-        self.cancel
+        self.inner
+            .cancel
             .get()
             .is_some_and(CancellationToken::is_cancelled)
     }
@@ -202,8 +227,8 @@ impl RunScope {
     /// The cancellation token given from outside when the scope was made, if any: only such a
     /// token can cancel the run while it is going.
     pub fn external_cancellation(&self) -> Option<&CancellationToken> {
-        if self.external_cancel {
-            self.cancel.get()
+        if self.inner.external_cancel {
+            self.inner.cancel.get()
         } else {
             None
         }
@@ -212,19 +237,19 @@ impl RunScope {
     /// Cancels the run's token if anyone created or gave one (executors call this when the
     /// run has ended).
     pub fn cancel(&self) {
-        if let Some(token) = self.cancel.get() {
+        if let Some(token) = self.inner.cancel.get() {
             token.cancel();
         }
     }
 
     /// Asks the run to stop gracefully after the current activation (long-running mode).
     pub fn request_shutdown(&self) {
-        self.shutdown_requested.store(true, Ordering::Release);
+        self.inner.shutdown_requested.store(true, Ordering::Release);
     }
 
     /// `true` once some node asked for a shutdown.
     pub fn shutdown_requested(&self) -> bool {
-        self.shutdown_requested.load(Ordering::Acquire)
+        self.inner.shutdown_requested.load(Ordering::Acquire)
     }
 }
 

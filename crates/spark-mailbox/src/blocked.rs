@@ -13,10 +13,10 @@
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use spark_core::ChannelMessage;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use crate::envelope::Envelope;
 use crate::shared::lock;
 
 pub(crate) struct BlockedSenders {
@@ -64,10 +64,10 @@ impl BlockedSenders {
     /// (room available) takes no lock.
     pub(crate) async fn send(
         &self,
-        mailboxes: &[mpsc::Sender<ChannelMessage>],
+        mailboxes: &[mpsc::Sender<Envelope>],
         from: usize,
         to: usize,
-        message: ChannelMessage,
+        message: Envelope,
         stop: &CancellationToken,
     ) -> Result<(), Undelivered> {
         let Some(tx) = mailboxes.get(to) else {
@@ -143,7 +143,7 @@ impl BlockedSenders {
 /// through full mailboxes only.
 fn find_cycle(
     blocked_on: &[Option<usize>],
-    mailboxes: &[mpsc::Sender<ChannelMessage>],
+    mailboxes: &[mpsc::Sender<Envelope>],
     start: usize,
 ) -> Option<Vec<usize>> {
     let mut cycle = vec![start];

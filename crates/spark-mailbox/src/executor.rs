@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use spark_core::{
-    BudgetKind, ChannelMessage, EventKind, RunError, RunResult, RunScope, StopReason, Task,
-    TaskType,
+    BudgetKind, EventKind, RunError, RunResult, RunScope, StopReason, Task, TaskType,
 };
 use spark_edges::Topology;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::envelope::Envelope;
 use crate::handle::RunHandle;
 use crate::shared::Shared;
 use crate::worker::run_worker;
@@ -164,11 +164,11 @@ fn start(
     });
     // The task input goes into the start node's mailbox before any worker runs; a new mailbox
     // always has room for it.
-    shared.accept(1);
+    shared.accept_outside();
     let delivered = shared
         .mailboxes
         .get(start_node)
-        .map(|tx| tx.try_send(ChannelMessage::new(task.inputs)));
+        .map(|tx| tx.try_send(Envelope::routed(task.inputs)));
     if !matches!(delivered, Some(Ok(()))) {
         return Err(RunError::Internal(
             "the start node's new mailbox refused the task input".to_owned(),

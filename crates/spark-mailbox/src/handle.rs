@@ -6,6 +6,7 @@ use spark_core::{ChannelMessage, NodeMessage, RunError, RunResult, SinkOutput, S
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use crate::envelope::Envelope;
 use crate::shared::Shared;
 
 /// A message sent through a [`RunHandle`] was not delivered; the message is handed back.
@@ -104,6 +105,9 @@ impl RunHandle {
 
     /// Sends an envelope into the mailbox of `node`. An envelope with `shutdown: true` is not
     /// delivered as data: it asks the whole run to stop gracefully ([`StopReason::Shutdown`]).
+    /// The envelope's metadata is merged into the payload's metadata (keys the payload already
+    /// has keep their value), so the node sees it in `ctx.inputs().metadata`; its ack hook fires
+    /// once the node has processed the message.
     ///
     /// # Errors
     /// As [`RunHandle::send`].
@@ -133,8 +137,8 @@ impl RunHandle {
         };
         match permit {
             Ok(permit) if !self.shared.is_stopping() => {
-                self.shared.accept(1);
-                permit.send(message);
+                self.shared.accept_outside();
+                permit.send(Envelope::from_channel(message));
                 Ok(())
             }
             _ => Err(HandleSendError::Stopped(message)),
@@ -160,8 +164,8 @@ impl RunHandle {
         };
         match tx.try_reserve() {
             Ok(permit) => {
-                self.shared.accept(1);
-                permit.send(message);
+                self.shared.accept_outside();
+                permit.send(Envelope::from_channel(message));
                 Ok(())
             }
             Err(tokio::sync::mpsc::error::TrySendError::Full(())) => Err(HandleSendError::Full {

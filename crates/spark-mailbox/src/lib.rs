@@ -22,6 +22,7 @@
 
 mod blocked;
 pub mod channel;
+mod envelope;
 mod executor;
 mod handle;
 mod shared;

@@ -4,14 +4,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use spark_core::{
-    ChannelMessage, EventKind, NodeCount, NodeMessage, RunCounts, RunError, RunMetadata, RunResult,
-    RunScope, SinkOutput, StopReason, TaskType,
+    EventKind, NodeCount, NodeMessage, RunCounts, RunError, RunMetadata, RunResult, RunScope,
+    SinkOutput, StopReason, TaskType,
 };
 use spark_edges::Topology;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::blocked::BlockedSenders;
+use crate::envelope::Envelope;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -24,18 +25,29 @@ pub(crate) struct Outcome {
 }
 
 /// The state of one long-running run.
+/// One node's counters. Aligned so two workers never write the same cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct NodeSlot {
+    /// `process` calls that finished.
+    processed: AtomicU64,
+    /// Outputs this node routed to mailboxes (accepted messages).
+    routed: AtomicU64,
+}
+
 pub(crate) struct Shared {
     pub(crate) topology: Arc<Topology>,
     pub(crate) scope: Arc<RunScope>,
-    pub(crate) mailboxes: Box<[mpsc::Sender<ChannelMessage>]>,
+    pub(crate) mailboxes: Box<[mpsc::Sender<Envelope>]>,
     /// Cancelled when the graceful stop begins.
     pub(crate) stop: CancellationToken,
     pub(crate) outcome: Mutex<Outcome>,
     /// Messages accepted and not yet finished (processed, or routed onward). Zero = quiescent.
     in_flight: AtomicU64,
-    accepted: AtomicU64,
-    processed: AtomicU64,
-    per_node: Box<[AtomicU64]>,
+    /// Messages accepted from outside the workers: the task input and handle sends.
+    accepted_outside: AtomicU64,
+    /// Per-node counters, each on its own cache line: a worker only ever writes its own.
+    slots: Box<[NodeSlot]>,
     sinks: Mutex<Vec<(Arc<str>, NodeMessage)>>,
     pub(crate) outputs: Option<broadcast::Sender<SinkOutput>>,
     pub(crate) stop_on_quiescence: bool,
@@ -46,7 +58,7 @@ impl Shared {
     pub(crate) fn new(
         topology: Arc<Topology>,
         scope: Arc<RunScope>,
-        mailboxes: Box<[mpsc::Sender<ChannelMessage>]>,
+        mailboxes: Box<[mpsc::Sender<Envelope>]>,
         stop_on_quiescence: bool,
         outputs: Option<broadcast::Sender<SinkOutput>>,
     ) -> Self {
@@ -57,9 +69,8 @@ impl Shared {
             stop: CancellationToken::new(),
             outcome: Mutex::new(Outcome::default()),
             in_flight: AtomicU64::new(0),
-            accepted: AtomicU64::new(0),
-            processed: AtomicU64::new(0),
-            per_node: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            accepted_outside: AtomicU64::new(0),
+            slots: (0..n).map(|_| NodeSlot::default()).collect(),
             sinks: Mutex::new(Vec::new()),
             outputs,
             stop_on_quiescence,
@@ -94,26 +105,40 @@ impl Shared {
         self.stop.is_cancelled()
     }
 
-    /// Counts `n` new messages as accepted and in flight (before they are sent).
-    pub(crate) fn accept(&self, n: u64) {
-        if n > 0 {
-            self.accepted.fetch_add(n, Ordering::Relaxed);
-            self.in_flight.fetch_add(n, Ordering::AcqRel);
+    /// Counts one message accepted from outside the workers (task input, handle send), before
+    /// it is sent.
+    pub(crate) fn accept_outside(&self) {
+        self.accepted_outside.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Node `node` finished processing one message: counts it processed.
+    pub(crate) fn record_processed(&self, node: usize) {
+        if let Some(slot) = self.slots.get(node) {
+            slot.processed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// A message finished (processed, its outputs accepted) or was given up; detects quiescence.
-    pub(crate) fn finish_one(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && self.stop_on_quiescence {
+    /// Node `node` is about to route its output to `targets` mailboxes: the outputs are
+    /// accepted, and the message it processed is finished. One atomic update of the in-flight
+    /// count covers both (none at all for exactly one target), and it happens before anything is
+    /// sent, so the count cannot reach zero early. Detects quiescence.
+    pub(crate) fn settle(&self, node: usize, targets: u64) {
+        if targets > 0 {
+            if let Some(slot) = self.slots.get(node) {
+                slot.routed.fetch_add(targets, Ordering::Relaxed);
+            }
+            if targets > 1 {
+                self.in_flight.fetch_add(targets - 1, Ordering::AcqRel);
+            }
+        } else if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && self.stop_on_quiescence {
             self.request_stop(StopReason::Completed);
         }
     }
 
-    pub(crate) fn record_processed(&self, node: usize) {
-        self.processed.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = self.per_node.get(node) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+    /// A message was given up without routing anything (its node failed): finishes it.
+    pub(crate) fn finish_one(&self, node: usize) {
+        self.settle(node, 0);
     }
 
     pub(crate) fn record_sink(&self, node: &Arc<str>, message: NodeMessage) {
@@ -144,8 +169,17 @@ impl Shared {
     /// Builds the final result; call once every worker has exited.
     pub(crate) fn finish(&self) -> Result<RunResult, RunError> {
         let outcome = std::mem::take(&mut *lock(&self.outcome));
-        let accepted = self.accepted.load(Ordering::Acquire);
-        let processed = self.processed.load(Ordering::Acquire);
+        let processed: u64 = self
+            .slots
+            .iter()
+            .map(|s| s.processed.load(Ordering::Acquire))
+            .sum();
+        let accepted = self.accepted_outside.load(Ordering::Acquire)
+            + self
+                .slots
+                .iter()
+                .map(|s| s.routed.load(Ordering::Acquire))
+                .sum::<u64>();
         if let Some(error) = outcome.error {
             return Err(error.with_counts(RunCounts {
                 accepted,
@@ -166,10 +200,10 @@ impl Shared {
             .topology
             .names()
             .iter()
-            .zip(self.per_node.iter())
-            .map(|(node, c)| NodeCount {
+            .zip(self.slots.iter())
+            .map(|(node, slot)| NodeCount {
                 node: Arc::clone(node),
-                processed: c.load(Ordering::Acquire),
+                processed: slot.processed.load(Ordering::Acquire),
             })
             .collect();
         let sinks = std::mem::take(&mut *lock(&self.sinks));

@@ -375,11 +375,6 @@ async fn run_loop(
             bus.publish(scope.run_id(), scope.elapsed(), kind);
         }
         state.processed += 1;
-        if scope.deadline_passed() {
-            // The node kept the thread past the deadline without yielding (a blocking call),
-            // so the timer could not interrupt it: the run still exceeded its budget.
-            return Err(timeout(&entry.name));
-        }
         if scope.is_cancelled() {
             // Cancelled from outside while the node ran: whatever it returned (often an error
             // caused by the cancellation, e.g. from a subgraph), the run was cancelled.

@@ -273,16 +273,34 @@ fn blocking(millis: u64) -> impl Node {
 }
 
 #[tokio::test]
-async fn node_blocking_past_the_deadline_still_ends_the_standard_run_with_timeout() {
+async fn node_blocking_past_the_deadline_is_caught_by_the_next_activations_check() {
     let mut g = Graph::builder();
     let b = g.add("blocker", blocking(60));
+    let next = g.add("next", pass());
+    g.connect(b >> next);
     let graph = g.start(b).build().unwrap();
+    let budget = || Budget::duration(Duration::from_millis(5)).unwrap();
     let err = graph
-        .run(Task::new(json!({})).with_budget(Budget::duration(Duration::from_millis(5)).unwrap()))
+        .run(Task::new(json!({})).with_budget(budget()))
         .await
         .unwrap_err();
+    // The blocking node could not be interrupted; the check before the next activation refuses
+    // it (SEMANTICS section 9), naming the node that would have run.
     assert!(err.is_timeout(), "{err:?}");
-    assert_eq!(err.node(), Some("blocker"));
+    assert_eq!(err.node(), Some("next"));
+    let counts = err.counts().unwrap();
+    assert_eq!((counts.processed, counts.unprocessed), (1, 1));
+
+    // Like the token budget: a run whose work ends before a check completes normally.
+    let mut g = Graph::builder();
+    let b = g.add("blocker", blocking(60));
+    let alone = g.start(b).build().unwrap();
+    let result = alone
+        .run(Task::new(json!({})).with_budget(budget()))
+        .await
+        .unwrap();
+    assert_eq!(result.content()["blocked"], 60);
+    assert!(result.metadata.elapsed >= Duration::from_millis(60));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
