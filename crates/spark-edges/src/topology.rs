@@ -1,5 +1,6 @@
 //! [`Topology`]: a validated, compiled graph, and the routing of an output along its edges.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ pub struct Topology {
     first_fallback: Vec<usize>,
     start: usize,
     limits: Limits,
+    by_name: HashMap<Arc<str>, usize>,
 }
 
 /// Run settings of a graph, fixed at build time.
@@ -77,6 +79,14 @@ impl fmt::Debug for Topology {
     }
 }
 
+fn names_to_index(names: &[Arc<str>]) -> HashMap<Arc<str>, usize> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (Arc::clone(n), i))
+        .collect()
+}
+
 impl Topology {
     pub(crate) fn new(
         nodes: Vec<NodeEntry>,
@@ -85,6 +95,7 @@ impl Topology {
         limits: Limits,
     ) -> Self {
         let names: Arc<[Arc<str>]> = nodes.iter().map(|n| Arc::clone(&n.name)).collect();
+        let names_for_index = Arc::clone(&names);
         let mut edges = Vec::with_capacity(out.len());
         let mut first_fallback = Vec::with_capacity(out.len());
         for mut list in out {
@@ -110,6 +121,7 @@ impl Topology {
             first_fallback,
             start,
             limits,
+            by_name: names_to_index(&names_for_index),
         }
     }
 
@@ -138,9 +150,9 @@ impl Topology {
         &self.names
     }
 
-    /// The index of the node called `name`.
+    /// The index of the node called `name` (a hash lookup).
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| &**n == name)
+        self.by_name.get(name).copied()
     }
 
     /// The start node's index.
