@@ -340,8 +340,11 @@ impl Context {
         self.scope.tokens_used()
     }
 
-    /// The run's cancellation signal: cancelled when the run stops (budget, error, shutdown).
-    /// Long operations inside a node can `select!` on `cancellation().cancelled()`.
+    /// The run's cancellation signal. It is cancelled once the run has ended (any outcome,
+    /// including a standard-mode timeout), so background work a node started can stop with it;
+    /// and cancelling it from outside cancels a standard run given that token
+    /// ([`RunScope::with_cancellation`]). A long-running graceful stop does **not** cancel it
+    /// while activations are still finishing: it fires after every worker has exited.
     pub fn cancellation(&self) -> &CancellationToken {
         self.scope.cancellation()
     }

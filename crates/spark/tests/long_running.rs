@@ -497,8 +497,8 @@ async fn time_budget_stops_gracefully_and_counts_queued() {
                 if ctx.is_shutdown() {
                     *at.lock().unwrap() = Some(Instant::now());
                 } else {
-                    // `slow` is already waiting when the jobs arrive, so it takes them out of
-                    // its mailbox together: queued jobs it holds must not run after the stop.
+                    // `slow` is already waiting when the jobs arrive, so it is woken with
+                    // several queued: none of those may start after the stop.
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Ok::<_, NodeError>(json!({ "job": true }))
