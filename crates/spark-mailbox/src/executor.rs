@@ -209,20 +209,28 @@ pub(crate) async fn drive(started: Started) -> Result<RunResult, RunError> {
 async fn drive_inner(started: Started) -> Result<RunResult, RunError> {
     let Started { shared, tracker } = started;
     let guard = StopOnDrop(&shared);
-    match shared.scope.deadline() {
-        Some(deadline) => {
-            tokio::select! {
-                biased;
-                () = shared.stop.cancelled() => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    shared.request_stop(StopReason::Budget(BudgetKind::Time));
-                    shared.publish(|| EventKind::BudgetExhausted { kind: BudgetKind::Time });
-                }
+    // Workers exit on their own once the stop begins, so the driver waits only for the last
+    // of them (one wake-up), racing the deadline when there is one.
+    let all_exited = tracker.wait();
+    tokio::pin!(all_exited);
+    if let Some(deadline) = shared.scope.deadline() {
+        let timed_out = tokio::select! {
+            biased;
+            () = &mut all_exited => false,
+            () = tokio::time::sleep_until(deadline) => true,
+        };
+        if timed_out {
+            if !shared.is_stopping() {
+                shared.publish(|| EventKind::BudgetExhausted {
+                    kind: BudgetKind::Time,
+                });
             }
+            shared.request_stop(StopReason::Budget(BudgetKind::Time));
+            all_exited.await;
         }
-        None => shared.stop.cancelled().await,
+    } else {
+        all_exited.await;
     }
-    tracker.wait().await;
     drop(guard);
     shared.scope.cancel();
     let outcome = shared.finish();
