@@ -14,6 +14,9 @@ use crate::blocked::Undelivered;
 use crate::envelope::Envelope;
 use crate::shared::Shared;
 
+/// How many times an idle worker yields, checking its mailbox, before it parks.
+const SPIN_YIELDS: usize = 1;
+
 pub(crate) async fn run_worker(
     shared: Arc<Shared>,
     index: usize,
@@ -39,10 +42,24 @@ pub(crate) async fn run_worker(
             Ok(envelope) => envelope,
             Err(TryRecvError::Disconnected) => break,
             Err(TryRecvError::Empty) => {
-                let received = tokio::select! {
-                    biased;
-                    () = &mut stopped => None,
-                    envelope = mailbox.recv() => envelope,
+                // Before parking, give the other tasks of this thread (often the sender) one
+                // turn: under load the mailbox refills meanwhile and the worker skips a
+                // park/unpark round trip.
+                let mut received = None;
+                for _ in 0..SPIN_YIELDS {
+                    tokio::task::yield_now().await;
+                    if let Ok(envelope) = mailbox.try_recv() {
+                        received = Some(envelope);
+                        break;
+                    }
+                }
+                let received = match received {
+                    Some(envelope) => Some(envelope),
+                    None => tokio::select! {
+                        biased;
+                        () = &mut stopped => None,
+                        envelope = mailbox.recv() => envelope,
+                    },
                 };
                 match received {
                     Some(envelope) => envelope,
