@@ -130,10 +130,12 @@ impl RunHandle {
         let Some(tx) = self.shared.mailboxes.get(index) else {
             return Err(HandleSendError::Stopped(message));
         };
+        // The reservation is polled first: with room in the mailbox the stop signal's waiter is
+        // never registered (the stop is checked right after instead).
         let permit = tokio::select! {
             biased;
-            () = self.shared.stop.cancelled() => return Err(HandleSendError::Stopped(message)),
             permit = tx.reserve() => permit,
+            () = self.shared.stop.cancelled() => return Err(HandleSendError::Stopped(message)),
         };
         match permit {
             Ok(permit) if !self.shared.is_stopping() => {
