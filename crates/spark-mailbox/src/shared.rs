@@ -1,6 +1,6 @@
 //! What all workers of one long-running run share: mailboxes, counters, the stop signal.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use spark_core::{
@@ -39,8 +39,10 @@ pub(crate) struct Shared {
     pub(crate) topology: Arc<Topology>,
     pub(crate) scope: Arc<RunScope>,
     pub(crate) mailboxes: Box<[mpsc::Sender<Envelope>]>,
-    /// Cancelled when the graceful stop begins.
+    /// Cancelled when the graceful stop begins (wakes waiting workers and senders).
     pub(crate) stop: CancellationToken,
+    /// Set when the graceful stop begins, before `stop` is cancelled (cheap to read).
+    stopping: AtomicBool,
     pub(crate) outcome: Mutex<Outcome>,
     /// Messages accepted and not yet finished (processed, or routed onward). Zero = quiescent.
     in_flight: AtomicU64,
@@ -67,6 +69,7 @@ impl Shared {
             scope,
             mailboxes,
             stop: CancellationToken::new(),
+            stopping: AtomicBool::new(false),
             outcome: Mutex::new(Outcome::default()),
             in_flight: AtomicU64::new(0),
             accepted_outside: AtomicU64::new(0),
@@ -87,6 +90,7 @@ impl Shared {
                 outcome.reason = Some(reason);
             }
         }
+        self.stopping.store(true, Ordering::Release);
         self.stop.cancel();
     }
 
@@ -98,11 +102,14 @@ impl Shared {
                 outcome.error = Some(error);
             }
         }
+        self.stopping.store(true, Ordering::Release);
         self.stop.cancel();
     }
 
+    /// `true` once the stop began. A plain atomic load: `CancellationToken::is_cancelled` takes
+    /// a lock, which workers on several threads would contend for on every message.
     pub(crate) fn is_stopping(&self) -> bool {
-        self.stop.is_cancelled()
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// Counts one message accepted from outside the workers (task input, handle send), before
