@@ -384,7 +384,7 @@ mod tests {
                 .per_node
                 .iter()
                 .filter(|n| n.processed > 0)
-                .map(|n| n.node.as_ref())
+                .map(|n| n.node)
                 .collect();
             let k = (start + 2) % BRANCHES;
             let b0 = format!("b{k}_0");

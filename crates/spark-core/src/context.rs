@@ -13,6 +13,11 @@ use crate::{Budget, GraphState, NodeMessage};
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 
+fn no_names() -> Arc<[Arc<str>]> {
+    static EMPTY: OnceLock<Arc<[Arc<str>]>> = OnceLock::new();
+    Arc::clone(EMPTY.get_or_init(|| Arc::from(Vec::new())))
+}
+
 /// What one run shares among all its activations: budget, token counter, cancellation signal,
 /// graph state.
 ///
@@ -21,12 +26,6 @@ static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 /// so a run that never touches them does not pay for them.
 #[derive(Debug)]
 pub struct RunScope {
-    inner: Arc<ScopeInner>,
-}
-
-/// The state behind every handle of one run's scope (see [`RunScope::fork`]).
-#[derive(Debug)]
-struct ScopeInner {
     run_id: u64,
     budget: Budget,
     started: Instant,
@@ -37,42 +36,52 @@ struct ScopeInner {
     shutdown_requested: AtomicBool,
     state: OnceLock<GraphState>,
     initial_state: Map<String, Value>,
+    /// The names of the graph's nodes, by index (what `Context::node_name` reads).
+    node_names: Arc<[Arc<str>]>,
 }
 
 impl RunScope {
     /// A scope for a run starting now under `budget` (`None`: unlimited).
     pub fn new(budget: Option<Budget>) -> Self {
+        Self::for_run(budget, Map::new(), no_names())
+    }
+
+    /// Returns the scope with the graph's node names (by index), which contexts made from it
+    /// report as [`Context::node_name`]. Executors set them.
+    #[must_use]
+    pub fn with_node_names(self, node_names: Arc<[Arc<str>]>) -> Self {
+        Self { node_names, ..self }
+    }
+
+    /// The name of the node at `index` in the graph this scope runs, `"?"` if unknown.
+    pub fn node_name(&self, index: usize) -> &str {
+        self.node_names.get(index).map_or("?", |n| n)
+    }
+
+    /// A scope for one run of a graph: `budget`, a graph state starting as `initial_state`,
+    /// and the graph's node names (what executors use; built in place, without the moves of
+    /// the builder methods).
+    pub fn for_run(
+        budget: Option<Budget>,
+        initial_state: Map<String, Value>,
+        node_names: Arc<[Arc<str>]>,
+    ) -> Self {
         let budget = budget.unwrap_or_default();
         let started = Instant::now();
         let deadline = budget.max_time().and_then(|d| started.checked_add(d));
         Self {
-            inner: Arc::new(ScopeInner {
-                run_id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
-                budget,
-                started,
-                deadline,
-                tokens: AtomicU64::new(0),
-                cancel: OnceLock::new(),
-                external_cancel: false,
-                shutdown_requested: AtomicBool::new(false),
-                state: OnceLock::new(),
-                initial_state: Map::new(),
-            }),
+            run_id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
+            budget,
+            started,
+            deadline,
+            tokens: AtomicU64::new(0),
+            cancel: OnceLock::new(),
+            external_cancel: false,
+            shutdown_requested: AtomicBool::new(false),
+            state: OnceLock::new(),
+            initial_state,
+            node_names,
         }
-    }
-
-    /// Another handle to the same run scope (same budget, tokens, cancellation, state). Each
-    /// long-running worker holds its own, so the reference counts its activations touch are
-    /// not shared between threads.
-    pub fn fork(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-        }
-    }
-
-    /// The builder methods below only apply to a scope that has not been forked yet.
-    fn inner_mut(&mut self) -> Option<&mut ScopeInner> {
-        Arc::get_mut(&mut self.inner)
     }
 
     /// A scope whose cancellation signal is `cancel` (for example a child token of a parent run).
@@ -84,12 +93,10 @@ impl RunScope {
     /// cancels the run.
     #[must_use]
     pub fn with_cancellation_token(mut self, cancel: CancellationToken) -> Self {
-        if let Some(inner) = self.inner_mut() {
-            let slot = OnceLock::new();
-            let _ = slot.set(cancel);
-            inner.cancel = slot;
-            inner.external_cancel = true;
-        }
+        let slot = OnceLock::new();
+        let _ = slot.set(cancel);
+        self.cancel = slot;
+        self.external_cancel = true;
         self
     }
 
@@ -97,74 +104,69 @@ impl RunScope {
     /// it, for example a parent run).
     #[must_use]
     pub fn with_state(mut self, state: GraphState) -> Self {
-        if let Some(inner) = self.inner_mut() {
-            let slot = OnceLock::new();
-            let _ = slot.set(state);
-            inner.state = slot;
-        }
+        let slot = OnceLock::new();
+        let _ = slot.set(state);
+        self.state = slot;
         self
     }
 
     /// Returns the scope with a graph state that starts as `initial` (created on first use).
     #[must_use]
     pub fn with_initial_state(mut self, initial: Map<String, Value>) -> Self {
-        if let Some(inner) = self.inner_mut() {
-            inner.initial_state = initial;
-        }
+        self.initial_state = initial;
         self
     }
 
     /// The run's graph state.
     pub fn state(&self) -> &GraphState {
-        self.inner
-            .state
-            .get_or_init(|| GraphState::new(self.inner.initial_state.clone()))
+        self.state
+            .get_or_init(|| GraphState::new(self.initial_state.clone()))
     }
 
     /// A copy of the graph state as it is now (the initial state if no node touched it).
     pub fn state_snapshot(&self) -> Map<String, Value> {
-        match self.inner.state.get() {
+        match self.state.get() {
             Some(state) => state.snapshot(),
-            None => self.inner.initial_state.clone(),
+            None => self.initial_state.clone(),
         }
     }
 
     /// A process-unique id of this run.
     pub fn run_id(&self) -> u64 {
-        self.inner.run_id
+        self.run_id
     }
 
     /// The run's budget.
     pub fn budget(&self) -> Budget {
-        self.inner.budget
+        self.budget
     }
 
     /// When the run started.
     pub fn started(&self) -> Instant {
-        self.inner.started
+        self.started
     }
 
     /// Time since the run started.
     pub fn elapsed(&self) -> Duration {
-        self.inner.started.elapsed()
+        self.started.elapsed()
     }
 
     /// The instant the time budget runs out, if there is one.
     pub fn deadline(&self) -> Option<Instant> {
-        self.inner.deadline
+        self.deadline
     }
 
     /// `true` once the time budget has run out.
     pub fn deadline_passed(&self) -> bool {
-        self.inner.deadline.is_some_and(|d| Instant::now() >= d)
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Adds `tokens` to the run's counter and returns the new total (saturating).
     pub fn record_tokens(&self, tokens: u64) -> u64 {
-        let mut current = self.inner.tokens.load(Ordering::Relaxed);
+        let mut current = self.tokens.load(Ordering::Relaxed);
         loop {
             let next = current.saturating_add(tokens);
-            match self.inner.tokens.compare_exchange_weak(
+            match self.tokens.compare_exchange_weak(
                 current,
                 next,
                 Ordering::AcqRel,
@@ -178,13 +180,12 @@ impl RunScope {
 
     /// Tokens recorded so far.
     pub fn tokens_used(&self) -> u64 {
-        self.inner.tokens.load(Ordering::Acquire)
+        self.tokens.load(Ordering::Acquire)
     }
 
     /// `true` once recorded tokens reached the token budget.
     pub fn tokens_exhausted(&self) -> bool {
-        self.inner
-            .budget
+        self.budget
             .max_tokens()
             .is_some_and(|max| self.tokens_used() >= max)
     }
@@ -192,17 +193,17 @@ impl RunScope {
     /// What is left of the budget now: the remaining time and tokens. `Ok(None)` when the run
     /// is unlimited; `Err(kind)` when a limit is already used up.
     pub fn remaining_budget(&self) -> Result<Option<Budget>, crate::BudgetKind> {
-        if self.inner.budget.is_unlimited() {
+        if self.budget.is_unlimited() {
             return Ok(None);
         }
         let mut left = Budget::UNLIMITED;
-        if let Some(deadline) = self.inner.deadline {
+        if let Some(deadline) = self.deadline {
             let time = deadline.saturating_duration_since(Instant::now());
             left = left
                 .with_max_time(time)
                 .map_err(|_| crate::BudgetKind::Time)?;
         }
-        if let Some(max) = self.inner.budget.max_tokens() {
+        if let Some(max) = self.budget.max_tokens() {
             let tokens = max.saturating_sub(self.tokens_used());
             left = left
                 .with_max_tokens(tokens)
@@ -213,13 +214,12 @@ impl RunScope {
 
     /// The run's cancellation signal.
     pub fn cancellation(&self) -> &CancellationToken {
-        self.inner.cancel.get_or_init(CancellationToken::new)
+        self.cancel.get_or_init(CancellationToken::new)
     }
 
     /// `true` when the run has been cancelled (without creating the token).
     pub fn is_cancelled(&self) -> bool {
-        self.inner
-            .cancel
+        self.cancel
             .get()
             .is_some_and(CancellationToken::is_cancelled)
     }
@@ -227,8 +227,8 @@ impl RunScope {
     /// The cancellation token given from outside when the scope was made, if any: only such a
     /// token can cancel the run while it is going.
     pub fn external_cancellation(&self) -> Option<&CancellationToken> {
-        if self.inner.external_cancel {
-            self.inner.cancel.get()
+        if self.external_cancel {
+            self.cancel.get()
         } else {
             None
         }
@@ -237,19 +237,19 @@ impl RunScope {
     /// Cancels the run's token if anyone created or gave one (executors call this when the
     /// run has ended).
     pub fn cancel(&self) {
-        if let Some(token) = self.inner.cancel.get() {
+        if let Some(token) = self.cancel.get() {
             token.cancel();
         }
     }
 
     /// Asks the run to stop gracefully after the current activation (long-running mode).
     pub fn request_shutdown(&self) {
-        self.inner.shutdown_requested.store(true, Ordering::Release);
+        self.shutdown_requested.store(true, Ordering::Release);
     }
 
     /// `true` once some node asked for a shutdown.
     pub fn shutdown_requested(&self) -> bool {
-        self.inner.shutdown_requested.load(Ordering::Acquire)
+        self.shutdown_requested.load(Ordering::Acquire)
     }
 }
 
@@ -272,23 +272,17 @@ impl RunScope {
 #[derive(Clone, Debug)]
 pub struct Context {
     inputs: NodeMessage,
-    node_name: Arc<str>,
     node_index: usize,
     scope: Arc<RunScope>,
 }
 
 impl Context {
-    /// A context for one activation of node `node_name` (index `node_index` in its graph).
-    /// Executors call this; nodes receive the result.
-    pub fn new(
-        inputs: NodeMessage,
-        node_name: Arc<str>,
-        node_index: usize,
-        scope: Arc<RunScope>,
-    ) -> Self {
+    /// A context for one activation of the node at `node_index` of the graph `scope` runs
+    /// (its name comes from the scope's node names). Executors call this; nodes receive the
+    /// result. Making one costs a single reference-count increment.
+    pub fn new(inputs: NodeMessage, node_index: usize, scope: Arc<RunScope>) -> Self {
         Self {
             inputs,
-            node_name,
             node_index,
             scope,
         }
@@ -297,11 +291,11 @@ impl Context {
     /// A context outside any graph (node name `"detached"`, unlimited budget), for unit tests
     /// of a node.
     pub fn detached(inputs: impl Into<NodeMessage>) -> Self {
+        let names: Arc<[Arc<str>]> = Arc::from(vec![Arc::from("detached")]);
         Self::new(
             inputs.into(),
-            Arc::from("detached"),
             0,
-            Arc::new(RunScope::new(None)),
+            Arc::new(RunScope::new(None).with_node_names(names)),
         )
     }
 
@@ -317,7 +311,7 @@ impl Context {
 
     /// The name of the running node.
     pub fn node_name(&self) -> &str {
-        &self.node_name
+        self.scope.node_name(self.node_index)
     }
 
     /// The index of the running node in its graph.

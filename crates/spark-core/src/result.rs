@@ -31,13 +31,122 @@ pub struct SinkOutput {
     pub message: NodeMessage,
 }
 
-/// How many messages one node processed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct NodeCount {
+/// How many messages one node processed (an item of [`NodeCounts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeCount<'a> {
     /// The node's name.
-    pub node: Arc<str>,
+    pub node: &'a str,
     /// Activations (`process` calls that finished, shutdown deliveries not included).
     pub processed: u64,
+}
+
+/// Activations per node, in the graph's node order. The names are shared with the graph, so
+/// counting costs one small allocation per run.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use spark_core::NodeCounts;
+///
+/// let names: Arc<[Arc<str>]> = vec![Arc::from("a"), Arc::from("b")].into();
+/// let mut counts = NodeCounts::new(names);
+/// counts.increment(1);
+/// assert_eq!(counts.get("b"), Some(1));
+/// let listed: Vec<(&str, u64)> = counts.iter().map(|c| (c.node, c.processed)).collect();
+/// assert_eq!(listed, [("a", 0), ("b", 1)]);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeCounts {
+    names: Arc<[Arc<str>]>,
+    counts: Box<[u64]>,
+}
+
+fn no_names() -> Arc<[Arc<str>]> {
+    static EMPTY: std::sync::OnceLock<Arc<[Arc<str>]>> = std::sync::OnceLock::new();
+    Arc::clone(EMPTY.get_or_init(|| Arc::from(Vec::new())))
+}
+
+impl Default for NodeCounts {
+    fn default() -> Self {
+        Self::new(no_names())
+    }
+}
+
+impl NodeCounts {
+    /// Zero counts for the nodes `names` (by index).
+    pub fn new(names: Arc<[Arc<str>]>) -> Self {
+        let counts = vec![0; names.len()].into_boxed_slice();
+        Self { names, counts }
+    }
+
+    /// Counts for the nodes `names`, taken in order from `counts` (missing ones are zero).
+    pub fn from_counts(names: Arc<[Arc<str>]>, counts: impl IntoIterator<Item = u64>) -> Self {
+        let mut this = Self::new(names);
+        for (slot, count) in this.slots_mut().iter_mut().zip(counts) {
+            *slot = count;
+        }
+        this
+    }
+
+    fn slots(&self) -> &[u64] {
+        &self.counts
+    }
+
+    fn slots_mut(&mut self) -> &mut [u64] {
+        &mut self.counts
+    }
+
+    /// Adds one activation to the node at `index` (executors call this; out of range: ignored).
+    pub fn increment(&mut self, index: usize) {
+        if let Some(slot) = self.slots_mut().get_mut(index) {
+            *slot += 1;
+        }
+    }
+
+    /// The count of the node called `name`, or `None` for an unknown node.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        let index = self.names.iter().position(|n| &**n == name)?;
+        self.slots().get(index).copied()
+    }
+
+    /// Every node with its count, in the graph's node order.
+    pub fn iter(&self) -> impl Iterator<Item = NodeCount<'_>> {
+        self.names
+            .iter()
+            .zip(self.slots())
+            .map(|(node, &processed)| NodeCount { node, processed })
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// `true` for a graph without nodes.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a NodeCounts {
+    type Item = NodeCount<'a>;
+    type IntoIter = Box<dyn Iterator<Item = NodeCount<'a>> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl Serialize for NodeCounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for c in self.iter() {
+            map.serialize_entry(c.node, &c.processed)?;
+        }
+        map.end()
+    }
 }
 
 /// What the runtime measured and counted during a run.
@@ -62,7 +171,7 @@ pub struct RunMetadata {
     /// Messages accepted but never processed (queued at the stop, or not delivered).
     pub unprocessed: u64,
     /// Activations per node, in the graph's node order.
-    pub per_node: Vec<NodeCount>,
+    pub per_node: NodeCounts,
 }
 
 impl RunMetadata {
@@ -77,7 +186,7 @@ impl RunMetadata {
             accepted: 0,
             processed: 0,
             unprocessed: 0,
-            per_node: Vec::new(),
+            per_node: NodeCounts::default(),
         }
     }
 
@@ -93,10 +202,7 @@ impl RunMetadata {
 
     /// How many messages `node` processed, or `None` for an unknown node.
     pub fn processed_by(&self, node: &str) -> Option<u64> {
-        self.per_node
-            .iter()
-            .find(|c| &*c.node == node)
-            .map(|c| c.processed)
+        self.per_node.get(node)
     }
 }
 

@@ -146,12 +146,12 @@ fn start(
     }
     let start_node = topology.start();
     let outputs = with_outputs.then(|| broadcast::channel(OUTPUT_BUFFER).0);
-    let scope = Arc::new(
-        RunScope::new(task.budget).with_initial_state(
-            task.state
-                .unwrap_or_else(|| topology.initial_state().clone()),
-        ),
-    );
+    let scope = Arc::new(RunScope::for_run(
+        task.budget,
+        task.state
+            .unwrap_or_else(|| topology.initial_state().clone()),
+        Arc::clone(topology.names()),
+    ));
     let shared = Arc::new(Shared::new(
         topology,
         scope,

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use spark_core::{
-    EventKind, NodeCount, NodeMessage, RunCounts, RunError, RunMetadata, RunResult, RunScope,
+    EventKind, NodeCounts, NodeMessage, RunCounts, RunError, RunMetadata, RunResult, RunScope,
     SinkOutput, StopReason, TaskType,
 };
 use spark_edges::Topology;
@@ -203,16 +203,12 @@ impl Shared {
         metadata.accepted = accepted;
         metadata.processed = processed;
         metadata.unprocessed = accepted.saturating_sub(processed);
-        metadata.per_node = self
-            .topology
-            .names()
-            .iter()
-            .zip(self.slots.iter())
-            .map(|(node, slot)| NodeCount {
-                node: Arc::clone(node),
-                processed: slot.processed.load(Ordering::Acquire),
-            })
-            .collect();
+        metadata.per_node = NodeCounts::from_counts(
+            Arc::clone(self.topology.names()),
+            self.slots
+                .iter()
+                .map(|slot| slot.processed.load(Ordering::Acquire)),
+        );
         let sinks = std::mem::take(&mut *lock(&self.sinks));
         Ok(RunResult::new(sinks, metadata).with_state(self.scope.state_snapshot()))
     }

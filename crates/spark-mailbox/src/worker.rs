@@ -27,9 +27,7 @@ pub(crate) async fn run_worker(
     };
     let name = Arc::clone(&entry.name);
     let node = Arc::clone(&entry.node);
-    // This worker's own handle to the run scope: the contexts it makes touch only its
-    // reference count, not one shared with the other workers' threads.
-    let scope = Arc::new(shared.scope.fork());
+    let scope = Arc::clone(&shared.scope);
     let mut targets: Vec<usize> = Vec::new();
     let stopped = shared.stop.clone().cancelled_owned();
     tokio::pin!(stopped);
@@ -82,7 +80,7 @@ pub(crate) async fn run_worker(
             break;
         }
         let Envelope { payload, ack } = envelope;
-        let ctx = Context::new(payload, Arc::clone(&name), index, Arc::clone(&scope));
+        let ctx = Context::new(payload, index, Arc::clone(&scope));
         shared.publish(|| EventKind::NodeStarted {
             node: Arc::clone(&name),
         });
@@ -219,7 +217,6 @@ async fn shutdown_delivery(
 ) {
     let ctx = Context::new(
         NodeMessage::empty().with_metadata("shutdown", true),
-        Arc::clone(name),
         index,
         scope,
     );

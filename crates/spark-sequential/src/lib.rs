@@ -43,8 +43,8 @@ use std::sync::Arc;
 
 use spark_core::panic::CatchUnwind;
 use spark_core::{
-    BudgetKind, CancellationToken, Context, EventKind, NodeCount, NodeMessage, RunCounts, RunError,
-    RunMetadata, RunResult, RunScope, StopReason, Task, TaskType,
+    BudgetKind, CancellationToken, Context, EventKind, NodeCounts, NodeMessage, RunCounts,
+    RunError, RunMetadata, RunResult, RunScope, StopReason, Task, TaskType,
 };
 use spark_edges::Topology;
 use tokio::time::Instant;
@@ -94,9 +94,10 @@ impl SequentialExecutor {
         )
     }
 
-    /// Runs `inputs` on `topology` within an existing run scope (its budget, token counter,
-    /// cancellation and graph state). Used for subgraphs, whose scope is derived from the
-    /// parent's.
+    /// Runs `inputs` on `topology` within a run scope made by the caller (its budget,
+    /// cancellation token and graph state). Used for subgraphs, whose scope is derived from the
+    /// parent's. The tokens the run recorded are in the result's metadata, or in the error's
+    /// counts.
     ///
     /// # Errors
     /// As [`SequentialExecutor::run`], plus [`RunError::Cancelled`] when the scope's cancellation
@@ -109,7 +110,7 @@ impl SequentialExecutor {
         topology: &'a Topology,
         inputs: NodeMessage,
         max_steps: Option<u64>,
-        scope: Arc<RunScope>,
+        scope: RunScope,
     ) -> impl Future<Output = Result<RunResult, RunError>> + Send + 'a {
         execute(topology, inputs, max_steps, Scope::Given(scope))
     }
@@ -123,8 +124,8 @@ enum Scope {
         Option<spark_core::Budget>,
         Option<spark_core::Map<String, spark_core::Value>>,
     ),
-    /// An existing scope (subgraphs).
-    Given(Arc<RunScope>),
+    /// A scope made by the caller (subgraphs).
+    Given(RunScope),
 }
 
 /// The FIFO queue of activations. The front element lives in `front`, so a linear chain (one
@@ -187,12 +188,14 @@ async fn execute(
     max_steps: Option<u64>,
     scope: Scope,
 ) -> Result<RunResult, RunError> {
+    let names = Arc::clone(topology.names());
     let scope = match scope {
-        Scope::Given(scope) => scope,
-        Scope::New(TaskType::Standard, budget, state) => Arc::new(
-            RunScope::new(budget)
-                .with_initial_state(state.unwrap_or_else(|| topology.initial_state().clone())),
-        ),
+        Scope::Given(scope) => Arc::new(scope.with_node_names(names)),
+        Scope::New(TaskType::Standard, budget, state) => Arc::new(RunScope::for_run(
+            budget,
+            state.unwrap_or_else(|| topology.initial_state().clone()),
+            names,
+        )),
         Scope::New(other, ..) => {
             return Err(RunError::InvalidTask(format!(
                 "the sequential executor runs standard tasks, got {other:?}"
@@ -221,7 +224,7 @@ async fn execute(
         accepted: 1,
         processed: 0,
         sinks: Vec::new(),
-        per_node: Vec::new(),
+        per_node: NodeCounts::new(Arc::clone(topology.names())),
     };
     let outcome = run_loop(topology, inputs, limit, &scope, &mut state, events)
         .instrument(run_span)
@@ -260,7 +263,7 @@ struct LoopState {
     accepted: u64,
     processed: u64,
     sinks: Vec<(Arc<str>, NodeMessage)>,
-    per_node: Vec<NodeCount>,
+    per_node: NodeCounts,
 }
 
 /// The activation loop. A plain `async fn` awaited once by [`execute`]: its future is built in
@@ -277,14 +280,7 @@ async fn run_loop(
     let bus = topology.events();
     let nodes = topology.nodes();
     let mut queue = Activations::new((topology.start(), inputs));
-    state.per_node = topology
-        .names()
-        .iter()
-        .map(|node| NodeCount {
-            node: Arc::clone(node),
-            processed: 0,
-        })
-        .collect();
+
     let budget = scope.budget();
     let timeout = |node: &str| RunError::Timeout {
         budget: budget.max_time().unwrap_or_default(),
@@ -327,7 +323,7 @@ async fn run_loop(
             });
         }
 
-        let ctx = Context::new(message, Arc::clone(&entry.name), index, Arc::clone(scope));
+        let ctx = Context::new(message, index, Arc::clone(scope));
         if events {
             bus.publish(
                 scope.run_id(),
@@ -380,9 +376,7 @@ async fn run_loop(
             // caused by the cancellation, e.g. from a subgraph), the run was cancelled.
             return Err(RunError::Cancelled);
         }
-        if let Some(count) = state.per_node.get_mut(index) {
-            count.processed += 1;
-        }
+        state.per_node.increment(index);
         let output = match outcome {
             Ok(Ok(output)) => output,
             Ok(Err(source)) => {

@@ -1,7 +1,5 @@
 //! [`SubgraphNode`]: a node that runs another graph (the seed's hybrid mode).
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value};
 use spark_core::{Context, Node, NodeError, NodeMessage, RunScope};
 use spark_sequential::SequentialExecutor;
@@ -112,15 +110,18 @@ impl Node for SubgraphNode {
             .and_then(|b| b.max_tokens())
             .and_then(|t| spark_core::Budget::tokens(t).ok());
         let scope = RunScope::with_cancellation(inner_budget, ctx.cancellation().child_token());
-        let scope = Arc::new(if self.share_state {
+        let scope = if self.share_state {
             scope.with_state(ctx.state().clone())
         } else {
             scope.with_initial_state(self.graph.topology().initial_state().clone())
-        });
+        };
         let outcome = SequentialExecutor::new()
-            .run_scoped(self.graph.topology(), inputs, None, Arc::clone(&scope))
+            .run_scoped(self.graph.topology(), inputs, None, scope)
             .await;
-        let tokens = scope.tokens_used();
+        let tokens = match &outcome {
+            Ok(result) => result.metadata.tokens_used,
+            Err(e) => e.counts().map_or(0, |c| c.tokens_used),
+        };
         if tokens > 0 {
             ctx.record_tokens(tokens);
         }

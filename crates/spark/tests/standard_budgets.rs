@@ -374,7 +374,7 @@ async fn cancelling_the_scope_stops_the_run_with_cancelled() {
     g.connect(wait >> after);
     let graph = g.start(wait).build().unwrap();
     let token = CancellationToken::new();
-    let scope = Arc::new(RunScope::with_cancellation(None, token.clone()));
+    let scope = RunScope::with_cancellation(None, token.clone());
 
     let executor = SequentialExecutor::new();
     let (outcome, ()) = tokio::join!(
@@ -410,7 +410,7 @@ async fn no_activation_starts_after_the_run_is_cancelled() {
     g.connect(polite >> after);
     let graph = g.start(polite).build().unwrap();
     let token = CancellationToken::new();
-    let scope = Arc::new(RunScope::with_cancellation(None, token.clone()));
+    let scope = RunScope::with_cancellation(None, token.clone());
 
     let executor = SequentialExecutor::new();
     let (outcome, ()) = tokio::join!(
@@ -547,7 +547,7 @@ async fn cancelling_the_outer_scope_cancels_the_inner_run() {
     outer.connect(sub >> after);
     let outer = outer.start(sub).build().unwrap();
     let outer_token = CancellationToken::new();
-    let scope = Arc::new(RunScope::with_cancellation(None, outer_token.clone()));
+    let scope = RunScope::with_cancellation(None, outer_token.clone());
 
     let executor = SequentialExecutor::new();
     let (outcome, ()) = tokio::join!(

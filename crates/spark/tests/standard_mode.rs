@@ -928,7 +928,7 @@ async fn metadata_counts_steps_and_per_node_activations() {
     let per_node: Vec<(&str, u64)> = meta
         .per_node
         .iter()
-        .map(|c| (&*c.node, c.processed))
+        .map(|c| (c.node, c.processed))
         .collect();
     let expected: Vec<(&str, u64)> = graph_order
         .iter()
