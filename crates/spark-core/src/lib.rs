@@ -48,7 +48,9 @@ pub use error::{NodeError, RunCounts, RunError};
 pub use events::{Event, EventBus, EventKind};
 pub use message::{AckHook, ChannelMessage, NodeMessage};
 pub use node::{node_fn, BoxFuture, DynNode, FnNode, Node, NodeResult};
-pub use result::{NodeCount, NodeCounts, RunMetadata, RunResult, SinkOutput, StopReason};
+pub use result::{
+    NodeCount, NodeCounts, RunMetadata, RunResult, SinkOutput, SinkOutputs, StopReason,
+};
 pub use state::GraphState;
 pub use task::{Task, TaskType};
 

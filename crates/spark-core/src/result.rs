@@ -31,6 +31,77 @@ pub struct SinkOutput {
     pub message: NodeMessage,
 }
 
+/// Every sink output of a run, in completion order. A run with a single sink output (the common
+/// case) keeps it inline, without allocating.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SinkOutputs(SinkStore);
+
+#[derive(Clone, Debug, Default, PartialEq)]
+enum SinkStore {
+    #[default]
+    Empty,
+    One(SinkOutput),
+    Many(Vec<SinkOutput>),
+}
+
+impl SinkOutputs {
+    /// No sink output yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a sink output of `node`.
+    pub fn push(&mut self, node: Arc<str>, message: NodeMessage) {
+        let output = SinkOutput { node, message };
+        self.0 = match std::mem::take(&mut self.0) {
+            SinkStore::Empty => SinkStore::One(output),
+            SinkStore::One(first) => SinkStore::Many(vec![first, output]),
+            SinkStore::Many(mut all) => {
+                all.push(output);
+                SinkStore::Many(all)
+            }
+        };
+    }
+
+    /// The outputs, in completion order.
+    pub fn as_slice(&self) -> &[SinkOutput] {
+        match &self.0 {
+            SinkStore::Empty => &[],
+            SinkStore::One(one) => std::slice::from_ref(one),
+            SinkStore::Many(all) => all,
+        }
+    }
+
+    /// Removes and returns the most recent output.
+    pub fn pop(&mut self) -> Option<SinkOutput> {
+        match std::mem::take(&mut self.0) {
+            SinkStore::Empty => None,
+            SinkStore::One(one) => Some(one),
+            SinkStore::Many(mut all) => {
+                let last = all.pop();
+                self.0 = SinkStore::Many(all);
+                last
+            }
+        }
+    }
+
+    /// Number of outputs.
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// `true` when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+}
+
+impl Serialize for SinkOutputs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.as_slice().serialize(serializer)
+    }
+}
+
 /// How many messages one node processed (an item of [`NodeCounts`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct NodeCount<'a> {
@@ -225,7 +296,7 @@ impl RunMetadata {
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunResult {
-    sink_outputs: Vec<SinkOutput>,
+    sink_outputs: SinkOutputs,
     /// What the runtime measured and counted.
     pub metadata: RunMetadata,
     /// The graph state at the end of the run.
@@ -237,11 +308,17 @@ static NULL: Value = Value::Null;
 impl RunResult {
     /// A result from `(node, output)` sink outputs in completion order.
     pub fn new(sink_outputs: Vec<(Arc<str>, NodeMessage)>, metadata: RunMetadata) -> Self {
+        let mut sinks = SinkOutputs::new();
+        for (node, message) in sink_outputs {
+            sinks.push(node, message);
+        }
+        Self::from_sinks(sinks, metadata)
+    }
+
+    /// A result from sink outputs already collected (what executors use).
+    pub fn from_sinks(sink_outputs: SinkOutputs, metadata: RunMetadata) -> Self {
         Self {
-            sink_outputs: sink_outputs
-                .into_iter()
-                .map(|(node, message)| SinkOutput { node, message })
-                .collect(),
+            sink_outputs,
             metadata,
             state: Map::new(),
         }
@@ -256,7 +333,7 @@ impl RunResult {
 
     /// The most recent sink output, if the run produced one.
     pub fn output(&self) -> Option<&NodeMessage> {
-        self.sink_outputs.last().map(|s| &s.message)
+        self.sink_outputs.as_slice().last().map(|s| &s.message)
     }
 
     /// The content of [`RunResult::output`], or JSON `null` when there is none (the seed's
@@ -267,12 +344,12 @@ impl RunResult {
 
     /// The node that produced [`RunResult::output`].
     pub fn output_node(&self) -> Option<&str> {
-        self.sink_outputs.last().map(|s| &*s.node)
+        self.sink_outputs.as_slice().last().map(|s| &*s.node)
     }
 
     /// Every sink output of the run, in completion order.
     pub fn sink_outputs(&self) -> &[SinkOutput] {
-        &self.sink_outputs
+        self.sink_outputs.as_slice()
     }
 
     /// Takes the most recent sink output.

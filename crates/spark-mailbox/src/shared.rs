@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use spark_core::{
     EventKind, NodeCounts, NodeMessage, RunCounts, RunError, RunMetadata, RunResult, RunScope,
-    SinkOutput, StopReason, TaskType,
+    SinkOutput, SinkOutputs, StopReason, TaskType,
 };
 use spark_edges::Topology;
 use tokio::sync::{broadcast, mpsc};
@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     accepted_outside: AtomicU64,
     /// Per-node counters, each on its own cache line: a worker only ever writes its own.
     slots: Box<[NodeSlot]>,
-    sinks: Mutex<Vec<(Arc<str>, NodeMessage)>>,
+    sinks: Mutex<SinkOutputs>,
     pub(crate) outputs: Option<broadcast::Sender<SinkOutput>>,
     pub(crate) stop_on_quiescence: bool,
     pub(crate) blocked: BlockedSenders,
@@ -74,7 +74,7 @@ impl Shared {
             in_flight: AtomicU64::new(0),
             accepted_outside: AtomicU64::new(0),
             slots: (0..n).map(|_| NodeSlot::default()).collect(),
-            sinks: Mutex::new(Vec::new()),
+            sinks: Mutex::new(SinkOutputs::new()),
             outputs,
             stop_on_quiescence,
             blocked: BlockedSenders::new(n),
@@ -156,7 +156,7 @@ impl Shared {
                 message: message.clone(),
             });
         }
-        lock(&self.sinks).push((Arc::clone(node), message));
+        lock(&self.sinks).push(Arc::clone(node), message);
     }
 
     /// Publishes an event if anyone listens.
@@ -210,6 +210,6 @@ impl Shared {
                 .map(|slot| slot.processed.load(Ordering::Acquire)),
         );
         let sinks = std::mem::take(&mut *lock(&self.sinks));
-        Ok(RunResult::new(sinks, metadata).with_state(self.scope.state_snapshot()))
+        Ok(RunResult::from_sinks(sinks, metadata).with_state(self.scope.state_snapshot()))
     }
 }

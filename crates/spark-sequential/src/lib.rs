@@ -44,7 +44,7 @@ use std::sync::Arc;
 use spark_core::panic::CatchUnwind;
 use spark_core::{
     BudgetKind, CancellationToken, Context, EventKind, NodeCounts, NodeMessage, RunCounts,
-    RunError, RunMetadata, RunResult, RunScope, StopReason, Task, TaskType,
+    RunError, RunMetadata, RunResult, RunScope, SinkOutputs, StopReason, Task, TaskType,
 };
 use spark_edges::Topology;
 use tokio::time::Instant;
@@ -223,7 +223,7 @@ async fn execute(
     let mut state = LoopState {
         accepted: 1,
         processed: 0,
-        sinks: Vec::new(),
+        sinks: SinkOutputs::new(),
         per_node: NodeCounts::new(Arc::clone(topology.names())),
     };
     let outcome = run_loop(topology, inputs, limit, &scope, &mut state, events)
@@ -246,7 +246,7 @@ async fn execute(
             metadata.processed = counts.processed;
             metadata.unprocessed = counts.unprocessed;
             metadata.per_node = state.per_node;
-            Ok(RunResult::new(state.sinks, metadata).with_state(scope.state_snapshot()))
+            Ok(RunResult::from_sinks(state.sinks, metadata).with_state(scope.state_snapshot()))
         }
         Err(e) => Err(e.with_counts(counts)),
     };
@@ -262,7 +262,7 @@ async fn execute(
 struct LoopState {
     accepted: u64,
     processed: u64,
-    sinks: Vec<(Arc<str>, NodeMessage)>,
+    sinks: SinkOutputs,
     per_node: NodeCounts,
 }
 
@@ -399,7 +399,7 @@ async fn run_loop(
         })?;
         state.accepted += fired as u64;
         if fired == 0 {
-            state.sinks.push((Arc::clone(&entry.name), output));
+            state.sinks.push(Arc::clone(&entry.name), output);
         }
     }
     Ok(())
