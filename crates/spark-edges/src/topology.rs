@@ -210,7 +210,11 @@ impl Topology {
         let (regular, fallback) = edges.split_at(split.min(edges.len()));
         let mut fired = 0;
         for edge in regular {
-            if self.matches(edge, output)? {
+            let fires = match edge.condition {
+                EdgeCondition::Always => true,
+                _ => self.matches(edge, output)?,
+            };
+            if fires {
                 fired += 1;
                 emit(edge.to);
             }

@@ -156,6 +156,41 @@ impl Activations {
     }
 }
 
+/// The targets of one activation's fired edges: up to 8 inline, more on the heap.
+#[derive(Default)]
+struct Targets {
+    inline: [usize; 8],
+    len: usize,
+    more: Vec<usize>,
+}
+
+impl Targets {
+    fn push(&mut self, to: usize) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) if self.more.is_empty() => {
+                *slot = to;
+                self.len += 1;
+            }
+            _ => {
+                if self.more.is_empty() {
+                    self.more
+                        .extend_from_slice(self.inline.get(..self.len).unwrap_or(&[]));
+                }
+                self.more.push(to);
+            }
+        }
+    }
+
+    fn split_last(&self) -> Option<(usize, &[usize])> {
+        let all = if self.more.is_empty() {
+            self.inline.get(..self.len).unwrap_or(&[])
+        } else {
+            &self.more
+        };
+        all.split_last().map(|(last, rest)| (*last, rest))
+    }
+}
+
 /// How waiting for one activation ended.
 enum Waited<T> {
     Done(T),
@@ -288,6 +323,7 @@ async fn run_loop(
         counts: RunCounts::default(),
     };
 
+    let node_spans = !tracing::Span::current().is_disabled();
     // Without outside cancellation or deadline there is nothing to race a node against.
     let guarded = scope.external_cancellation().is_some() || scope.deadline().is_some();
 
@@ -334,7 +370,12 @@ async fn run_loop(
             );
         }
         let started = events.then(Instant::now);
-        let span = tracing::debug_span!("spark.node", node = %entry.name, mode = "standard");
+        // No subscriber wants the run's span: skip building one per activation too.
+        let span = if node_spans {
+            tracing::debug_span!("spark.node", node = %entry.name, mode = "standard")
+        } else {
+            tracing::Span::none()
+        };
         let activation = CatchUnwind::new(entry.node.process_dyn(&ctx)).instrument(span);
         let outcome = if guarded {
             // Polled in this order: the node (trivial nodes finish at once, and the other two
@@ -394,12 +435,17 @@ async fn run_loop(
                 })
             }
         };
-        let fired = topology.route(index, &output, |to| {
-            queue.push((to, output.clone()));
-        })?;
+        let mut targets = Targets::default();
+        let fired = topology.route(index, &output, |to| targets.push(to))?;
         state.accepted += fired as u64;
-        if fired == 0 {
-            state.sinks.push(Arc::clone(&entry.name), output);
+        match targets.split_last() {
+            None => state.sinks.push(Arc::clone(&entry.name), output),
+            Some((last, rest)) => {
+                for &to in rest {
+                    queue.push((to, output.clone()));
+                }
+                queue.push((last, output)); // the last target takes the output itself
+            }
         }
     }
     Ok(())
