@@ -17,8 +17,43 @@
 //! **Layering**: depends on `spark-core`, `spark-edges`, tokio (`rt`, `sync`, `time`) and
 //! tokio-util; never on `spark-sequential` (the executors are independent).
 //!
-//! See [`LongRunningExecutor`] for an example, [`RunHandle`] for spawned runs and [`channel`]
-//! for the reusable channel types.
+//! # Example: a spawned run fed through its handle
+//!
+//! ```
+//! use std::sync::Arc;
+//! use spark_core::{node_fn, NodeError, StopReason, Task};
+//! use spark_edges::GraphBuilder;
+//! use spark_mailbox::LongRunningExecutor;
+//! use serde_json::json;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut g = GraphBuilder::new();
+//! let echo = g.add("echo", node_fn(|ctx| async move {
+//!     Ok::<_, NodeError>(json!({ "echo": ctx.inputs().content["text"].clone() }))
+//! }));
+//! let topology = Arc::new(g.start(echo).build()?);
+//!
+//! let task = Task::long_running(json!({ "text": "hello" }));
+//! let handle = LongRunningExecutor::new().spawn(topology, task)?;
+//! let mut outputs = handle.subscribe();
+//! handle.send("echo", json!({ "text": "hi" })).await?;
+//! // The task input may be processed before we subscribed: read until our message comes back.
+//! loop {
+//!     let output = outputs.recv().await?;
+//!     if output.message.content["echo"] == "hi" {
+//!         break;
+//!     }
+//! }
+//!
+//! handle.shutdown();
+//! let result = handle.wait().await?;
+//! assert_eq!(result.metadata.stop_reason, StopReason::Shutdown);
+//! assert_eq!(result.metadata.accepted, result.metadata.processed + result.metadata.unprocessed);
+//! # Ok(()) }
+//! ```
+//!
+//! See [`LongRunningExecutor`] for `run` (until quiescence), [`RunHandle`] for spawned runs and
+//! [`channel`] for the reusable channel types.
 
 mod blocked;
 pub mod channel;
