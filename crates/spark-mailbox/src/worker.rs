@@ -29,6 +29,10 @@ pub(crate) async fn run_worker(
     let node = Arc::clone(&entry.node);
     let scope = Arc::clone(&shared.scope);
     let mut targets: Vec<usize> = Vec::new();
+    // Whether anyone wants per-activation spans, probed once per worker: without a subscriber
+    // no span is built per message.
+    let node_spans =
+        !tracing::debug_span!("spark.node", node = %name, mode = "long_running").is_disabled();
     let stopped = shared.stop.clone().cancelled_owned();
     tokio::pin!(stopped);
 
@@ -86,11 +90,11 @@ pub(crate) async fn run_worker(
         });
         let started = shared.topology.events().is_active().then(Instant::now);
         let activation = CatchUnwind::new(node.process_dyn(&ctx));
-        let span = tracing::debug_span!("spark.node", node = %name, mode = "long_running");
-        let outcome = if span.is_disabled() {
-            activation.await
-        } else {
+        let outcome = if node_spans {
+            let span = tracing::debug_span!("spark.node", node = %name, mode = "long_running");
             activation.instrument(span).await
+        } else {
+            activation.await
         };
         drop(ctx);
         if let Some(started) = started {
