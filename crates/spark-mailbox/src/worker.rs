@@ -31,8 +31,7 @@ pub(crate) async fn run_worker(
     let mut targets: Vec<usize> = Vec::new();
     // Whether anyone wants per-activation spans, probed once per worker: without a subscriber
     // no span is built per message.
-    let node_spans =
-        !tracing::debug_span!("spark.node", node = %name, mode = "long_running").is_disabled();
+    let node_spans = tracing::span_enabled!(tracing::Level::DEBUG);
     let stopped = shared.stop.clone().cancelled_owned();
     tokio::pin!(stopped);
 
