@@ -34,6 +34,7 @@ pub struct RunScope {
     cancel: OnceLock<CancellationToken>,
     external_cancel: bool,
     shutdown_requested: AtomicBool,
+    stopping: AtomicBool,
     state: OnceLock<GraphState>,
     initial_state: Map<String, Value>,
     /// The names of the graph's nodes, by index (what `Context::node_name` reads).
@@ -78,6 +79,7 @@ impl RunScope {
             cancel: OnceLock::new(),
             external_cancel: false,
             shutdown_requested: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             state: OnceLock::new(),
             initial_state,
             node_names,
@@ -251,6 +253,18 @@ impl RunScope {
     pub fn shutdown_requested(&self) -> bool {
         self.shutdown_requested.load(Ordering::Acquire)
     }
+
+    /// Marks that the run's graceful stop began (long-running executors call this; in-flight
+    /// activations still finish).
+    pub fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// `true` once the run's graceful stop began (budget, shutdown, another node's error,
+    /// quiescence); see [`Context::is_stopping`].
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
 }
 
 /// What a node sees during one activation: its input, its name, and the run it belongs to.
@@ -357,6 +371,14 @@ impl Context {
     /// The run's graph state: a key/value store shared by every node of the run.
     pub fn state(&self) -> &GraphState {
         self.scope.state()
+    }
+
+    /// `true` once a long-running run began its graceful stop (a budget ran out, a shutdown was
+    /// requested, another node failed): this activation will still be allowed to finish, so a
+    /// long-running node can check this between steps of its work and return early. Always
+    /// `false` in standard mode, where a time budget cuts the node off instead.
+    pub fn is_stopping(&self) -> bool {
+        self.scope.is_stopping()
     }
 
     /// The run this activation belongs to.

@@ -91,6 +91,7 @@ impl Shared {
             }
         }
         self.stopping.store(true, Ordering::Release);
+        self.scope.begin_stop();
         self.stop.cancel();
     }
 
@@ -103,6 +104,7 @@ impl Shared {
             }
         }
         self.stopping.store(true, Ordering::Release);
+        self.scope.begin_stop();
         self.stop.cancel();
     }
 

@@ -505,3 +505,50 @@ fn adversarial_expressions_are_build_errors_naming_the_edge() {
     g.connect(a.when(&long) >> b);
     assert!(g.start(a).build().is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn long_node_sees_the_graceful_stop_and_returns_early() {
+    let steps = Arc::new(AtomicUsize::new(0));
+    let s2 = Arc::clone(&steps);
+    let mut g = Graph::builder();
+    let worker = g.add(
+        "worker",
+        node_fn(move |ctx| {
+            let steps = Arc::clone(&s2);
+            async move {
+                // A long job in steps of one second that checks for the stop between steps.
+                while !ctx.is_shutdown() && !ctx.is_stopping() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    steps.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok::<_, NodeError>(json!({ "steps": steps.load(Ordering::SeqCst) }))
+            }
+        }),
+    );
+    let graph = g.start(worker).build().unwrap();
+    let start = tokio::time::Instant::now();
+    let result = graph
+        .run(Task::long_running(json!({})).with_budget(Budget::seconds(3.5).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        result.metadata.stop_reason,
+        StopReason::Budget(BudgetKind::Time)
+    );
+    // The budget ran out at 3.5 s; the node noticed at its next step, at 4 s.
+    assert_eq!(start.elapsed(), Duration::from_secs(4));
+    assert_eq!(result.content()["steps"], 4);
+    assert_balanced(&result.metadata.counts());
+}
+
+#[tokio::test]
+async fn is_stopping_is_false_in_standard_mode() {
+    let mut g = Graph::builder();
+    let probe = g.add(
+        "probe",
+        node_fn(|ctx| async move { Ok::<_, NodeError>(json!({ "stopping": ctx.is_stopping() })) }),
+    );
+    let graph = g.start(probe).build().unwrap();
+    let result = graph.run_default().await.unwrap();
+    assert_eq!(result.content()["stopping"], false);
+}
