@@ -218,17 +218,7 @@ impl Shape {
 /// # Errors
 /// When `n` is zero (an empty graph).
 pub fn chain(n: usize) -> Result<Graph, BuildErrors> {
-    let mut g = Graph::builder();
-    let nodes: Vec<NodeRef> = (0..n).map(|i| g.add(format!("n{i}"), Inc)).collect();
-    for pair in nodes.windows(2) {
-        if let [from, to] = *pair {
-            g.connect(from >> to);
-        }
-    }
-    if let Some(&first) = nodes.first() {
-        g.start(first);
-    }
-    g.build()
+    chain_with_first(Inc, n)
 }
 
 /// A linear chain of `n` nodes whose first node is `first` (started there), the others [`Inc`]:
