@@ -6,12 +6,13 @@ use spark_core::{
     BudgetKind, EventKind, RunError, RunResult, RunScope, StopReason, Task, TaskType,
 };
 use spark_edges::Topology;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::envelope::Envelope;
 use crate::handle::RunHandle;
+use crate::mailbox::Mailbox;
 use crate::shared::Shared;
 use crate::worker::run_worker;
 
@@ -136,14 +137,11 @@ fn start(
             "long-running mode must be started from within a tokio runtime".to_owned(),
         ));
     }
-    let n = topology.len();
-    let mut senders = Vec::with_capacity(n);
-    let mut receivers = Vec::with_capacity(n);
-    for node in topology.nodes() {
-        let (tx, rx) = mpsc::channel(node.mailbox_capacity.max(1));
-        senders.push(tx);
-        receivers.push(rx);
-    }
+    let mailboxes: Box<[Mailbox]> = topology
+        .nodes()
+        .iter()
+        .map(|node| Mailbox::new(node.mailbox_capacity))
+        .collect();
     let start_node = topology.start();
     let outputs = with_outputs.then(|| broadcast::channel(OUTPUT_BUFFER).0);
     let scope = Arc::new(RunScope::for_run(
@@ -155,7 +153,7 @@ fn start(
     let shared = Arc::new(Shared::new(
         topology,
         scope,
-        senders.into_boxed_slice(),
+        mailboxes,
         stop_on_quiescence,
         outputs,
     ));
@@ -165,18 +163,17 @@ fn start(
     // The task input goes into the start node's mailbox before any worker runs; a new mailbox
     // always has room for it.
     shared.accept_outside();
-    let delivered = shared
-        .mailboxes
-        .get(start_node)
-        .map(|tx| tx.try_send(Envelope::routed(task.inputs)));
-    if !matches!(delivered, Some(Ok(()))) {
+    let delivered = shared.mailboxes.get(start_node).is_some_and(|mailbox| {
+        mailbox.try_reserve() && mailbox.push(Envelope::routed(task.inputs)).is_ok()
+    });
+    if !delivered {
         return Err(RunError::Internal(
             "the start node's new mailbox refused the task input".to_owned(),
         ));
     }
     let tracker = TaskTracker::new();
-    for (index, mailbox) in receivers.into_iter().enumerate() {
-        tracker.spawn(run_worker(Arc::clone(&shared), index, mailbox));
+    for index in 0..shared.mailboxes.len() {
+        tracker.spawn(run_worker(Arc::clone(&shared), index));
     }
     tracker.close();
     Ok(Started { shared, tracker })

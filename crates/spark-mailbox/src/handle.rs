@@ -127,24 +127,53 @@ impl RunHandle {
             self.shared.request_stop(StopReason::Shutdown);
             return Ok(());
         }
-        let Some(tx) = self.shared.mailboxes.get(index) else {
+        let Some(mailbox) = self.shared.mailboxes.get(index) else {
             return Err(HandleSendError::Stopped(message));
         };
-        // The reservation is polled first: with room in the mailbox the stop signal's waiter is
-        // never registered (the stop is checked right after instead).
-        let permit = tokio::select! {
-            biased;
-            permit = tx.reserve() => permit,
-            () = self.shared.stop.cancelled() => return Err(HandleSendError::Stopped(message)),
-        };
-        match permit {
-            Ok(permit) if !self.shared.is_stopping() => {
-                self.shared.accept_outside();
-                permit.send(Envelope::from_channel(message));
-                Ok(())
+        // The fast path takes a free slot; otherwise wait for one, or for the stop.
+        while !mailbox.try_reserve() {
+            if mailbox.is_closed() {
+                return Err(HandleSendError::Stopped(message));
             }
-            _ => Err(HandleSendError::Stopped(message)),
+            mailbox.begin_wait();
+            // Created before the retry: a slot freed after this point wakes it.
+            let room_freed = mailbox.room().notified();
+            if mailbox.try_reserve() {
+                mailbox.end_wait();
+                break;
+            }
+            let stopped = tokio::select! {
+                biased;
+                () = self.shared.stop.cancelled() => true,
+                () = room_freed => false,
+            };
+            mailbox.end_wait();
+            if stopped {
+                return Err(HandleSendError::Stopped(message));
+            }
         }
+        self.push_reserved(index, message)
+            .map_err(HandleSendError::Stopped)
+    }
+
+    /// Queues `message` into the slot just reserved in mailbox `index`, counting it accepted;
+    /// hands it back if the run is stopping.
+    fn push_reserved(&self, index: usize, message: ChannelMessage) -> Result<(), ChannelMessage> {
+        let Some(mailbox) = self.shared.mailboxes.get(index) else {
+            return Err(message);
+        };
+        if self.shared.is_stopping() {
+            mailbox.release();
+            return Err(message);
+        }
+        // Counted accepted under the mailbox's lock, before the worker can see it (so the
+        // in-flight count cannot reach zero early), and only if the mailbox is open.
+        mailbox
+            .push_with(message, |message| {
+                self.shared.accept_outside();
+                Envelope::from_channel(message)
+            })
+            .map_err(|closed| closed.0)
     }
 
     /// Sends a message into `node`'s mailbox if it has room now.
@@ -161,23 +190,20 @@ impl RunHandle {
         if self.shared.is_stopping() {
             return Err(HandleSendError::Stopped(message));
         }
-        let Some(tx) = self.shared.mailboxes.get(index) else {
+        let Some(mailbox) = self.shared.mailboxes.get(index) else {
             return Err(HandleSendError::Stopped(message));
         };
-        match tx.try_reserve() {
-            Ok(permit) => {
-                self.shared.accept_outside();
-                permit.send(Envelope::from_channel(message));
-                Ok(())
+        if !mailbox.try_reserve() {
+            if mailbox.is_closed() {
+                return Err(HandleSendError::Stopped(message));
             }
-            Err(tokio::sync::mpsc::error::TrySendError::Full(())) => Err(HandleSendError::Full {
+            return Err(HandleSendError::Full {
                 node: node.to_owned(),
                 message,
-            }),
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => {
-                Err(HandleSendError::Stopped(message))
-            }
+            });
         }
+        self.push_reserved(index, message)
+            .map_err(HandleSendError::Stopped)
     }
 
     /// Subscribes to the run's sink outputs (outputs that matched no edge), from now on. A

@@ -60,6 +60,8 @@ pub mod channel;
 mod envelope;
 mod executor;
 mod handle;
+mod mailbox;
+mod outbox;
 mod shared;
 mod worker;
 

@@ -8,11 +8,11 @@ use spark_core::{
     SinkOutput, SinkOutputs, StopReason, TaskType,
 };
 use spark_edges::Topology;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::blocked::BlockedSenders;
-use crate::envelope::Envelope;
+use crate::mailbox::Mailbox;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -38,7 +38,7 @@ pub(crate) struct NodeSlot {
 pub(crate) struct Shared {
     pub(crate) topology: Arc<Topology>,
     pub(crate) scope: Arc<RunScope>,
-    pub(crate) mailboxes: Box<[mpsc::Sender<Envelope>]>,
+    pub(crate) mailboxes: Box<[Mailbox]>,
     /// Cancelled when the graceful stop begins (wakes waiting workers and senders).
     pub(crate) stop: CancellationToken,
     /// Set when the graceful stop begins, before `stop` is cancelled (cheap to read).
@@ -60,7 +60,7 @@ impl Shared {
     pub(crate) fn new(
         topology: Arc<Topology>,
         scope: Arc<RunScope>,
-        mailboxes: Box<[mpsc::Sender<Envelope>]>,
+        mailboxes: Box<[Mailbox]>,
         stop_on_quiescence: bool,
         outputs: Option<broadcast::Sender<SinkOutput>>,
     ) -> Self {

@@ -1,34 +1,66 @@
 //! One worker per node: take a message, process it, route the output, repeat; then the
 //! shutdown delivery.
 
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::sync::Arc;
 
 use spark_core::panic::CatchUnwind;
 use spark_core::{BudgetKind, Context, EventKind, NodeMessage, RunCounts, RunError, StopReason};
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::blocked::Undelivered;
 use crate::envelope::Envelope;
+use crate::mailbox::Mailbox;
+use crate::outbox::Outbox;
 use crate::shared::Shared;
 
-/// How many times an idle worker yields, checking its mailbox, before it parks.
-const SPIN_YIELDS: usize = 1;
+/// Closes the worker's mailbox when the worker exits, however it exits.
+struct CloseOnExit<'a>(&'a Mailbox);
 
-pub(crate) async fn run_worker(
-    shared: Arc<Shared>,
-    index: usize,
-    mut mailbox: mpsc::Receiver<Envelope>,
-) {
-    let Some(entry) = shared.topology.node(index) else {
+impl Drop for CloseOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Awaits `activation`, recording whether it ever returned `Pending`. The first time it does,
+/// the senders waiting for room in the worker's `mailbox` are woken (the worker is about to
+/// wait; see `Mailbox::release_started`).
+async fn track_pending<F: Future>(
+    activation: F,
+    pended: &mut bool,
+    mailbox: &Mailbox,
+) -> F::Output {
+    let mut activation = pin!(activation);
+    poll_fn(|cx| {
+        let poll = activation.as_mut().poll(cx);
+        if poll.is_pending() && !*pended {
+            *pended = true;
+            mailbox.wake_senders();
+        }
+        poll
+    })
+    .await
+}
+
+pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
+    let (Some(entry), Some(mailbox)) = (shared.topology.node(index), shared.mailboxes.get(index))
+    else {
         return;
     };
+    let _close = CloseOnExit(mailbox);
     let name = Arc::clone(&entry.name);
     let node = Arc::clone(&entry.node);
     let scope = Arc::clone(&shared.scope);
     let mut targets: Vec<usize> = Vec::new();
+    // Messages taken out of the mailbox, not started yet (their slots are still taken).
+    let mut inbox: VecDeque<Envelope> = VecDeque::new();
+    let mut outbox = Outbox::default();
+    // Whether the last activation ever waited (`Pending`): a node that waits gets no batching.
+    let mut pended = true;
     // Whether anyone wants per-activation spans, probed once per worker: without a subscriber
     // no span is built per message.
     let node_spans = tracing::span_enabled!(tracing::Level::DEBUG);
@@ -39,36 +71,33 @@ pub(crate) async fn run_worker(
         if shared.is_stopping() {
             break;
         }
-        let envelope = match mailbox.try_recv() {
-            Ok(envelope) => envelope,
-            Err(TryRecvError::Disconnected) => break,
-            Err(TryRecvError::Empty) => {
-                // Before parking, give the other tasks of this thread (often the sender) one
-                // turn: under load the mailbox refills meanwhile and the worker skips a
-                // park/unpark round trip.
-                let mut received = None;
-                for _ in 0..SPIN_YIELDS {
-                    tokio::task::yield_now().await;
-                    if let Ok(envelope) = mailbox.try_recv() {
-                        received = Some(envelope);
-                        break;
-                    }
-                }
-                let received = match received {
-                    Some(envelope) => Some(envelope),
-                    None => tokio::select! {
-                        biased;
-                        () = &mut stopped => None,
-                        envelope = mailbox.recv() => envelope,
-                    },
-                };
-                match received {
-                    Some(envelope) => envelope,
-                    None => break,
-                }
+        let Some(envelope) = inbox.pop_front() else {
+            // Nothing to start: hand on what this worker holds before looking for more.
+            outbox.flush_all(&shared.mailboxes);
+            if mailbox.take_all(&mut inbox) {
+                continue;
             }
+            // Before parking, give the other tasks of this thread (often the sender) one
+            // turn: under load the mailbox refills meanwhile and the worker skips a
+            // park/unpark round trip.
+            tokio::task::yield_now().await;
+            if mailbox.take_all(&mut inbox) {
+                continue;
+            }
+            let received = tokio::select! {
+                biased;
+                () = &mut stopped => false,
+                received = poll_fn(|cx| mailbox.poll_take_all(cx, &mut inbox)) => received,
+            };
+            if received {
+                continue;
+            }
+            break;
         };
-        shared.blocked.after_receive(index);
+        // The message is started: its slot is free for a sender. Waiting senders are woken at
+        // once unless more quick messages follow (then once per half mailbox; before this
+        // worker waits for anything it wakes them anyway).
+        mailbox.release_started(pended || inbox.is_empty());
         if shared.is_stopping() {
             // Not processed: stays counted as unprocessed (accepted - processed).
             break;
@@ -89,11 +118,12 @@ pub(crate) async fn run_worker(
         });
         let started = shared.topology.events().is_active().then(Instant::now);
         let activation = CatchUnwind::new(node.process_dyn(&ctx));
+        pended = false;
         let outcome = if node_spans {
             let span = tracing::debug_span!("spark.node", node = %name, mode = "long_running");
-            activation.instrument(span).await
+            track_pending(activation.instrument(span), &mut pended, mailbox).await
         } else {
-            activation.await
+            track_pending(activation, &mut pended, mailbox).await
         };
         drop(ctx);
         if let Some(started) = started {
@@ -152,16 +182,31 @@ pub(crate) async fn run_worker(
         if targets.is_empty() {
             shared.record_sink(&name, output);
         } else {
-            deliver(&shared, index, &targets, output).await;
+            // Outputs of an activation that never waited may be held while more messages are
+            // queued here: they go out together (one lock, one wake-up per batch).
+            let may_hold = !pended && !inbox.is_empty();
+            deliver(&shared, index, &targets, output, &mut outbox, may_hold).await;
         }
     }
 
     shutdown_delivery(index, &name, &node, scope).await;
 }
 
-/// Sends `output` to every target in order (per-pair FIFO), waiting for room (backpressure).
-/// Every target's message was accepted (see `Shared::settle`) before this is called.
-async fn deliver(shared: &Shared, from: usize, targets: &[usize], output: NodeMessage) {
+/// Sends `output` to every target in order (per-pair FIFO). Every target's message was
+/// accepted (see `Shared::settle`) before this is called.
+///
+/// A message for a mailbox with a free slot takes the slot at once and is held in `outbox`
+/// when `may_hold` (see [`Outbox`]); otherwise it is queued now. A full mailbox makes the
+/// worker hand on everything it holds and then wait for room (backpressure, deadlock
+/// detection).
+async fn deliver(
+    shared: &Shared,
+    from: usize,
+    targets: &[usize],
+    output: NodeMessage,
+    outbox: &mut Outbox,
+    may_hold: bool,
+) {
     let last = targets.len().saturating_sub(1);
     let mut output = Some(output);
     for (i, &to) in targets.iter().enumerate() {
@@ -174,16 +219,28 @@ async fn deliver(shared: &Shared, from: usize, targets: &[usize], output: NodeMe
             // Accepted but not delivered: counted as unprocessed.
             continue;
         }
-        let sent = shared
-            .blocked
-            .send(
-                &shared.mailboxes,
-                from,
-                to,
-                Envelope::routed(payload),
-                &shared.stop,
-            )
-            .await;
+        let Some(mailbox) = shared.mailboxes.get(to) else {
+            continue;
+        };
+        let sent = if mailbox.try_reserve() {
+            outbox.hold(&shared.mailboxes, to, Envelope::routed(payload), may_hold);
+            Ok(())
+        } else {
+            outbox.flush_all(&shared.mailboxes);
+            if let Some(own) = shared.mailboxes.get(from) {
+                own.wake_senders();
+            }
+            shared
+                .blocked
+                .send(
+                    &shared.mailboxes,
+                    from,
+                    to,
+                    Envelope::routed(payload),
+                    &shared.stop,
+                )
+                .await
+        };
         match sent {
             Ok(()) => shared.publish(|| EventKind::MessageSent {
                 from: shared

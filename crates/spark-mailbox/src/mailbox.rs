@@ -1,0 +1,285 @@
+//! [`Mailbox`]: a worker's bounded inbox. Many senders, one receiver (the worker), a capacity
+//! that is exact in messages, and operations that move many messages per lock.
+//!
+//! Capacity counts *slots*: a slot is taken when a sender reserves it
+//! ([`try_reserve`](Mailbox::try_reserve)) and freed when the worker *starts* processing the
+//! message in it ([`release_started`](Mailbox::release_started)), not when the worker takes it out
+//! of the queue. So the worker may take every queued message in one operation
+//! ([`poll_take_all`](Mailbox::poll_take_all)) while the mailbox still counts the ones it has
+//! not started: at any time, reserved + queued + taken-but-not-started <= capacity, exactly as
+//! if the worker took one message at a time.
+//!
+//! Senders that find no free slot wait on [`room`](Mailbox::room), which is signalled when
+//! slots are freed while someone waits (a `SeqCst` pair of the slot count and the waiter count,
+//! so no wake-up is lost). A worker busy with quick messages signals once per half mailbox,
+//! and always before it waits for anything itself (see
+//! [`release_started`](Mailbox::release_started)). The worker parks with its waker stored under the queue's lock; a
+//! push takes the waker and wakes it after the lock is released.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use tokio::sync::Notify;
+
+use crate::envelope::Envelope;
+use crate::shared::lock;
+
+/// A worker's mailbox (see the module docs). Aligned so two mailboxes never share a cache line.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Mailbox {
+    capacity: usize,
+    /// Slots taken: reserved by senders, queued, or taken by the worker and not yet started.
+    occupied: AtomicUsize,
+    /// Senders waiting in [`room`](Self::room) for a free slot.
+    waiting: AtomicUsize,
+    /// Signalled when a slot is freed while senders wait.
+    room: Notify,
+    /// The worker is parked, waiting for a message (a hint for senders: flush now).
+    parked: AtomicBool,
+    /// The worker exited: pushes are refused.
+    closed: AtomicBool,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Envelope>,
+    receiver: Option<Waker>,
+    closed: bool,
+}
+
+/// The mailbox is closed (its worker exited); what could not be pushed is handed back.
+#[derive(Debug)]
+pub(crate) struct Closed<T>(pub(crate) T);
+
+impl Mailbox {
+    /// An empty mailbox with room for `capacity` messages (at least one).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            occupied: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            room: Notify::new(),
+            parked: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            queue: Mutex::new(Queue::default()),
+        }
+    }
+
+    /// Takes one slot if one is free. A reserved slot must be filled with
+    /// [`push`](Self::push)/[`push_all`](Self::push_all) or given back with
+    /// [`release`](Self::release).
+    pub(crate) fn try_reserve(&self) -> bool {
+        // `SeqCst`: pairs with `release` for senders that wait (see `room`).
+        let mut current = self.occupied.load(Ordering::SeqCst);
+        loop {
+            if current >= self.capacity {
+                return false;
+            }
+            match self.occupied.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Frees one slot: a sender gives a reservation back. Wakes the senders waiting for room.
+    pub(crate) fn release(&self) {
+        self.occupied.fetch_sub(1, Ordering::SeqCst);
+        self.wake_senders();
+    }
+
+    /// Frees the slot of a message the worker starts now. Wakes the senders waiting for room
+    /// only when `wake` is true or half the mailbox is free: a worker busy with a batch of
+    /// quick messages wakes a waiting sender once per half mailbox instead of once per
+    /// message. The worker must call [`wake_senders`](Self::wake_senders) before it waits for
+    /// anything (parks, or blocks on a full mailbox), so no sender waits on a mailbox with room
+    /// while its worker waits too.
+    pub(crate) fn release_started(&self, wake: bool) {
+        let before = self.occupied.fetch_sub(1, Ordering::SeqCst);
+        if wake || before.saturating_sub(1) <= self.capacity / 2 {
+            self.wake_senders();
+        }
+    }
+
+    /// Wakes the senders waiting for room, if any.
+    pub(crate) fn wake_senders(&self) {
+        // Pairs with `begin_wait` + the slot check of a waiting sender: either it sees the
+        // freed slot, or this load sees it waiting (both `SeqCst`).
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// `true` when every slot is taken.
+    pub(crate) fn is_full(&self) -> bool {
+        self.occupied.load(Ordering::SeqCst) >= self.capacity
+    }
+
+    /// `true` once the worker exited.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// `true` while the worker is parked waiting for a message.
+    pub(crate) fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::Relaxed)
+    }
+
+    /// The signal of a freed slot, for senders that wait: call [`begin_wait`](Self::begin_wait),
+    /// create the `Notified` future, retry [`try_reserve`](Self::try_reserve), then await it,
+    /// and [`end_wait`](Self::end_wait) afterwards.
+    pub(crate) fn room(&self) -> &Notify {
+        &self.room
+    }
+
+    /// Counts a sender as waiting for room (see [`room`](Self::room)).
+    pub(crate) fn begin_wait(&self) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A sender stopped waiting for room.
+    pub(crate) fn end_wait(&self) {
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Queues one message into a reserved slot and wakes the worker if it is parked.
+    ///
+    /// # Errors
+    /// [`Closed`] with the message if the worker exited.
+    pub(crate) fn push(&self, envelope: Envelope) -> Result<(), Closed<Envelope>> {
+        self.push_with(envelope, |e| e)
+    }
+
+    /// Like [`push`](Self::push) for a value that becomes an envelope only once the mailbox is
+    /// known to be open: `into_envelope` runs under the queue's lock (keep it short), so a
+    /// refused value is handed back exactly as it was given.
+    ///
+    /// # Errors
+    /// [`Closed`] with the value if the worker exited.
+    pub(crate) fn push_with<T>(
+        &self,
+        value: T,
+        into_envelope: impl FnOnce(T) -> Envelope,
+    ) -> Result<(), Closed<T>> {
+        let waker = {
+            let mut queue = lock(&self.queue);
+            if queue.closed {
+                return Err(Closed(value));
+            }
+            queue.items.push_back(into_envelope(value));
+            self.take_receiver(&mut queue)
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues every message of `held` (each in a slot reserved before), in order, under one
+    /// lock, and wakes the worker if it is parked. `held` is left empty.
+    ///
+    /// # Errors
+    /// [`Closed`] with the number of messages dropped if the worker exited (they were accepted
+    /// and are counted as unprocessed by the run).
+    pub(crate) fn push_all(&self, held: &mut Vec<Envelope>) -> Result<(), Closed<usize>> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let waker = {
+            let mut queue = lock(&self.queue);
+            if queue.closed {
+                let dropped = held.len();
+                drop(queue);
+                held.clear();
+                return Err(Closed(dropped));
+            }
+            queue.items.extend(held.drain(..));
+            self.take_receiver(&mut queue)
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    fn take_receiver(&self, queue: &mut Queue) -> Option<Waker> {
+        let waker = queue.receiver.take();
+        if waker.is_some() {
+            self.parked.store(false, Ordering::Relaxed);
+        }
+        waker
+    }
+
+    /// Moves every queued message to the back of `inbox` (the worker's), in order, without
+    /// waiting. Returns `false` if there was none. The slots stay taken until the worker
+    /// [releases](Self::release) each one as it starts the message.
+    pub(crate) fn take_all(&self, inbox: &mut VecDeque<Envelope>) -> bool {
+        let mut queue = lock(&self.queue);
+        Self::move_items(&mut queue, inbox)
+    }
+
+    fn move_items(queue: &mut Queue, inbox: &mut VecDeque<Envelope>) -> bool {
+        if queue.items.is_empty() {
+            return false;
+        }
+        if inbox.is_empty() {
+            // O(1): the two buffers trade places, so neither side allocates in steady state.
+            std::mem::swap(&mut queue.items, inbox);
+        } else {
+            inbox.extend(queue.items.drain(..));
+        }
+        true
+    }
+
+    /// Like [`take_all`](Self::take_all), but parks the worker until a message arrives.
+    /// `Ready(false)` once the mailbox is closed and empty.
+    ///
+    /// Cancel safe: messages move only when it returns `Ready(true)`.
+    pub(crate) fn poll_take_all(
+        &self,
+        cx: &mut Context<'_>,
+        inbox: &mut VecDeque<Envelope>,
+    ) -> Poll<bool> {
+        let mut queue = lock(&self.queue);
+        if Self::move_items(&mut queue, inbox) {
+            self.parked.store(false, Ordering::Relaxed);
+            return Poll::Ready(true);
+        }
+        if queue.closed {
+            return Poll::Ready(false);
+        }
+        match &mut queue.receiver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        self.parked.store(true, Ordering::Relaxed);
+        Poll::Pending
+    }
+
+    /// Closes the mailbox (its worker exits): later pushes are refused. Returns how many
+    /// queued messages were dropped (they are counted as unprocessed by the run).
+    pub(crate) fn close(&self) -> usize {
+        self.closed.store(true, Ordering::Release);
+        let (items, waker) = {
+            let mut queue = lock(&self.queue);
+            queue.closed = true;
+            (std::mem::take(&mut queue.items), queue.receiver.take())
+        };
+        // Dropped outside the lock: a message's drop may run user code (an ack hook's Arc).
+        let dropped = items.len();
+        drop(items);
+        drop(waker);
+        // Senders waiting for room see the closed mailbox on their next try.
+        self.room.notify_waiters();
+        dropped
+    }
+}
