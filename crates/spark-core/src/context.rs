@@ -313,6 +313,14 @@ impl Context {
         )
     }
 
+    /// Makes this context the one of the node's next activation: `inputs` replace the current
+    /// input message, which is returned. Executors that run many activations of one node call
+    /// this instead of [`Context::new`], so the run scope's reference count is not touched per
+    /// activation. Nodes receive `&Context` and cannot call it.
+    pub fn replace_inputs(&mut self, inputs: NodeMessage) -> NodeMessage {
+        std::mem::replace(&mut self.inputs, inputs)
+    }
+
     /// The input message of this activation (the seed's `context.inputs`).
     pub fn inputs(&self) -> &NodeMessage {
         &self.inputs

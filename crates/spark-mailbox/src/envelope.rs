@@ -26,8 +26,10 @@ impl Envelope {
             ack,
             ..
         } = message;
-        for (k, v) in metadata {
-            payload.metadata.entry(k).or_insert(v);
+        if !metadata.is_empty() {
+            for (k, v) in metadata {
+                payload.metadata.entry(k).or_insert(v);
+            }
         }
         Self { payload, ack }
     }

@@ -210,10 +210,7 @@ impl RunHandle {
     /// subscriber that falls more than 1,024 outputs behind gets `RecvError::Lagged` and loses
     /// the oldest; it never slows the run down.
     pub fn subscribe(&self) -> broadcast::Receiver<SinkOutput> {
-        match &self.shared.outputs {
-            Some(tx) => tx.subscribe(),
-            None => broadcast::channel(1).1,
-        }
+        self.shared.subscribe()
     }
 
     /// Asks the run to stop gracefully ([`StopReason::Shutdown`]): every worker finishes its

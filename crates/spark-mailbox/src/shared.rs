@@ -25,7 +25,8 @@ pub(crate) struct Outcome {
 }
 
 /// The state of one long-running run.
-/// One node's counters. Aligned so two workers never write the same cache line.
+/// One node's counters, written only by the node's own worker. Aligned so two workers never
+/// write the same cache line.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub(crate) struct NodeSlot {
@@ -52,6 +53,8 @@ pub(crate) struct Shared {
     slots: Box<[NodeSlot]>,
     sinks: Mutex<SinkOutputs>,
     pub(crate) outputs: Option<broadcast::Sender<SinkOutput>>,
+    /// Set once anyone subscribed to `outputs`: until then, nothing is broadcast.
+    subscribed: AtomicBool,
     pub(crate) stop_on_quiescence: bool,
     pub(crate) blocked: BlockedSenders,
 }
@@ -76,6 +79,7 @@ impl Shared {
             slots: (0..n).map(|_| NodeSlot::default()).collect(),
             sinks: Mutex::new(SinkOutputs::new()),
             outputs,
+            subscribed: AtomicBool::new(false),
             stop_on_quiescence,
             blocked: BlockedSenders::new(n),
             topology,
@@ -121,10 +125,12 @@ impl Shared {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Node `node` finished processing one message: counts it processed.
+    /// Node `node` finished processing one message: counts it processed. Only the node's own
+    /// worker writes its slot, so a load and a store do (no locked read-modify-write).
     pub(crate) fn record_processed(&self, node: usize) {
         if let Some(slot) = self.slots.get(node) {
-            slot.processed.fetch_add(1, Ordering::Relaxed);
+            let processed = slot.processed.load(Ordering::Relaxed);
+            slot.processed.store(processed + 1, Ordering::Release);
         }
     }
 
@@ -135,7 +141,9 @@ impl Shared {
     pub(crate) fn settle(&self, node: usize, targets: u64) {
         if targets > 0 {
             if let Some(slot) = self.slots.get(node) {
-                slot.routed.fetch_add(targets, Ordering::Relaxed);
+                // Single writer, as in `record_processed`.
+                let routed = slot.routed.load(Ordering::Relaxed);
+                slot.routed.store(routed + targets, Ordering::Release);
             }
             if targets > 1 {
                 self.in_flight.fetch_add(targets - 1, Ordering::AcqRel);
@@ -150,8 +158,25 @@ impl Shared {
         self.settle(node, 0);
     }
 
+    /// A receiver of the sink outputs broadcast from now on (an already closed one for a run
+    /// that does not broadcast them).
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<SinkOutput> {
+        match &self.outputs {
+            Some(tx) => {
+                let rx = tx.subscribe();
+                self.subscribed.store(true, Ordering::Release);
+                rx
+            }
+            None => broadcast::channel(1).1,
+        }
+    }
+
     pub(crate) fn record_sink(&self, node: &Arc<str>, message: NodeMessage) {
-        if let Some(outputs) = &self.outputs {
+        let outputs = self
+            .outputs
+            .as_ref()
+            .filter(|_| self.subscribed.load(Ordering::Acquire));
+        if let Some(outputs) = outputs {
             // No subscriber, or a lagging one, never blocks or fails the run.
             let _ = outputs.send(SinkOutput {
                 node: Arc::clone(node),

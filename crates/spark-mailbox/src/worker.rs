@@ -64,6 +64,10 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
     // Whether anyone wants per-activation spans, probed once per worker: without a subscriber
     // no span is built per message.
     let node_spans = tracing::span_enabled!(tracing::Level::DEBUG);
+    // One context for all activations of this worker: only its input changes per message. The
+    // previous input is dropped when the next one replaces it, or before the worker idles.
+    let mut ctx = Context::new(NodeMessage::empty(), index, Arc::clone(&scope));
+    let mut ctx_holds_input = false;
     let stopped = shared.stop.clone().cancelled_owned();
     tokio::pin!(stopped);
 
@@ -74,6 +78,10 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
         let Some(envelope) = inbox.pop_front() else {
             // Nothing to start: hand on what this worker holds before looking for more.
             outbox.flush_all(&shared.mailboxes);
+            if ctx_holds_input {
+                drop(ctx.replace_inputs(NodeMessage::empty()));
+                ctx_holds_input = false;
+            }
             if mailbox.take_all(&mut inbox) {
                 continue;
             }
@@ -112,7 +120,8 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
             break;
         }
         let Envelope { payload, ack } = envelope;
-        let ctx = Context::new(payload, index, Arc::clone(&scope));
+        drop(ctx.replace_inputs(payload));
+        ctx_holds_input = true;
         shared.publish(|| EventKind::NodeStarted {
             node: Arc::clone(&name),
         });
@@ -125,7 +134,6 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
         } else {
             track_pending(activation, &mut pended, mailbox).await
         };
-        drop(ctx);
         if let Some(started) = started {
             shared.publish(|| match &outcome {
                 Ok(Ok(_)) => EventKind::NodeFinished {
@@ -188,7 +196,6 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
             deliver(&shared, index, &targets, output, &mut outbox, may_hold).await;
         }
     }
-
     shutdown_delivery(index, &name, &node, scope).await;
 }
 
