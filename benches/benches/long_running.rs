@@ -25,6 +25,9 @@
 //!   group with `Throughput::Elements(100_000)`, 10 samples of one iteration each (flat
 //!   sampling): its estimates live under `lr_per_message/pipeline_3`, and `cargo xtask bench`
 //!   divides the median by 100,000.
+//! - `lr_per_message_floor`: the floor beside it (no target): the same 100,000 messages and
+//!   node work through three tasks joined by bare tokio channels of the default mailbox
+//!   capacity ([`spark_benches::floor`]), the outputs kept as a result keeps its sink outputs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -36,6 +39,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_main, Criterion, SamplingMode, Throughput};
 use spark::prelude::*;
 use spark::LongRunningExecutor;
+use spark::DEFAULT_MAILBOX_CAPACITY;
+use spark_benches::floor::bare_pipeline;
 use spark_benches::{
     chain_with_first, count_of, current_thread_runtime, gated_chain, input, multi_thread_runtime,
     FirstCall, GateRelease, Shape, EPOCH,
@@ -161,6 +166,36 @@ fn lr_per_message(c: &mut Criterion, rt: &Runtime, id: &str) {
     group.finish();
 }
 
+/// `lr_per_message_floor`: the same messages and node work through bare tokio channels
+/// ([`spark_benches::floor`]), reported beside `lr_per_message`.
+fn lr_per_message_floor(c: &mut Criterion, rt: &Runtime, id: &str) {
+    let message = NodeMessage::from(input());
+    let kept = rt
+        .block_on(bare_pipeline(
+            MESSAGES,
+            PIPELINE,
+            DEFAULT_MAILBOX_CAPACITY,
+            &message,
+        ))
+        .expect("the floor pipeline runs");
+    assert_eq!(kept.len() as u64, MESSAGES);
+
+    let mut group = c.benchmark_group(id);
+    group.throughput(Throughput::Elements(MESSAGES));
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.bench_function(format!("pipeline_{PIPELINE}"), |b| {
+        b.to_async(rt).iter(|| async {
+            black_box(
+                bare_pipeline(MESSAGES, PIPELINE, DEFAULT_MAILBOX_CAPACITY, &message)
+                    .await
+                    .expect("the floor pipeline runs"),
+            )
+        });
+    });
+    group.finish();
+}
+
 fn long_running(c: &mut Criterion) {
     let runtimes = runtimes();
     for (suffix, rt) in &runtimes {
@@ -177,6 +212,9 @@ fn long_running(c: &mut Criterion) {
     }
     for (suffix, rt) in &runtimes {
         lr_per_message(c, rt, &format!("lr_per_message{suffix}"));
+    }
+    for (suffix, rt) in &runtimes {
+        lr_per_message_floor(c, rt, &format!("lr_per_message_floor{suffix}"));
     }
 }
 

@@ -11,6 +11,9 @@
 //! The bench ids, the seed's figures and our targets live in `benches/targets.toml`; this crate
 //! only knows the shapes.
 //!
+//! [`floor`] is the reference beside `lr_per_message`: the same messages and node work through
+//! bare tokio channels, without any runtime.
+//!
 //! Beside the criterion benches, two binaries run as child processes of `cargo xtask`:
 //! `mem_lr_10k` (the memory row, figures from [`mem`]) and `stress` (the soak of
 //! `cargo xtask stress`, built from [`stress`]).
@@ -34,6 +37,7 @@ use spark::prelude::*;
 use spark::BuildErrors;
 use tokio::sync::watch;
 
+pub mod floor;
 pub mod mem;
 pub mod stress;
 
@@ -64,9 +68,13 @@ pub struct Inc;
 
 impl Node for Inc {
     async fn process(&self, ctx: &Context) -> Result<NodeMessage, NodeError> {
-        let count = count_of(&ctx.inputs().content);
-        Ok(json!({ COUNT: count + 1 }).into())
+        Ok(inc(&ctx.inputs().content))
     }
+}
+
+/// What [`Inc`] computes: `{"count": count + 1}` for an input with `count`.
+pub fn inc(input: &Value) -> NodeMessage {
+    json!({ COUNT: count_of(input) + 1 }).into()
 }
 
 /// The router of the branching graph: like [`Inc`], and also sets `branch` to

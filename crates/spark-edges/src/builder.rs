@@ -17,8 +17,15 @@ static NEXT_BUILDER_ID: AtomicU32 = AtomicU32::new(1);
 
 /// The default per-run step limit of standard mode.
 pub const DEFAULT_STEP_LIMIT: u64 = 10_000;
-/// The default mailbox capacity of long-running mode.
-pub const DEFAULT_MAILBOX_CAPACITY: usize = 64;
+/// The default mailbox capacity of long-running mode: how many messages may wait for one node
+/// (queued, or taken by its worker and not started yet) before senders wait.
+///
+/// Large enough that a busy pipeline moves messages in batches rather than waking its senders
+/// every few messages (measured in `docs/benchmarks.md`), small enough to bound memory: a
+/// mailbox only allocates for messages actually waiting, and gives the space back when its
+/// worker goes idle. The seed's mailboxes are unbounded queues; set a smaller capacity per
+/// graph or per node for earlier backpressure.
+pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
 
 /// One problem found by [`GraphBuilder::build`].
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -278,7 +285,8 @@ impl GraphBuilder {
         self
     }
 
-    /// Sets the default mailbox capacity of long-running runs (default 64).
+    /// Sets the default mailbox capacity of long-running runs (default
+    /// [`DEFAULT_MAILBOX_CAPACITY`], 1024).
     pub fn mailbox_capacity(&mut self, capacity: usize) -> &mut Self {
         self.mailbox_capacity = capacity;
         self

@@ -2,18 +2,17 @@
 //! that is exact in messages, and operations that move many messages per lock.
 //!
 //! Capacity counts *slots*: a slot is taken when a sender reserves it
-//! ([`try_reserve`](Mailbox::try_reserve)) and freed when the worker *starts* processing the
-//! message in it ([`release_started`](Mailbox::release_started)), not when the worker takes it out
-//! of the queue. So the worker may take every queued message in one operation
-//! ([`poll_take_all`](Mailbox::poll_take_all)) while the mailbox still counts the ones it has
-//! not started: at any time, reserved + queued + taken-but-not-started <= capacity, exactly as
-//! if the worker took one message at a time.
+//! ([`try_reserve`](Mailbox::try_reserve)) and freed once the worker has *started* the message
+//! in it ([`StartedSlots`]), not when the worker takes it out of the queue. So the worker may
+//! take every queued message in one operation ([`take_all`](Mailbox::take_all)) while the
+//! mailbox still counts the ones it has not started: reserved + queued + taken-but-not-started
+//! never exceeds the capacity. Started slots are given back in batches, at the latest before
+//! the worker waits for anything, so the count may briefly be higher than one-message-at-a-time
+//! would give, never lower.
 //!
 //! Senders that find no free slot wait on [`room`](Mailbox::room), which is signalled when
 //! slots are freed while someone waits (a `SeqCst` pair of the slot count and the waiter count,
-//! so no wake-up is lost). A worker busy with quick messages signals once per half mailbox,
-//! and always before it waits for anything itself (see
-//! [`release_started`](Mailbox::release_started)). The worker parks with its waker stored under the queue's lock; a
+//! so no wake-up is lost). The worker parks with its waker stored under the queue's lock; a
 //! push takes the waker and wakes it after the lock is released.
 
 use std::collections::VecDeque;
@@ -25,6 +24,7 @@ use tokio::sync::Notify;
 
 use crate::envelope::Envelope;
 use crate::shared::lock;
+use crate::worker::IDLE_BUFFER;
 
 /// A worker's mailbox (see the module docs). Aligned so two mailboxes never share a cache line.
 #[derive(Debug)]
@@ -93,21 +93,13 @@ impl Mailbox {
 
     /// Frees one slot: a sender gives a reservation back. Wakes the senders waiting for room.
     pub(crate) fn release(&self) {
-        self.occupied.fetch_sub(1, Ordering::SeqCst);
-        self.wake_senders();
+        self.release_many(1);
     }
 
-    /// Frees the slot of a message the worker starts now. Wakes the senders waiting for room
-    /// only when `wake` is true or half the mailbox is free: a worker busy with a batch of
-    /// quick messages wakes a waiting sender once per half mailbox instead of once per
-    /// message. The worker must call [`wake_senders`](Self::wake_senders) before it waits for
-    /// anything (parks, or blocks on a full mailbox), so no sender waits on a mailbox with room
-    /// while its worker waits too.
-    pub(crate) fn release_started(&self, wake: bool) {
-        let before = self.occupied.fetch_sub(1, Ordering::SeqCst);
-        if wake || before.saturating_sub(1) <= self.capacity / 2 {
-            self.wake_senders();
-        }
+    /// Frees `n` slots and wakes the senders waiting for room.
+    fn release_many(&self, n: usize) {
+        self.occupied.fetch_sub(n, Ordering::SeqCst);
+        self.wake_senders();
     }
 
     /// Wakes the senders waiting for room, if any.
@@ -257,6 +249,10 @@ impl Mailbox {
         if queue.closed {
             return Poll::Ready(false);
         }
+        if queue.items.capacity() > IDLE_BUFFER {
+            // The worker parks: give back the space a burst grew the queue to.
+            queue.items = VecDeque::new();
+        }
         match &mut queue.receiver {
             Some(waker) if waker.will_wake(cx.waker()) => {}
             slot => *slot = Some(cx.waker().clone()),
@@ -281,5 +277,49 @@ impl Mailbox {
         // Senders waiting for room see the closed mailbox on their next try.
         self.room.notify_waiters();
         dropped
+    }
+}
+
+/// The worker's side of freeing slots: the slot of each message the worker starts, given back
+/// in batches. A worker busy with quick messages frees its started slots once per half mailbox
+/// (one atomic update on a line the senders use, instead of one per message); the batch is
+/// given back at once when the worker is about to wait for anything (its inbox ran empty, its
+/// node returned `Pending`, or it blocks on a full mailbox). So a slot is never free for longer
+/// than it takes to run half a mailbox of activations that never wait, and a sender never waits
+/// on room that exists while the worker waits too (which keeps deadlock detection exact).
+#[derive(Debug)]
+pub(crate) struct StartedSlots<'a> {
+    mailbox: &'a Mailbox,
+    /// Started messages whose slots are not given back yet.
+    unreleased: usize,
+    /// Give the slots back once this many are pending.
+    every: usize,
+}
+
+impl<'a> StartedSlots<'a> {
+    /// The started slots of `mailbox` (the worker's own).
+    pub(crate) fn new(mailbox: &'a Mailbox) -> Self {
+        Self {
+            mailbox,
+            unreleased: 0,
+            every: (mailbox.capacity / 2).max(1),
+        }
+    }
+
+    /// The worker starts a message: its slot is free. Given back at once when `now`, otherwise
+    /// with the batch.
+    pub(crate) fn started(&mut self, now: bool) {
+        self.unreleased += 1;
+        if now || self.unreleased >= self.every {
+            self.flush();
+        }
+    }
+
+    /// Gives back every started slot not given back yet.
+    pub(crate) fn flush(&mut self) {
+        if self.unreleased > 0 {
+            self.mailbox.release_many(self.unreleased);
+            self.unreleased = 0;
+        }
     }
 }

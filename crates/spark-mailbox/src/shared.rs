@@ -36,6 +36,18 @@ pub(crate) struct NodeSlot {
     routed: AtomicU64,
 }
 
+/// The run-wide counters written on the hot path by several threads, on their own cache line:
+/// kept away from the flags every worker reads per message (`stopping`, ...), which would
+/// otherwise be evicted from every core's cache at each update.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Traffic {
+    /// Messages accepted and not yet finished (processed, or routed onward). Zero = quiescent.
+    in_flight: AtomicU64,
+    /// Messages accepted from outside the workers: the task input and handle sends.
+    accepted_outside: AtomicU64,
+}
+
 pub(crate) struct Shared {
     pub(crate) topology: Arc<Topology>,
     pub(crate) scope: Arc<RunScope>,
@@ -45,10 +57,7 @@ pub(crate) struct Shared {
     /// Set when the graceful stop begins, before `stop` is cancelled (cheap to read).
     stopping: AtomicBool,
     pub(crate) outcome: Mutex<Outcome>,
-    /// Messages accepted and not yet finished (processed, or routed onward). Zero = quiescent.
-    in_flight: AtomicU64,
-    /// Messages accepted from outside the workers: the task input and handle sends.
-    accepted_outside: AtomicU64,
+    traffic: Traffic,
     /// Per-node counters, each on its own cache line: a worker only ever writes its own.
     slots: Box<[NodeSlot]>,
     sinks: Mutex<SinkOutputs>,
@@ -74,8 +83,7 @@ impl Shared {
             stop: CancellationToken::new(),
             stopping: AtomicBool::new(false),
             outcome: Mutex::new(Outcome::default()),
-            in_flight: AtomicU64::new(0),
-            accepted_outside: AtomicU64::new(0),
+            traffic: Traffic::default(),
             slots: (0..n).map(|_| NodeSlot::default()).collect(),
             sinks: Mutex::new(SinkOutputs::new()),
             outputs,
@@ -121,8 +129,10 @@ impl Shared {
     /// Counts one message accepted from outside the workers (task input, handle send), before
     /// it is sent.
     pub(crate) fn accept_outside(&self) {
-        self.accepted_outside.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.traffic
+            .accepted_outside
+            .fetch_add(1, Ordering::Relaxed);
+        self.traffic.in_flight.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Node `node` finished processing one message: counts it processed. Only the node's own
@@ -134,28 +144,32 @@ impl Shared {
         }
     }
 
-    /// Node `node` is about to route its output to `targets` mailboxes: the outputs are
-    /// accepted, and the message it processed is finished. One atomic update of the in-flight
-    /// count covers both (none at all for exactly one target), and it happens before anything is
-    /// sent, so the count cannot reach zero early. Detects quiescence.
+    /// Node `node` is about to route its output to `targets` (at least one) mailboxes: the
+    /// outputs are accepted, and the message it processed is finished. One atomic update of the
+    /// in-flight count covers both (none at all for exactly one target), and it happens before
+    /// anything is sent, so the count cannot reach zero early.
     pub(crate) fn settle(&self, node: usize, targets: u64) {
-        if targets > 0 {
-            if let Some(slot) = self.slots.get(node) {
-                // Single writer, as in `record_processed`.
-                let routed = slot.routed.load(Ordering::Relaxed);
-                slot.routed.store(routed + targets, Ordering::Release);
-            }
-            if targets > 1 {
-                self.in_flight.fetch_add(targets - 1, Ordering::AcqRel);
-            }
-        } else if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && self.stop_on_quiescence {
-            self.request_stop(StopReason::Completed);
+        if let Some(slot) = self.slots.get(node) {
+            // Single writer, as in `record_processed`.
+            let routed = slot.routed.load(Ordering::Relaxed);
+            slot.routed.store(routed + targets, Ordering::Release);
+        }
+        if targets > 1 {
+            self.traffic
+                .in_flight
+                .fetch_add(targets - 1, Ordering::AcqRel);
         }
     }
 
-    /// A message was given up without routing anything (its node failed): finishes it.
-    pub(crate) fn finish_one(&self, node: usize) {
-        self.settle(node, 0);
+    /// `n` messages finished without routing anything onward (sink outputs, or given up by a
+    /// failed node). Detects quiescence.
+    pub(crate) fn finish_messages(&self, n: u64) {
+        if n > 0
+            && self.traffic.in_flight.fetch_sub(n, Ordering::AcqRel) == n
+            && self.stop_on_quiescence
+        {
+            self.request_stop(StopReason::Completed);
+        }
     }
 
     /// A receiver of the sink outputs broadcast from now on (an already closed one for a run
@@ -208,7 +222,7 @@ impl Shared {
             .iter()
             .map(|s| s.processed.load(Ordering::Acquire))
             .sum();
-        let accepted = self.accepted_outside.load(Ordering::Acquire)
+        let accepted = self.traffic.accepted_outside.load(Ordering::Acquire)
             + self
                 .slots
                 .iter()

@@ -13,9 +13,12 @@ use tracing::Instrument;
 
 use crate::blocked::Undelivered;
 use crate::envelope::Envelope;
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, StartedSlots};
 use crate::outbox::Outbox;
 use crate::shared::Shared;
+
+/// Message buffers larger than this (in messages) are freed when the worker parks.
+pub(crate) const IDLE_BUFFER: usize = 64;
 
 /// Closes the worker's mailbox when the worker exits, however it exits.
 struct CloseOnExit<'a>(&'a Mailbox);
@@ -26,20 +29,53 @@ impl Drop for CloseOnExit<'_> {
     }
 }
 
+/// Bookkeeping a worker batches between the moments it may wait: the slots of started
+/// messages (see [`StartedSlots`]) and messages finished without routing anything onward. The
+/// in-flight count drops by the batch before the worker idles, so quiescence is detected when
+/// the last worker idles and never early (a deferred finish only keeps the count higher). Given
+/// back when the worker idles, its node returns `Pending`, it blocks on a full mailbox, or it
+/// exits.
+struct Deferred<'a> {
+    shared: &'a Shared,
+    slots: StartedSlots<'a>,
+    finished: u64,
+}
+
+impl<'a> Deferred<'a> {
+    fn new(shared: &'a Shared, mailbox: &'a Mailbox) -> Self {
+        Self {
+            shared,
+            slots: StartedSlots::new(mailbox),
+            finished: 0,
+        }
+    }
+
+    fn flush(&mut self) {
+        self.slots.flush();
+        self.shared
+            .finish_messages(std::mem::take(&mut self.finished));
+    }
+}
+
+impl Drop for Deferred<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// Awaits `activation`, recording whether it ever returned `Pending`. The first time it does,
-/// the senders waiting for room in the worker's `mailbox` are woken (the worker is about to
-/// wait; see `Mailbox::release_started`).
+/// the worker's deferred bookkeeping is given back (it is about to wait; see [`Deferred`]).
 async fn track_pending<F: Future>(
     activation: F,
     pended: &mut bool,
-    mailbox: &Mailbox,
+    deferred: &mut Deferred<'_>,
 ) -> F::Output {
     let mut activation = pin!(activation);
     poll_fn(|cx| {
         let poll = activation.as_mut().poll(cx);
         if poll.is_pending() && !*pended {
             *pended = true;
-            mailbox.wake_senders();
+            deferred.flush();
         }
         poll
     })
@@ -59,6 +95,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
     // Messages taken out of the mailbox, not started yet (their slots are still taken).
     let mut inbox: VecDeque<Envelope> = VecDeque::new();
     let mut outbox = Outbox::default();
+    let mut deferred = Deferred::new(&shared, mailbox);
     // Whether the last activation ever waited (`Pending`): a node that waits gets no batching.
     let mut pended = true;
     // Whether anyone wants per-activation spans, probed once per worker: without a subscriber
@@ -78,6 +115,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
         let Some(envelope) = inbox.pop_front() else {
             // Nothing to start: hand on what this worker holds before looking for more.
             outbox.flush_all(&shared.mailboxes);
+            deferred.flush();
             if ctx_holds_input {
                 drop(ctx.replace_inputs(NodeMessage::empty()));
                 ctx_holds_input = false;
@@ -92,6 +130,10 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
             if mailbox.take_all(&mut inbox) {
                 continue;
             }
+            // Parking: give back the space a burst grew the inbox to.
+            if inbox.capacity() > IDLE_BUFFER {
+                inbox = VecDeque::new();
+            }
             let received = tokio::select! {
                 biased;
                 () = &mut stopped => false,
@@ -102,10 +144,9 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
             }
             break;
         };
-        // The message is started: its slot is free for a sender. Waiting senders are woken at
-        // once unless more quick messages follow (then once per half mailbox; before this
-        // worker waits for anything it wakes them anyway).
-        mailbox.release_started(pended || inbox.is_empty());
+        // The message is started: its slot is free. Given back at once to a node that waits
+        // (`Pending`) or when nothing else is queued here, otherwise with the batch.
+        deferred.slots.started(pended || inbox.is_empty());
         if shared.is_stopping() {
             // Not processed: stays counted as unprocessed (accepted - processed).
             break;
@@ -130,9 +171,9 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
         pended = false;
         let outcome = if node_spans {
             let span = tracing::debug_span!("spark.node", node = %name, mode = "long_running");
-            track_pending(activation.instrument(span), &mut pended, mailbox).await
+            track_pending(activation.instrument(span), &mut pended, &mut deferred).await
         } else {
-            track_pending(activation, &mut pended, mailbox).await
+            track_pending(activation, &mut pended, &mut deferred).await
         };
         if let Some(started) = started {
             shared.publish(|| match &outcome {
@@ -162,7 +203,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
                     source,
                     counts: RunCounts::default(),
                 });
-                shared.finish_one(index);
+                shared.finish_messages(1);
                 return; // a failed worker gets no shutdown delivery
             }
             Err(message) => {
@@ -171,7 +212,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
                     message,
                     counts: RunCounts::default(),
                 });
-                shared.finish_one(index);
+                shared.finish_messages(1);
                 return;
             }
         };
@@ -183,17 +224,27 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
         targets.clear();
         if let Err(error) = shared.topology.route(index, &output, |to| targets.push(to)) {
             shared.fail(error);
-            shared.finish_one(index);
+            shared.finish_messages(1);
             return;
         }
-        shared.settle(index, targets.len() as u64);
         if targets.is_empty() {
             shared.record_sink(&name, output);
+            deferred.finished += 1;
         } else {
+            shared.settle(index, targets.len() as u64);
             // Outputs of an activation that never waited may be held while more messages are
             // queued here: they go out together (one lock, one wake-up per batch).
             let may_hold = !pended && !inbox.is_empty();
-            deliver(&shared, index, &targets, output, &mut outbox, may_hold).await;
+            deliver(
+                &shared,
+                index,
+                &targets,
+                output,
+                &mut outbox,
+                &mut deferred,
+                may_hold,
+            )
+            .await;
         }
     }
     shutdown_delivery(index, &name, &node, scope).await;
@@ -212,6 +263,7 @@ async fn deliver(
     targets: &[usize],
     output: NodeMessage,
     outbox: &mut Outbox,
+    deferred: &mut Deferred<'_>,
     may_hold: bool,
 ) {
     let last = targets.len().saturating_sub(1);
@@ -233,10 +285,9 @@ async fn deliver(
             outbox.hold(&shared.mailboxes, to, Envelope::routed(payload), may_hold);
             Ok(())
         } else {
+            // About to block: hand on what is held, give back the deferred bookkeeping.
             outbox.flush_all(&shared.mailboxes);
-            if let Some(own) = shared.mailboxes.get(from) {
-                own.wake_senders();
-            }
+            deferred.flush();
             shared
                 .blocked
                 .send(

@@ -225,7 +225,8 @@ impl GraphBuilder {
         self
     }
 
-    /// Sets the default mailbox capacity of long-running runs (default 64).
+    /// Sets the default mailbox capacity of long-running runs (default
+    /// [`spark_edges::DEFAULT_MAILBOX_CAPACITY`], 1024).
     pub fn mailbox_capacity(&mut self, capacity: usize) -> &mut Self {
         self.inner.mailbox_capacity(capacity);
         self

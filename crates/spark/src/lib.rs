@@ -73,7 +73,7 @@ pub use spark_core::{
 };
 pub use spark_edges::{
     BuildError, BuildErrors, Chain, EdgeCondition, Endpoint, ExprError, Expression, NodeRef,
-    Topology,
+    Topology, DEFAULT_MAILBOX_CAPACITY, DEFAULT_STEP_LIMIT,
 };
 pub use spark_mailbox::{channel, HandleSendError, LongRunningExecutor, RunHandle};
 pub use spark_sequential::SequentialExecutor;

@@ -1,0 +1,90 @@
+//! The floor beside `lr_per_message`: what moving the same messages through the same node work
+//! costs with no runtime at all, on the same machine.
+//!
+//! [`bare_pipeline`] joins `stages` tokio tasks with bare `tokio::sync::mpsc` channels (the
+//! capacity of a default mailbox), each task taking messages in batches (`recv_many`) and
+//! applying [`inc`](crate::inc), the work of the benches' nodes. The caller's task sends the
+//! messages into the first channel one by one (as `lr_per_message` sends through its run
+//! handle), and the last task keeps every output, as a run's result keeps every sink output.
+//!
+//! Left out on purpose, so the figure is a floor: accounting, routing and edge conditions,
+//! budgets and stop checks, panic capture, boxed node futures, events, exact mailbox capacity
+//! and deadlock detection. A long-running run cannot move a message faster than this on the
+//! same machine unless it drops one of those or shares threads differently.
+
+use spark::prelude::*;
+use tokio::sync::mpsc;
+
+/// Sends `messages` clones of `message` through `stages` bare tasks (see the module docs) and
+/// returns the outputs of the last one, in order.
+///
+/// # Errors
+/// A message if a stage task failed (a bug of this function, or the runtime shutting down).
+pub async fn bare_pipeline(
+    messages: u64,
+    stages: usize,
+    capacity: usize,
+    message: &NodeMessage,
+) -> Result<Vec<NodeMessage>, String> {
+    let capacity = capacity.max(1);
+    let (first, mut rx) = mpsc::channel::<NodeMessage>(capacity);
+    let mut tasks = Vec::with_capacity(stages);
+    for _ in 1..stages.max(1) {
+        let (tx, next) = mpsc::channel::<NodeMessage>(capacity);
+        let input = std::mem::replace(&mut rx, next);
+        tasks.push(tokio::spawn(stage(input, capacity, Some(tx))));
+    }
+    let last = tokio::spawn(stage(rx, capacity, None));
+    for _ in 0..messages {
+        first
+            .send(message.clone())
+            .await
+            .map_err(|_| "the first stage stopped early".to_owned())?;
+    }
+    drop(first);
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())?;
+    }
+    last.await.map_err(|e| e.to_string())
+}
+
+/// One stage: `inc` every message, forward it (or keep it, for the last stage).
+async fn stage(
+    mut input: mpsc::Receiver<NodeMessage>,
+    capacity: usize,
+    output: Option<mpsc::Sender<NodeMessage>>,
+) -> Vec<NodeMessage> {
+    let mut batch = Vec::with_capacity(capacity);
+    let mut kept = Vec::new();
+    while input.recv_many(&mut batch, capacity).await > 0 {
+        for message in batch.drain(..) {
+            let out = crate::inc(&message.content);
+            match &output {
+                Some(tx) => {
+                    if tx.send(out).await.is_err() {
+                        return kept;
+                    }
+                }
+                None => kept.push(out),
+            }
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::{count_of, current_thread_runtime, input};
+
+    #[test]
+    fn every_message_passes_every_stage_once() {
+        let rt = current_thread_runtime().unwrap();
+        let message = NodeMessage::from(input());
+        let kept = rt.block_on(bare_pipeline(1_000, 3, 8, &message)).unwrap();
+        assert_eq!(kept.len(), 1_000);
+        assert!(kept.iter().all(|m| count_of(&m.content) == 3));
+    }
+}
