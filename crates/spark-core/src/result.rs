@@ -53,13 +53,14 @@ impl SinkOutputs {
     /// Appends a sink output of `node`.
     pub fn push(&mut self, node: Arc<str>, message: NodeMessage) {
         let output = SinkOutput { node, message };
+        if let SinkStore::Many(all) = &mut self.0 {
+            // The common case of a long run: append in place, without moving the vector.
+            all.push(output);
+            return;
+        }
         self.0 = match std::mem::take(&mut self.0) {
-            SinkStore::Empty => SinkStore::One(output),
             SinkStore::One(first) => SinkStore::Many(vec![first, output]),
-            SinkStore::Many(mut all) => {
-                all.push(output);
-                SinkStore::Many(all)
-            }
+            SinkStore::Empty | SinkStore::Many(_) => SinkStore::One(output),
         };
     }
 

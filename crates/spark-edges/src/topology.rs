@@ -10,6 +10,10 @@ use spark_core::{DynNode, EventBus, NodeMessage, RunError};
 
 use crate::EdgeCondition;
 
+/// Graphs with at most this many nodes find a node by name with a scan (see
+/// [`Topology::index_of`]).
+const SCAN_NAMES_UP_TO: usize = 16;
+
 /// A node of a built graph.
 #[derive(Clone)]
 pub struct NodeEntry {
@@ -150,9 +154,14 @@ impl Topology {
         &self.names
     }
 
-    /// The index of the node called `name` (a hash lookup).
+    /// The index of the node called `name`: a scan of the names for small graphs (faster than
+    /// hashing a name), a hash lookup otherwise.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.by_name.get(name).copied()
+        if self.names.len() <= SCAN_NAMES_UP_TO {
+            self.names.iter().position(|n| n.as_ref() == name)
+        } else {
+            self.by_name.get(name).copied()
+        }
     }
 
     /// The start node's index.
@@ -250,5 +259,40 @@ impl Topology {
         self.names
             .get(index)
             .map_or_else(|| format!("#{index}"), |n| n.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use spark_core::{node_fn, NodeError, NodeMessage};
+
+    use crate::GraphBuilder;
+
+    fn graph_of(n: usize) -> super::Topology {
+        let mut g = GraphBuilder::new();
+        let nodes: Vec<_> = (0..n)
+            .map(|i| {
+                g.add(
+                    format!("node-{i}"),
+                    node_fn(|_| async { Ok::<_, NodeError>(NodeMessage::empty()) }),
+                )
+            })
+            .collect();
+        g.start(nodes[0]);
+        g.build().unwrap()
+    }
+
+    #[test]
+    fn index_of_finds_every_node_by_name_in_small_and_large_graphs() {
+        for n in [1, super::SCAN_NAMES_UP_TO, super::SCAN_NAMES_UP_TO + 1, 100] {
+            let topology = graph_of(n);
+            for i in 0..n {
+                assert_eq!(topology.index_of(&format!("node-{i}")), Some(i), "n = {n}");
+            }
+            assert_eq!(topology.index_of("node-"), None, "n = {n}");
+            assert_eq!(topology.index_of(&format!("node-{n}")), None, "n = {n}");
+        }
     }
 }
