@@ -323,3 +323,195 @@ impl<'a> StartedSlots<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    use spark_core::NodeMessage;
+
+    use super::*;
+
+    fn envelope(n: u64) -> Envelope {
+        Envelope::routed(NodeMessage::new(serde_json::json!({ "n": n })))
+    }
+
+    fn n_of(e: &Envelope) -> u64 {
+        e.payload.content["n"].as_u64().unwrap()
+    }
+
+    /// Reserves a slot and queues `n`.
+    fn send(mailbox: &Mailbox, n: u64) -> bool {
+        mailbox.try_reserve() && mailbox.push(envelope(n)).is_ok()
+    }
+
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_full_mailbox_refuses_reservations() {
+        let mailbox = Mailbox::new(2);
+        assert!(send(&mailbox, 0));
+        assert!(send(&mailbox, 1));
+        assert!(mailbox.is_full());
+        assert!(!mailbox.try_reserve());
+    }
+
+    #[test]
+    fn capacity_zero_means_one() {
+        let mailbox = Mailbox::new(0);
+        assert!(send(&mailbox, 0));
+        assert!(!mailbox.try_reserve());
+    }
+
+    #[test]
+    fn taken_messages_keep_their_slots_until_started() {
+        let mailbox = Mailbox::new(2);
+        assert!(send(&mailbox, 0));
+        assert!(send(&mailbox, 1));
+        let mut inbox = VecDeque::new();
+        assert!(mailbox.take_all(&mut inbox));
+        assert_eq!(inbox.iter().map(n_of).collect::<Vec<_>>(), [0, 1]);
+        // The queue is empty, but the two messages are not started: still full.
+        assert!(mailbox.is_full());
+        assert!(!mailbox.try_reserve());
+        let mut slots = StartedSlots::new(&mailbox);
+        slots.started(true);
+        assert!(mailbox.try_reserve(), "a started message frees its slot");
+        assert!(!mailbox.try_reserve());
+    }
+
+    #[test]
+    fn started_slots_are_given_back_per_half_mailbox_or_when_flushed() {
+        let mailbox = Mailbox::new(4);
+        for n in 0..4 {
+            assert!(send(&mailbox, n));
+        }
+        let mut inbox = VecDeque::new();
+        assert!(mailbox.take_all(&mut inbox));
+        let mut slots = StartedSlots::new(&mailbox);
+        slots.started(false);
+        assert!(mailbox.is_full(), "one started slot waits for its batch");
+        slots.started(false);
+        assert!(!mailbox.is_full(), "half a mailbox is given back at once");
+        assert!(mailbox.try_reserve());
+        assert!(mailbox.try_reserve());
+        assert!(!mailbox.try_reserve());
+        slots.started(false);
+        assert!(mailbox.is_full());
+        slots.flush();
+        assert!(mailbox.try_reserve(), "a flush gives back the rest");
+    }
+
+    #[test]
+    fn messages_are_taken_in_push_order_across_batches() {
+        let mailbox = Mailbox::new(8);
+        let mut held: Vec<Envelope> = Vec::new();
+        for n in 0..3 {
+            assert!(mailbox.try_reserve());
+            held.push(envelope(n));
+        }
+        mailbox.push_all(&mut held).unwrap();
+        assert!(held.is_empty());
+        assert!(send(&mailbox, 3));
+        let mut inbox = VecDeque::from([envelope(99)]);
+        assert!(mailbox.take_all(&mut inbox));
+        assert_eq!(inbox.iter().map(n_of).collect::<Vec<_>>(), [99, 0, 1, 2, 3]);
+        assert!(!mailbox.take_all(&mut inbox), "nothing left");
+    }
+
+    #[test]
+    fn a_closed_mailbox_hands_pushed_messages_back_and_reports_what_it_dropped() {
+        let mailbox = Mailbox::new(4);
+        assert!(send(&mailbox, 0));
+        assert!(send(&mailbox, 1));
+        assert_eq!(mailbox.close(), 2);
+        assert!(mailbox.is_closed());
+        assert!(mailbox.try_reserve());
+        let Err(Closed(back)) = mailbox.push(envelope(7)) else {
+            panic!("a closed mailbox accepted a message");
+        };
+        assert_eq!(n_of(&back), 7);
+        let mut held = vec![envelope(8), envelope(9)];
+        assert!(matches!(mailbox.push_all(&mut held), Err(Closed(2))));
+        let Err(Closed(value)) = mailbox.push_with(5_u64, envelope) else {
+            panic!("a closed mailbox accepted a message");
+        };
+        assert_eq!(value, 5, "push_with hands back the value it was given");
+    }
+
+    #[test]
+    fn a_parked_worker_is_woken_by_a_push_and_parking_frees_a_grown_queue() {
+        let mailbox = Mailbox::new(1_000);
+        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        let waker = Waker::from(Arc::clone(&flag));
+        let mut cx = Context::from_waker(&waker);
+        let mut inbox = VecDeque::new();
+
+        // A burst grows the queue; the worker takes it, then parks.
+        for n in 0..200 {
+            assert!(send(&mailbox, n));
+        }
+        assert_eq!(
+            mailbox.poll_take_all(&mut cx, &mut inbox),
+            Poll::Ready(true)
+        );
+        assert_eq!(inbox.len(), 200);
+        inbox.clear();
+        assert!(mailbox.poll_take_all(&mut cx, &mut inbox).is_pending());
+        assert!(mailbox.is_parked());
+        assert!(lock(&mailbox.queue).items.capacity() <= IDLE_BUFFER);
+
+        assert!(send(&mailbox, 1));
+        assert!(flag.0.load(Ordering::SeqCst), "the push woke the worker");
+        assert!(!mailbox.is_parked());
+        assert_eq!(
+            mailbox.poll_take_all(&mut cx, &mut inbox),
+            Poll::Ready(true)
+        );
+        mailbox.close();
+        inbox.clear();
+        assert_eq!(
+            mailbox.poll_take_all(&mut cx, &mut inbox),
+            Poll::Ready(false)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sender_waiting_for_room_is_woken_when_slots_are_given_back() {
+        let mailbox = Arc::new(Mailbox::new(1));
+        assert!(send(&mailbox, 0));
+        let waiter = {
+            let mailbox = Arc::clone(&mailbox);
+            tokio::spawn(async move {
+                while !mailbox.try_reserve() {
+                    mailbox.begin_wait();
+                    let room = mailbox.room().notified();
+                    if mailbox.try_reserve() {
+                        mailbox.end_wait();
+                        break;
+                    }
+                    room.await;
+                    mailbox.end_wait();
+                }
+                mailbox.push(envelope(1)).is_ok()
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        let mut inbox = VecDeque::new();
+        assert!(mailbox.take_all(&mut inbox));
+        StartedSlots::new(&mailbox).started(true);
+        assert!(waiter.await.unwrap());
+        assert!(mailbox.take_all(&mut inbox));
+        assert_eq!(inbox.iter().map(n_of).collect::<Vec<_>>(), [0, 1]);
+    }
+}

@@ -80,3 +80,80 @@ impl Outbox {
         self.count = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::VecDeque;
+
+    use spark_core::NodeMessage;
+
+    use super::*;
+
+    fn reserved(mailboxes: &[Mailbox], to: usize, n: u64) -> Envelope {
+        assert!(mailboxes[to].try_reserve());
+        Envelope::routed(NodeMessage::new(serde_json::json!({ "n": n })))
+    }
+
+    fn queued(mailbox: &Mailbox) -> Vec<u64> {
+        let mut inbox = VecDeque::new();
+        mailbox.take_all(&mut inbox);
+        inbox
+            .iter()
+            .map(|e| e.payload.content["n"].as_u64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_output_that_may_not_be_held_is_queued_at_once() {
+        let mailboxes = [Mailbox::new(100)];
+        let mut outbox = Outbox::default();
+        let e = reserved(&mailboxes, 0, 1);
+        outbox.hold(&mailboxes, 0, e, false);
+        assert_eq!(queued(&mailboxes[0]), [1]);
+    }
+
+    #[test]
+    fn held_outputs_go_out_in_order_when_flushed() {
+        let mailboxes = [Mailbox::new(100), Mailbox::new(100)];
+        let mut outbox = Outbox::default();
+        for n in 0..3 {
+            let e = reserved(&mailboxes, 0, n);
+            outbox.hold(&mailboxes, 0, e, true);
+            let e = reserved(&mailboxes, 1, 10 + n);
+            outbox.hold(&mailboxes, 1, e, true);
+        }
+        assert!(queued(&mailboxes[0]).is_empty(), "held, not queued");
+        // A message that may not be held pushes what is held for its target first.
+        let e = reserved(&mailboxes, 0, 3);
+        outbox.hold(&mailboxes, 0, e, false);
+        assert_eq!(queued(&mailboxes[0]), [0, 1, 2, 3]);
+        outbox.flush_all(&mailboxes);
+        assert_eq!(queued(&mailboxes[1]), [10, 11, 12]);
+    }
+
+    #[test]
+    fn at_most_max_held_outputs_are_held_per_target() {
+        let mailboxes = [Mailbox::new(1_000)];
+        let mut outbox = Outbox::default();
+        for n in 0..MAX_HELD as u64 {
+            let e = reserved(&mailboxes, 0, n);
+            outbox.hold(&mailboxes, 0, e, true);
+        }
+        assert_eq!(queued(&mailboxes[0]).len(), MAX_HELD);
+    }
+
+    #[test]
+    fn outputs_for_a_parked_worker_are_queued_at_once() {
+        let mailboxes = [Mailbox::new(100)];
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut inbox = VecDeque::new();
+        assert!(mailboxes[0].poll_take_all(&mut cx, &mut inbox).is_pending());
+        let mut outbox = Outbox::default();
+        let e = reserved(&mailboxes, 0, 5);
+        outbox.hold(&mailboxes, 0, e, true);
+        assert_eq!(queued(&mailboxes[0]), [5]);
+    }
+}

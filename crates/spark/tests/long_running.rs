@@ -403,6 +403,128 @@ async fn handle_sends_arrive_in_send_order() {
     assert_balanced(&result.metadata);
 }
 
+/// A node that waits until `open` is notified (holds a run off quiescence), then passes.
+fn gate(open: &Arc<Notify>) -> impl Node {
+    let open = Arc::clone(open);
+    node_fn(move |ctx: Context| {
+        let open = Arc::clone(&open);
+        async move {
+            if !ctx.is_shutdown() {
+                open.notified().await;
+            }
+            Ok::<_, NodeError>(json!({ "gate": "open" }))
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_nodes_keep_send_order_through_a_batched_pipeline() {
+    // Nodes that never wait get their messages in batches and hold their outputs for a moment
+    // (see spark-mailbox's outbox): order per sender-receiver pair must survive that.
+    const N: u64 = 3_000;
+    let open = Arc::new(Notify::new());
+    let mut g = Graph::builder();
+    let held = g.add("gate", gate(&open));
+    let a = g.add("a", pass());
+    let b = g.add("b", pass());
+    let c = g.add("c", pass());
+    g.connect(a >> b);
+    g.connect(b >> c);
+    g.mailbox_capacity(8);
+    let graph = g.start(held).build().unwrap();
+
+    let handle = LongRunningExecutor::new()
+        .stop_on_quiescence(true)
+        .spawn(Arc::clone(graph.topology()), Task::long_running(json!({})))
+        .unwrap();
+    for seq in 0..N {
+        handle
+            .send("a", json!({ "seq": seq }))
+            .guarded()
+            .await
+            .unwrap();
+    }
+    open.notify_one();
+    let result = handle.wait().guarded().await.unwrap();
+
+    let order: Vec<u64> = result
+        .sink_outputs()
+        .iter()
+        .filter(|s| s.node.as_ref() == "c")
+        .map(|s| s.message.content["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(order, (0..N).collect::<Vec<_>>());
+    assert_eq!(result.metadata.processed_by("c"), Some(N));
+    assert_eq!(result.metadata.stop_reason, StopReason::Completed);
+    assert_balanced(&result.metadata);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_delivery_never_lets_a_producer_run_past_the_mailbox_capacity() {
+    // A consumer that takes its whole mailbox at once still counts the messages it has not
+    // started against its capacity: a quick producer stays within capacity + 2 messages ahead
+    // (capacity slots, one output waiting for a slot, one message started but not yet seen).
+    const N: u64 = 3_000;
+    const CAPACITY: u64 = 4;
+    let events: Arc<Mutex<Vec<bool>>> = Arc::default(); // true = produced, false = consuming
+    let source = {
+        let events = Arc::clone(&events);
+        node_fn(move |ctx: Context| {
+            let events = Arc::clone(&events);
+            async move {
+                let seq = ctx.inputs().content["next"].as_u64().unwrap_or(0);
+                if !ctx.is_shutdown() {
+                    events.lock().unwrap().push(true);
+                }
+                Ok::<_, NodeError>(json!({ "seq": seq, "next": seq + 1, "more": seq + 1 < N }))
+            }
+        })
+    };
+    let consumer = {
+        let events = Arc::clone(&events);
+        node_fn(move |ctx: Context| {
+            let events = Arc::clone(&events);
+            async move {
+                if !ctx.is_shutdown() {
+                    events.lock().unwrap().push(false);
+                    // A little work, so the producer is the quicker one.
+                    let mut x = 0u64;
+                    for i in 0..2_000u64 {
+                        x = std::hint::black_box(x.wrapping_add(i));
+                    }
+                }
+                Ok::<_, NodeError>(json!({ "seq": ctx.inputs().content["seq"] }))
+            }
+        })
+    };
+    let mut g = Graph::builder();
+    let src = g.add("src", source);
+    let sink = g.add("consumer", consumer);
+    g.connect(src >> sink);
+    g.connect(src.on("more", true) >> src);
+    g.node_mailbox_capacity(sink, CAPACITY as usize);
+    let graph = g.start(src).build().unwrap();
+
+    let result = graph
+        .run(Task::long_running(json!({})))
+        .guarded()
+        .await
+        .unwrap();
+
+    let (mut lead, mut max_lead) = (0i64, 0i64);
+    for &produced in events.lock().unwrap().iter() {
+        lead += if produced { 1 } else { -1 };
+        max_lead = max_lead.max(lead);
+    }
+    assert!(
+        max_lead <= CAPACITY as i64 + 2,
+        "the producer ran {max_lead} messages ahead of a capacity-{CAPACITY} consumer"
+    );
+    assert_eq!(result.metadata.processed_by("consumer"), Some(N));
+    assert_eq!(result.metadata.unprocessed, 0);
+    assert_balanced(&result.metadata);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backpressure (section 5)
 // ---------------------------------------------------------------------------------------------
