@@ -123,13 +123,6 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
             if mailbox.take_all(&mut inbox) {
                 continue;
             }
-            // Before parking, give the other tasks of this thread (often the sender) one
-            // turn: under load the mailbox refills meanwhile and the worker skips a
-            // park/unpark round trip.
-            tokio::task::yield_now().await;
-            if mailbox.take_all(&mut inbox) {
-                continue;
-            }
             // Parking: give back the space a burst grew the inbox to.
             if inbox.capacity() > IDLE_BUFFER {
                 inbox = VecDeque::new();
