@@ -49,7 +49,8 @@ pub use events::{Event, EventBus, EventKind};
 pub use message::{AckHook, ChannelMessage, NodeMessage};
 pub use node::{node_fn, BoxFuture, DynNode, FnNode, Node, NodeResult};
 pub use result::{
-    NodeCount, NodeCounts, RunMetadata, RunResult, SinkOutput, SinkOutputs, StopReason,
+    NodeCount, NodeCounts, RunMetadata, RunResult, SinkOutput, SinkOutputs, SinkRetention,
+    StopReason,
 };
 pub use state::GraphState;
 pub use task::{Task, TaskType};

@@ -31,69 +31,164 @@ pub struct SinkOutput {
     pub message: NodeMessage,
 }
 
-/// Every sink output of a run, in completion order. A run with a single sink output (the common
-/// case) keeps it inline, without allocating.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SinkOutputs(SinkStore);
+/// How many sink outputs a run keeps for its result.
+///
+/// The default keeps every one, in completion order (what a run's result promises). A spawned
+/// long-running run that produces outputs for days would keep them all in memory; such a run
+/// reads its outputs through its handle's subscription and keeps only the last few for the
+/// result.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use spark_core::{NodeMessage, SinkOutputs, SinkRetention};
+///
+/// let mut sinks = SinkOutputs::with_retention(SinkRetention::Last(2));
+/// for n in 0..5 {
+///     sinks.push(Arc::from("out"), NodeMessage::new(serde_json::json!({ "n": n })));
+/// }
+/// let kept: Vec<_> = sinks.as_slice().iter().map(|s| s.message.content["n"].clone()).collect();
+/// assert_eq!(kept, [3, 4]);
+/// assert_eq!(sinks.discarded(), 3);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SinkRetention {
+    /// Every sink output (the default).
+    #[default]
+    All,
+    /// Only the most recent `n` (at least one: the result's content is the most recent output).
+    Last(usize),
+}
+
+impl SinkRetention {
+    /// The most outputs kept, `None` for all.
+    fn limit(self) -> Option<usize> {
+        match self {
+            SinkRetention::All => None,
+            SinkRetention::Last(n) => Some(n.max(1)),
+        }
+    }
+}
+
+/// Every sink output of a run, in completion order (or the most recent ones, see
+/// [`SinkRetention`]). A run with a single sink output (the common case) keeps it inline,
+/// without allocating.
+#[derive(Clone, Debug, Default)]
+pub struct SinkOutputs {
+    store: SinkStore,
+    /// Keep at most this many (`None`: all).
+    limit: Option<usize>,
+    /// Outputs removed from `store` because of `limit`.
+    removed: u64,
+}
 
 #[derive(Clone, Debug, Default, PartialEq)]
 enum SinkStore {
     #[default]
     Empty,
     One(SinkOutput),
+    /// With a limit `n`, up to `2n` entries of which the first ones past `n` are hidden: they
+    /// are removed in one go when the vector reaches `2n` (amortized constant time per push).
     Many(Vec<SinkOutput>),
 }
 
 impl SinkOutputs {
-    /// No sink output yet.
+    /// No sink output yet; every one pushed is kept.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Appends a sink output of `node`.
+    /// No sink output yet; pushed ones are kept as `retention` says.
+    pub fn with_retention(retention: SinkRetention) -> Self {
+        Self {
+            limit: retention.limit(),
+            ..Self::default()
+        }
+    }
+
+    /// Appends a sink output of `node` (dropping the oldest kept one if the retention says so).
     pub fn push(&mut self, node: Arc<str>, message: NodeMessage) {
         let output = SinkOutput { node, message };
-        if let SinkStore::Many(all) = &mut self.0 {
+        if let SinkStore::Many(all) = &mut self.store {
             // The common case of a long run: append in place, without moving the vector.
             all.push(output);
+            if let Some(limit) = self.limit {
+                if all.len() >= limit.saturating_mul(2) {
+                    let excess = all.len() - limit;
+                    all.drain(..excess);
+                    self.removed += excess as u64;
+                }
+            }
             return;
         }
-        self.0 = match std::mem::take(&mut self.0) {
+        self.store = match std::mem::take(&mut self.store) {
+            SinkStore::One(first) if self.limit == Some(1) => {
+                drop(first);
+                self.removed += 1;
+                SinkStore::One(output)
+            }
             SinkStore::One(first) => SinkStore::Many(vec![first, output]),
             SinkStore::Empty | SinkStore::Many(_) => SinkStore::One(output),
         };
     }
 
-    /// The outputs, in completion order.
+    /// The outputs kept, in completion order.
     pub fn as_slice(&self) -> &[SinkOutput] {
-        match &self.0 {
+        match &self.store {
             SinkStore::Empty => &[],
             SinkStore::One(one) => std::slice::from_ref(one),
-            SinkStore::Many(all) => all,
+            SinkStore::Many(all) => match self.limit {
+                Some(limit) => all.get(all.len().saturating_sub(limit)..).unwrap_or(&[]),
+                None => all,
+            },
         }
+    }
+
+    /// How many outputs were pushed but are not kept (see [`SinkRetention::Last`]).
+    pub fn discarded(&self) -> u64 {
+        let hidden = match &self.store {
+            SinkStore::Many(all) => all.len() - self.as_slice().len(),
+            SinkStore::Empty | SinkStore::One(_) => 0,
+        };
+        self.removed + hidden as u64
     }
 
     /// Removes and returns the most recent output.
     pub fn pop(&mut self) -> Option<SinkOutput> {
-        match std::mem::take(&mut self.0) {
+        match std::mem::take(&mut self.store) {
             SinkStore::Empty => None,
             SinkStore::One(one) => Some(one),
             SinkStore::Many(mut all) => {
+                // Outputs hidden by the limit stay discarded.
+                if let Some(limit) = self.limit {
+                    let excess = all.len().saturating_sub(limit);
+                    all.drain(..excess);
+                    self.removed += excess as u64;
+                }
                 let last = all.pop();
-                self.0 = SinkStore::Many(all);
+                self.store = SinkStore::Many(all);
                 last
             }
         }
     }
 
-    /// Number of outputs.
+    /// Number of outputs kept.
     pub fn len(&self) -> usize {
         self.as_slice().len()
     }
 
-    /// `true` when there is none.
+    /// `true` when none is kept.
     pub fn is_empty(&self) -> bool {
         self.as_slice().is_empty()
+    }
+}
+
+/// Equal when the same outputs are kept and as many were discarded.
+impl PartialEq for SinkOutputs {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice() && self.discarded() == other.discarded()
     }
 }
 
@@ -244,6 +339,9 @@ pub struct RunMetadata {
     pub unprocessed: u64,
     /// Activations per node, in the graph's node order.
     pub per_node: NodeCounts,
+    /// Sink outputs produced but not kept in the result ([`SinkRetention::Last`]); they were
+    /// still broadcast to subscribers of a spawned run. Zero when every one is kept.
+    pub sink_outputs_discarded: u64,
 }
 
 impl RunMetadata {
@@ -259,6 +357,7 @@ impl RunMetadata {
             processed: 0,
             unprocessed: 0,
             per_node: NodeCounts::default(),
+            sink_outputs_discarded: 0,
         }
     }
 
@@ -356,5 +455,76 @@ impl RunResult {
     /// Takes the most recent sink output.
     pub fn into_output(mut self) -> Option<NodeMessage> {
         self.sink_outputs.pop().map(|s| s.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn pushed(retention: SinkRetention, n: u64) -> SinkOutputs {
+        let mut sinks = SinkOutputs::with_retention(retention);
+        for i in 0..n {
+            sinks.push(Arc::from("out"), NodeMessage::new(serde_json::json!(i)));
+        }
+        sinks
+    }
+
+    fn values(sinks: &SinkOutputs) -> Vec<u64> {
+        sinks
+            .as_slice()
+            .iter()
+            .map(|s| s.message.content.as_u64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_sink_output_is_kept_by_default() {
+        let sinks = pushed(SinkRetention::All, 100);
+        assert_eq!(values(&sinks), (0..100).collect::<Vec<_>>());
+        assert_eq!(sinks.discarded(), 0);
+    }
+
+    #[test]
+    fn a_limited_retention_keeps_exactly_the_most_recent_outputs_in_order() {
+        for limit in 1..=6usize {
+            for n in 0..40u64 {
+                let sinks = pushed(SinkRetention::Last(limit), n);
+                let kept = n.min(limit as u64);
+                assert_eq!(
+                    values(&sinks),
+                    (n - kept..n).collect::<Vec<_>>(),
+                    "limit {limit}, {n} pushed"
+                );
+                assert_eq!(sinks.len() as u64, kept);
+                assert_eq!(sinks.discarded(), n - kept, "limit {limit}, {n} pushed");
+            }
+        }
+    }
+
+    #[test]
+    fn last_zero_keeps_the_most_recent_output() {
+        let sinks = pushed(SinkRetention::Last(0), 5);
+        assert_eq!(values(&sinks), [4]);
+        assert_eq!(sinks.discarded(), 4);
+    }
+
+    #[test]
+    fn pop_takes_the_most_recent_and_never_brings_back_a_discarded_one() {
+        let mut sinks = pushed(SinkRetention::Last(3), 5); // keeps 2, 3, 4; 0, 1 hidden
+        assert_eq!(*sinks.pop().unwrap().message.content, serde_json::json!(4));
+        assert_eq!(values(&sinks), [2, 3]);
+        assert_eq!(sinks.discarded(), 2);
+    }
+
+    #[test]
+    fn outputs_are_equal_when_they_keep_the_same_ones() {
+        let mut a = pushed(SinkRetention::Last(2), 3);
+        let b = pushed(SinkRetention::Last(2), 3);
+        assert_eq!(a, b);
+        a.push(Arc::from("out"), NodeMessage::new(serde_json::json!(3)));
+        assert_ne!(a, b);
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use spark_core::{
-    BudgetKind, EventKind, RunError, RunResult, RunScope, StopReason, Task, TaskType,
+    BudgetKind, EventKind, RunError, RunResult, RunScope, SinkRetention, StopReason, Task, TaskType,
 };
 use spark_edges::Topology;
 use tokio::sync::broadcast;
@@ -56,6 +56,7 @@ const OUTPUT_BUFFER: usize = 1024;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LongRunningExecutor {
     stop_on_quiescence: Option<bool>,
+    sink_retention: SinkRetention,
 }
 
 pub(crate) struct Started {
@@ -74,6 +75,17 @@ impl LongRunningExecutor {
     #[must_use]
     pub fn stop_on_quiescence(mut self, stop: bool) -> Self {
         self.stop_on_quiescence = Some(stop);
+        self
+    }
+
+    /// How many sink outputs the result keeps. Default: [`SinkRetention::All`], every one in
+    /// completion order. A spawned run that produces outputs for days should read them through
+    /// [`RunHandle::subscribe`] and keep only the last few
+    /// ([`SinkRetention::Last`]); the result then reports how many it did not keep in
+    /// `RunMetadata::sink_outputs_discarded`.
+    #[must_use]
+    pub fn sink_retention(mut self, retention: SinkRetention) -> Self {
+        self.sink_retention = retention;
         self
     }
 
@@ -100,7 +112,7 @@ impl LongRunningExecutor {
                     .to_owned(),
             ));
         }
-        let started = start(topology, task, quiescence, false)?;
+        let started = start(topology, task, quiescence, false, self.sink_retention)?;
         drive(started).await
     }
 
@@ -113,7 +125,7 @@ impl LongRunningExecutor {
     /// tokio runtime.
     pub fn spawn(&self, topology: Arc<Topology>, task: Task) -> Result<RunHandle, RunError> {
         let quiescence = self.stop_on_quiescence.unwrap_or(false);
-        let started = start(topology, task, quiescence, true)?;
+        let started = start(topology, task, quiescence, true, self.sink_retention)?;
         let shared = Arc::clone(&started.shared);
         let driver = tokio::spawn(drive(started));
         Ok(RunHandle::new(shared, driver))
@@ -125,6 +137,7 @@ fn start(
     task: Task,
     stop_on_quiescence: bool,
     with_outputs: bool,
+    sink_retention: SinkRetention,
 ) -> Result<Started, RunError> {
     if task.task_type != TaskType::LongRunning {
         return Err(RunError::InvalidTask(format!(
@@ -156,6 +169,7 @@ fn start(
         mailboxes,
         stop_on_quiescence,
         outputs,
+        sink_retention,
     ));
     shared.publish(|| EventKind::GraphStarted {
         task_type: TaskType::LongRunning,

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use spark_core::{
     EventKind, NodeCounts, NodeMessage, RunCounts, RunError, RunMetadata, RunResult, RunScope,
-    SinkOutput, SinkOutputs, StopReason, TaskType,
+    SinkOutput, SinkOutputs, SinkRetention, StopReason, TaskType,
 };
 use spark_edges::Topology;
 use tokio::sync::broadcast;
@@ -75,6 +75,7 @@ impl Shared {
         mailboxes: Box<[Mailbox]>,
         stop_on_quiescence: bool,
         outputs: Option<broadcast::Sender<SinkOutput>>,
+        sink_retention: SinkRetention,
     ) -> Self {
         let n = topology.len();
         Self {
@@ -85,7 +86,7 @@ impl Shared {
             outcome: Mutex::new(Outcome::default()),
             traffic: Traffic::default(),
             slots: (0..n).map(|_| NodeSlot::default()).collect(),
-            sinks: Mutex::new(SinkOutputs::new()),
+            sinks: Mutex::new(SinkOutputs::with_retention(sink_retention)),
             outputs,
             subscribed: AtomicBool::new(false),
             stop_on_quiescence,
@@ -251,6 +252,7 @@ impl Shared {
                 .map(|slot| slot.processed.load(Ordering::Acquire)),
         );
         let sinks = std::mem::take(&mut *lock(&self.sinks));
+        metadata.sink_outputs_discarded = sinks.discarded();
         Ok(RunResult::from_sinks(sinks, metadata).with_state(self.scope.state_snapshot()))
     }
 }

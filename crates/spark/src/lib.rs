@@ -69,7 +69,7 @@ pub use spark_core::{
     json, node_fn, AckHook, Budget, BudgetError, BudgetKind, CancellationToken, ChannelMessage,
     Context, DynNode, Event, EventBus, EventKind, GraphState, Map, Node, NodeCount, NodeCounts,
     NodeError, NodeMessage, NodeResult, RunCounts, RunError, RunMetadata, RunResult, RunScope,
-    SinkOutput, StopReason, Task, TaskType, Value,
+    SinkOutput, SinkOutputs, SinkRetention, StopReason, Task, TaskType, Value,
 };
 pub use spark_edges::{
     BuildError, BuildErrors, Chain, EdgeCondition, Endpoint, ExprError, Expression, NodeRef,

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use spark::prelude::*;
-use spark::{BudgetKind, HandleSendError, LongRunningExecutor, RunMetadata, SinkOutput};
+use spark::{
+    BudgetKind, HandleSendError, LongRunningExecutor, RunMetadata, SinkOutput, SinkRetention,
+};
 use tokio::sync::{Barrier, Notify};
 use tokio::time::Instant;
 
@@ -1463,6 +1465,56 @@ async fn spawned_run_processes_messages_sent_through_the_handle() {
     assert_eq!(result.metadata.processed_by("start"), Some(1));
     assert_eq!(result.metadata.accepted, 4);
     assert_eq!(result.metadata.stop_reason, StopReason::Shutdown);
+    assert_balanced(&result.metadata);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_can_keep_only_its_most_recent_sink_outputs() {
+    const N: u64 = 100;
+    let mut g = Graph::builder();
+    let src = g.add("src", sequence_source(N));
+    let out = g.add("out", pass());
+    g.connect(src >> out);
+    g.connect(src.on("more", true) >> src);
+    let graph = g.start(src).build().unwrap();
+
+    let result = LongRunningExecutor::new()
+        .sink_retention(SinkRetention::Last(3))
+        .run(Arc::clone(graph.topology()), Task::long_running(json!({})))
+        .guarded()
+        .await
+        .unwrap();
+
+    let kept: Vec<u64> = result
+        .sink_outputs()
+        .iter()
+        .map(|s| s.message.content["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, [N - 3, N - 2, N - 1]);
+    assert_eq!(result.content()["seq"], N - 1);
+    assert_eq!(result.metadata.sink_outputs_discarded, N - 3);
+    assert_eq!(result.metadata.processed_by("out"), Some(N));
+    assert_balanced(&result.metadata);
+}
+
+#[tokio::test]
+async fn every_sink_output_is_kept_by_default() {
+    const N: u64 = 50;
+    let mut g = Graph::builder();
+    let src = g.add("src", sequence_source(N));
+    let out = g.add("out", pass());
+    g.connect(src >> out);
+    g.connect(src.on("more", true) >> src);
+    let graph = g.start(src).build().unwrap();
+
+    let result = graph
+        .run(Task::long_running(json!({})))
+        .guarded()
+        .await
+        .unwrap();
+
+    assert_eq!(result.sink_outputs().len() as u64, N);
+    assert_eq!(result.metadata.sink_outputs_discarded, 0);
     assert_balanced(&result.metadata);
 }
 
