@@ -94,7 +94,9 @@ impl RunHandle {
     /// [`HandleSendError::UnknownNode`] or [`HandleSendError::Stopped`], with the message.
     ///
     /// # Cancel safety
-    /// Cancel safe: the message is moved into the mailbox only once a slot is reserved.
+    /// Cancel safe: the message is queued only once a slot is reserved, and nothing is reserved
+    /// while it waits. A cancelled send did not deliver; its message is dropped with the future
+    /// (as with `tokio::sync::mpsc::Sender::send`).
     pub async fn send(
         &self,
         node: &str,
