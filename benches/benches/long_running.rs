@@ -28,6 +28,8 @@
 //! - `lr_per_message_floor`: the floor beside it (no target): the same 100,000 messages and
 //!   node work through three tasks joined by bare tokio channels of the default mailbox
 //!   capacity ([`spark_benches::floor`]), the outputs kept as a result keeps its sink outputs.
+//! - `lr_per_message_work`: the other end (no target): the same node work and kept outputs in a
+//!   plain loop on one thread, no task or channel.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,7 +42,7 @@ use criterion::{criterion_main, Criterion, SamplingMode, Throughput};
 use spark::prelude::*;
 use spark::LongRunningExecutor;
 use spark::DEFAULT_MAILBOX_CAPACITY;
-use spark_benches::floor::bare_pipeline;
+use spark_benches::floor::{bare_pipeline, work_only};
 use spark_benches::{
     chain_with_first, count_of, current_thread_runtime, gated_chain, input, multi_thread_runtime,
     FirstCall, GateRelease, Shape, EPOCH,
@@ -196,6 +198,20 @@ fn lr_per_message_floor(c: &mut Criterion, rt: &Runtime, id: &str) {
     group.finish();
 }
 
+/// `lr_per_message_work`: the node work alone, one thread, no tasks
+/// ([`spark_benches::floor::work_only`]), reported beside `lr_per_message`.
+fn lr_per_message_work(c: &mut Criterion) {
+    let message = NodeMessage::from(input());
+    let mut group = c.benchmark_group("lr_per_message_work");
+    group.throughput(Throughput::Elements(MESSAGES));
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.bench_function(format!("pipeline_{PIPELINE}"), |b| {
+        b.iter(|| black_box(work_only(MESSAGES, PIPELINE, &message)));
+    });
+    group.finish();
+}
+
 fn long_running(c: &mut Criterion) {
     let runtimes = runtimes();
     for (suffix, rt) in &runtimes {
@@ -216,6 +232,7 @@ fn long_running(c: &mut Criterion) {
     for (suffix, rt) in &runtimes {
         lr_per_message_floor(c, rt, &format!("lr_per_message_floor{suffix}"));
     }
+    lr_per_message_work(c);
 }
 
 mod group {

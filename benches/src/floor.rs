@@ -9,8 +9,11 @@
 //!
 //! Left out on purpose, so the figure is a floor: accounting, routing and edge conditions,
 //! budgets and stop checks, panic capture, boxed node futures, events, exact mailbox capacity
-//! and deadlock detection. A long-running run cannot move a message faster than this on the
-//! same machine unless it drops one of those or shares threads differently.
+//! and deadlock detection.
+//!
+//! [`work_only`] is the other end: the same node work and kept outputs on one thread, with no
+//! task, channel or concurrency at all. The difference between a pipeline's figure and this one
+//! is what moving the messages between tasks (and threads) costs.
 
 use spark::prelude::*;
 use tokio::sync::mpsc;
@@ -48,6 +51,21 @@ pub async fn bare_pipeline(
     last.await.map_err(|e| e.to_string())
 }
 
+/// The node work of [`bare_pipeline`] without any pipeline: each of `messages` clones of
+/// `message` goes through `stages` calls of [`inc`](crate::inc) in a plain loop, and the last
+/// outputs are kept.
+pub fn work_only(messages: u64, stages: usize, message: &NodeMessage) -> Vec<NodeMessage> {
+    let mut kept = Vec::new();
+    for _ in 0..messages {
+        let mut current = message.clone();
+        for _ in 0..stages {
+            current = crate::inc(&current.content);
+        }
+        kept.push(current);
+    }
+    kept
+}
+
 /// One stage: `inc` every message, forward it (or keep it, for the last stage).
 async fn stage(
     mut input: mpsc::Receiver<NodeMessage>,
@@ -78,6 +96,13 @@ mod tests {
 
     use super::*;
     use crate::{count_of, current_thread_runtime, input};
+
+    #[test]
+    fn work_only_applies_every_stage_to_every_message() {
+        let kept = work_only(100, 3, &NodeMessage::from(input()));
+        assert_eq!(kept.len(), 100);
+        assert!(kept.iter().all(|m| count_of(&m.content) == 3));
+    }
 
     #[test]
     fn every_message_passes_every_stage_once() {
