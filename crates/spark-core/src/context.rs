@@ -313,11 +313,12 @@ impl Context {
         )
     }
 
-    /// Makes this context the one of the node's next activation: `inputs` replace the current
-    /// input message, which is returned. Executors that run many activations of one node call
-    /// this instead of [`Context::new`], so the run scope's reference count is not touched per
-    /// activation. Nodes receive `&Context` and cannot call it.
-    pub fn replace_inputs(&mut self, inputs: NodeMessage) -> NodeMessage {
+    /// Makes this context the one of the next activation, of the node at `node_index` with
+    /// `inputs`, in the same run; returns the previous input message. Executors that run many
+    /// activations call this instead of [`Context::new`], so the run scope's reference count is
+    /// not touched per activation. Nodes receive `&Context` and cannot call it.
+    pub fn reset(&mut self, inputs: NodeMessage, node_index: usize) -> NodeMessage {
+        self.node_index = node_index;
         std::mem::replace(&mut self.inputs, inputs)
     }
 

@@ -117,7 +117,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
             outbox.flush_all(&shared.mailboxes);
             deferred.flush();
             if ctx_holds_input {
-                drop(ctx.replace_inputs(NodeMessage::empty()));
+                drop(ctx.reset(NodeMessage::empty(), index));
                 ctx_holds_input = false;
             }
             if mailbox.take_all(&mut inbox) {
@@ -154,7 +154,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
             break;
         }
         let Envelope { payload, ack } = envelope;
-        drop(ctx.replace_inputs(payload));
+        drop(ctx.reset(payload, index));
         ctx_holds_input = true;
         shared.publish(|| EventKind::NodeStarted {
             node: Arc::clone(&name),
