@@ -401,6 +401,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reset_gives_the_context_the_next_activations_input_and_node() {
+        let names: Arc<[Arc<str>]> = vec![Arc::from("a"), Arc::from("b")].into();
+        let scope = Arc::new(RunScope::new(None).with_node_names(names));
+        let mut ctx = Context::new(
+            NodeMessage::new(serde_json::json!(1)),
+            0,
+            Arc::clone(&scope),
+        );
+        assert_eq!(ctx.node_name(), "a");
+        let previous = ctx.reset(NodeMessage::new(serde_json::json!(2)), 1);
+        assert_eq!(*previous.content, serde_json::json!(1));
+        assert_eq!(*ctx.inputs().content, serde_json::json!(2));
+        assert_eq!(ctx.node_name(), "b");
+        assert!(Arc::ptr_eq(ctx.scope(), &scope), "the run scope is kept");
+    }
+
+    #[test]
     fn tokens_reach_the_budget_exactly() {
         let scope = RunScope::new(Budget::tokens(10).ok());
         assert!(!scope.tokens_exhausted());
