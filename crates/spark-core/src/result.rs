@@ -76,22 +76,36 @@ impl SinkRetention {
 /// [`SinkRetention`]). A run with a single sink output (the common case) keeps it inline,
 /// without allocating.
 #[derive(Clone, Debug, Default)]
-pub struct SinkOutputs {
-    store: SinkStore,
-    /// Keep at most this many (`None`: all).
-    limit: Option<usize>,
-    /// Outputs removed from `store` because of `limit`.
-    removed: u64,
-}
+pub struct SinkOutputs(SinkStore);
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 enum SinkStore {
     #[default]
     Empty,
     One(SinkOutput),
-    /// With a limit `n`, up to `2n` entries of which the first ones past `n` are hidden: they
-    /// are removed in one go when the vector reaches `2n` (amortized constant time per push).
     Many(Vec<SinkOutput>),
+    /// Only the most recent ones ([`SinkRetention::Last`]); boxed, so the common stores stay
+    /// small.
+    Window(Box<Window>),
+}
+
+/// The store of [`SinkRetention::Last`]: up to `2 * limit` outputs, of which those before the
+/// last `limit` are hidden; they are removed in one go when the vector reaches `2 * limit`
+/// (amortized constant time per push).
+#[derive(Clone, Debug)]
+struct Window {
+    all: Vec<SinkOutput>,
+    limit: usize,
+    /// Outputs removed from `all`.
+    removed: u64,
+}
+
+impl Window {
+    fn visible(&self) -> &[SinkOutput] {
+        self.all
+            .get(self.all.len().saturating_sub(self.limit)..)
+            .unwrap_or(&[])
+    }
 }
 
 impl SinkOutputs {
@@ -102,74 +116,74 @@ impl SinkOutputs {
 
     /// No sink output yet; pushed ones are kept as `retention` says.
     pub fn with_retention(retention: SinkRetention) -> Self {
-        Self {
-            limit: retention.limit(),
-            ..Self::default()
+        match retention.limit() {
+            None => Self::default(),
+            Some(limit) => Self(SinkStore::Window(Box::new(Window {
+                all: Vec::new(),
+                limit,
+                removed: 0,
+            }))),
         }
     }
 
     /// Appends a sink output of `node` (dropping the oldest kept one if the retention says so).
     pub fn push(&mut self, node: Arc<str>, message: NodeMessage) {
         let output = SinkOutput { node, message };
-        if let SinkStore::Many(all) = &mut self.store {
+        match &mut self.0 {
             // The common case of a long run: append in place, without moving the vector.
-            all.push(output);
-            if let Some(limit) = self.limit {
-                if all.len() >= limit.saturating_mul(2) {
-                    let excess = all.len() - limit;
-                    all.drain(..excess);
-                    self.removed += excess as u64;
+            SinkStore::Many(all) => all.push(output),
+            SinkStore::Window(window) => {
+                window.all.push(output);
+                if window.all.len() >= window.limit.saturating_mul(2) {
+                    let excess = window.all.len() - window.limit;
+                    window.all.drain(..excess);
+                    window.removed += excess as u64;
                 }
             }
-            return;
-        }
-        self.store = match std::mem::take(&mut self.store) {
-            SinkStore::One(first) if self.limit == Some(1) => {
-                drop(first);
-                self.removed += 1;
-                SinkStore::One(output)
+            SinkStore::Empty => self.0 = SinkStore::One(output),
+            SinkStore::One(_) => {
+                if let SinkStore::One(first) = std::mem::take(&mut self.0) {
+                    self.0 = SinkStore::Many(vec![first, output]);
+                }
             }
-            SinkStore::One(first) => SinkStore::Many(vec![first, output]),
-            SinkStore::Empty | SinkStore::Many(_) => SinkStore::One(output),
-        };
+        }
     }
 
     /// The outputs kept, in completion order.
     pub fn as_slice(&self) -> &[SinkOutput] {
-        match &self.store {
+        match &self.0 {
             SinkStore::Empty => &[],
             SinkStore::One(one) => std::slice::from_ref(one),
-            SinkStore::Many(all) => match self.limit {
-                Some(limit) => all.get(all.len().saturating_sub(limit)..).unwrap_or(&[]),
-                None => all,
-            },
+            SinkStore::Many(all) => all,
+            SinkStore::Window(window) => window.visible(),
         }
     }
 
     /// How many outputs were pushed but are not kept (see [`SinkRetention::Last`]).
     pub fn discarded(&self) -> u64 {
-        let hidden = match &self.store {
-            SinkStore::Many(all) => all.len() - self.as_slice().len(),
-            SinkStore::Empty | SinkStore::One(_) => 0,
-        };
-        self.removed + hidden as u64
+        match &self.0 {
+            SinkStore::Window(window) => {
+                window.removed + (window.all.len() - window.visible().len()) as u64
+            }
+            SinkStore::Empty | SinkStore::One(_) | SinkStore::Many(_) => 0,
+        }
     }
 
     /// Removes and returns the most recent output.
     pub fn pop(&mut self) -> Option<SinkOutput> {
-        match std::mem::take(&mut self.store) {
+        match &mut self.0 {
             SinkStore::Empty => None,
-            SinkStore::One(one) => Some(one),
-            SinkStore::Many(mut all) => {
+            SinkStore::One(_) => match std::mem::take(&mut self.0) {
+                SinkStore::One(one) => Some(one),
+                _ => None,
+            },
+            SinkStore::Many(all) => all.pop(),
+            SinkStore::Window(window) => {
                 // Outputs hidden by the limit stay discarded.
-                if let Some(limit) = self.limit {
-                    let excess = all.len().saturating_sub(limit);
-                    all.drain(..excess);
-                    self.removed += excess as u64;
-                }
-                let last = all.pop();
-                self.store = SinkStore::Many(all);
-                last
+                let excess = window.all.len().saturating_sub(window.limit);
+                window.all.drain(..excess);
+                window.removed += excess as u64;
+                window.all.pop()
             }
         }
     }
