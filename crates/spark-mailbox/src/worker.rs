@@ -29,14 +29,16 @@ impl Drop for CloseOnExit<'_> {
     }
 }
 
-/// Bookkeeping a worker batches between the moments it may wait: the slots of started
-/// messages (see [`StartedSlots`]) and messages finished without routing anything onward. The
-/// in-flight count drops by the batch before the worker idles, so quiescence is detected when
-/// the last worker idles and never early (a deferred finish only keeps the count higher). Given
-/// back when the worker idles, its node returns `Pending`, it blocks on a full mailbox, or it
+/// What a worker batches between the moments it may wait: outputs it holds for a moment (see
+/// [`Outbox`]), the slots of started messages (see [`StartedSlots`]) and messages finished
+/// without routing anything onward. The in-flight count drops by the batch before the worker
+/// idles, so quiescence is detected when the last worker idles and never early (a deferred
+/// finish only keeps the count higher). Everything is handed on when the worker is about to
+/// wait: its inbox ran empty, its node returned `Pending`, it blocks on a full mailbox, or it
 /// exits.
 struct Deferred<'a> {
     shared: &'a Shared,
+    outbox: Outbox,
     slots: StartedSlots<'a>,
     finished: u64,
 }
@@ -45,12 +47,15 @@ impl<'a> Deferred<'a> {
     fn new(shared: &'a Shared, mailbox: &'a Mailbox) -> Self {
         Self {
             shared,
+            outbox: Outbox::default(),
             slots: StartedSlots::new(mailbox),
             finished: 0,
         }
     }
 
+    /// Hands on everything batched: held outputs, started slots, finished messages.
     fn flush(&mut self) {
+        self.outbox.flush_all(&self.shared.mailboxes);
         self.slots.flush();
         self.shared
             .finish_messages(std::mem::take(&mut self.finished));
@@ -58,13 +63,17 @@ impl<'a> Deferred<'a> {
 }
 
 impl Drop for Deferred<'_> {
+    /// Gives back the started slots and finished messages. Held outputs are not delivered: the
+    /// worker only exits once the run stops, and they stay counted as unprocessed.
     fn drop(&mut self) {
-        self.flush();
+        self.slots.flush();
+        self.shared
+            .finish_messages(std::mem::take(&mut self.finished));
     }
 }
 
 /// Awaits `activation`, recording whether it ever returned `Pending`. The first time it does,
-/// the worker's deferred bookkeeping is given back (it is about to wait; see [`Deferred`]).
+/// everything the worker batched is handed on (it is about to wait; see [`Deferred`]).
 async fn track_pending<F: Future>(
     activation: F,
     pended: &mut bool,
@@ -94,7 +103,6 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
     let mut targets: Vec<usize> = Vec::new();
     // Messages taken out of the mailbox, not started yet (their slots are still taken).
     let mut inbox: VecDeque<Envelope> = VecDeque::new();
-    let mut outbox = Outbox::default();
     let mut deferred = Deferred::new(&shared, mailbox);
     // Whether the last activation ever waited (`Pending`): a node that waits gets no batching.
     let mut pended = true;
@@ -113,8 +121,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
             break;
         }
         let Some(envelope) = inbox.pop_front() else {
-            // Nothing to start: hand on what this worker holds before looking for more.
-            outbox.flush_all(&shared.mailboxes);
+            // Nothing to start: hand on what this worker batched before looking for more.
             deferred.flush();
             if ctx_holds_input {
                 drop(ctx.reset(NodeMessage::empty(), index));
@@ -228,16 +235,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
             // Outputs of an activation that never waited may be held while more messages are
             // queued here: they go out together (one lock, one wake-up per batch).
             let may_hold = !pended && !inbox.is_empty();
-            deliver(
-                &shared,
-                index,
-                &targets,
-                output,
-                &mut outbox,
-                &mut deferred,
-                may_hold,
-            )
-            .await;
+            deliver(&shared, index, &targets, output, &mut deferred, may_hold).await;
         }
     }
     shutdown_delivery(index, &name, &node, scope).await;
@@ -246,7 +244,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
 /// Sends `output` to every target in order (per-pair FIFO). Every target's message was
 /// accepted (see `Shared::settle`) before this is called.
 ///
-/// A message for a mailbox with a free slot takes the slot at once and is held in `outbox`
+/// A message for a mailbox with a free slot takes the slot at once and is held in the outbox
 /// when `may_hold` (see [`Outbox`]); otherwise it is queued now. A full mailbox makes the
 /// worker hand on everything it holds and then wait for room (backpressure, deadlock
 /// detection).
@@ -255,7 +253,6 @@ async fn deliver(
     from: usize,
     targets: &[usize],
     output: NodeMessage,
-    outbox: &mut Outbox,
     deferred: &mut Deferred<'_>,
     may_hold: bool,
 ) {
@@ -275,11 +272,12 @@ async fn deliver(
             continue;
         };
         let sent = if mailbox.try_reserve() {
-            outbox.hold(&shared.mailboxes, to, Envelope::routed(payload), may_hold);
+            deferred
+                .outbox
+                .hold(&shared.mailboxes, to, Envelope::routed(payload), may_hold);
             Ok(())
         } else {
-            // About to block: hand on what is held, give back the deferred bookkeeping.
-            outbox.flush_all(&shared.mailboxes);
+            // About to block: hand on everything batched first.
             deferred.flush();
             shared
                 .blocked

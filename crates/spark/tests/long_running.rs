@@ -461,6 +461,64 @@ async fn quick_nodes_keep_send_order_through_a_batched_pipeline() {
     assert_balanced(&result.metadata);
 }
 
+#[tokio::test]
+async fn held_outputs_are_handed_on_when_the_node_starts_to_wait() {
+    // `a` answers its first message at once, so its output for the busy `b` may be held; its
+    // second activation then waits. The held output must reach `b` while `a` waits, not after.
+    let b_may_go = Arc::new(Notify::new());
+    let b_saw_first = Arc::new(Notify::new());
+    let a_is_waiting = Arc::new(Notify::new());
+    let a_may_go = Arc::new(Notify::new());
+    let a = {
+        let (a_is_waiting, a_may_go) = (Arc::clone(&a_is_waiting), Arc::clone(&a_may_go));
+        node_fn(move |ctx: Context| {
+            let (a_is_waiting, a_may_go) = (Arc::clone(&a_is_waiting), Arc::clone(&a_may_go));
+            async move {
+                if ctx.inputs().content["seq"] == 1 {
+                    a_is_waiting.notify_one();
+                    a_may_go.notified().await;
+                }
+                Ok::<_, NodeError>(Value::clone(&ctx.inputs().content))
+            }
+        })
+    };
+    let b = {
+        let (b_may_go, b_saw_first) = (Arc::clone(&b_may_go), Arc::clone(&b_saw_first));
+        node_fn(move |ctx: Context| {
+            let (b_may_go, b_saw_first) = (Arc::clone(&b_may_go), Arc::clone(&b_saw_first));
+            async move {
+                let content = Value::clone(&ctx.inputs().content);
+                if content["busy"] == true {
+                    b_may_go.notified().await; // busy, not parked, while `a` starts
+                } else if content["seq"] == 0 {
+                    b_saw_first.notify_one();
+                }
+                Ok::<_, NodeError>(content)
+            }
+        })
+    };
+    let mut g = Graph::builder();
+    let a = g.add("a", a);
+    let b = g.add("b", b);
+    g.connect(a >> b);
+    let graph = g.start(b).build().unwrap();
+
+    let handle = graph
+        .spawn(Task::long_running(json!({ "busy": true })))
+        .unwrap();
+    tokio::task::yield_now().await; // `b` starts on its task input and waits
+    handle.send("a", json!({ "seq": 0 })).await.unwrap();
+    handle.send("a", json!({ "seq": 1 })).await.unwrap();
+    a_is_waiting.notified().guarded().await;
+    b_may_go.notify_one();
+    b_saw_first.notified().guarded().await;
+    a_may_go.notify_one();
+    handle.shutdown();
+    let result = handle.wait().guarded().await.unwrap();
+    assert_eq!(result.metadata.processed_by("a"), Some(2));
+    assert_balanced(&result.metadata);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_delivery_never_lets_a_producer_run_past_the_mailbox_capacity() {
     // A consumer that takes its whole mailbox at once still counts the messages it has not
