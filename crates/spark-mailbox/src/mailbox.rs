@@ -212,8 +212,8 @@ impl Mailbox {
     }
 
     /// Moves every queued message to the back of `inbox` (the worker's), in order, without
-    /// waiting. Returns `false` if there was none. The slots stay taken until the worker
-    /// [releases](Self::release) each one as it starts the message.
+    /// waiting. Returns `false` if there was none. The slots stay taken until the worker has
+    /// started the messages (see [`StartedSlots`]).
     pub(crate) fn take_all(&self, inbox: &mut VecDeque<Envelope>) -> bool {
         let mut queue = lock(&self.queue);
         Self::move_items(&mut queue, inbox)
