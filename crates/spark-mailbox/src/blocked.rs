@@ -39,12 +39,6 @@ impl BlockedSenders {
         }
     }
 
-    fn set(&self, blocked_on: &mut [Option<usize>], from: usize, to: Option<usize>) {
-        if let Some(slot) = blocked_on.get_mut(from) {
-            *slot = to;
-        }
-    }
-
     /// Sends `message` from worker `from` to mailbox `to`, waiting for room. The fast path
     /// (room available) takes no lock of this registry.
     pub(crate) async fn send(
@@ -71,7 +65,7 @@ impl BlockedSenders {
             tokio::pin!(room_freed);
             {
                 let mut blocked_on = lock(&self.blocked_on);
-                self.set(&mut blocked_on, from, Some(to));
+                set(&mut blocked_on, from, Some(to));
                 let outcome = if mailbox.try_reserve() {
                     Some(Ok(()))
                 } else if mailbox.is_closed() {
@@ -80,7 +74,7 @@ impl BlockedSenders {
                     find_cycle(&blocked_on, mailboxes, from).map(|c| Err(Undelivered::Deadlock(c)))
                 };
                 if let Some(outcome) = outcome {
-                    self.set(&mut blocked_on, from, None);
+                    set(&mut blocked_on, from, None);
                     drop(blocked_on);
                     mailbox.end_wait();
                     return outcome
@@ -92,7 +86,7 @@ impl BlockedSenders {
                 () = stop.cancelled() => true,
                 () = &mut room_freed => false,
             };
-            self.set(&mut lock(&self.blocked_on), from, None);
+            set(&mut lock(&self.blocked_on), from, None);
             mailbox.end_wait();
             if stopped {
                 return Err(Undelivered::Stopped);
@@ -125,4 +119,11 @@ fn find_cycle(
         current = next;
     }
     None
+}
+
+/// Records that worker `from` waits for room in `to` (`None`: no longer waits).
+fn set(blocked_on: &mut [Option<usize>], from: usize, to: Option<usize>) {
+    if let Some(slot) = blocked_on.get_mut(from) {
+        *slot = to;
+    }
 }

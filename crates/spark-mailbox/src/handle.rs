@@ -132,27 +132,8 @@ impl RunHandle {
         let Some(mailbox) = self.shared.mailboxes.get(index) else {
             return Err(HandleSendError::Stopped(message));
         };
-        // The fast path takes a free slot; otherwise wait for one, or for the stop.
-        while !mailbox.try_reserve() {
-            if mailbox.is_closed() {
-                return Err(HandleSendError::Stopped(message));
-            }
-            mailbox.begin_wait();
-            // Created before the retry: a slot freed after this point wakes it.
-            let room_freed = mailbox.room().notified();
-            if mailbox.try_reserve() {
-                mailbox.end_wait();
-                break;
-            }
-            let stopped = tokio::select! {
-                biased;
-                () = self.shared.stop.cancelled() => true,
-                () = room_freed => false,
-            };
-            mailbox.end_wait();
-            if stopped {
-                return Err(HandleSendError::Stopped(message));
-            }
+        if !mailbox.reserve(&self.shared.stop).await {
+            return Err(HandleSendError::Stopped(message));
         }
         self.push_reserved(index, message)
             .map_err(HandleSendError::Stopped)

@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::envelope::Envelope;
 use crate::shared::lock;
@@ -109,6 +110,36 @@ impl Mailbox {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
         }
+    }
+
+    /// Takes one slot, waiting for room while the mailbox is full (a sender that is not a
+    /// worker: workers wait through `BlockedSenders`, which also detects deadlocks). Returns
+    /// `false`, with nothing reserved, if the mailbox closed or `stop` fired first.
+    ///
+    /// Cancel safe: nothing is reserved until it returns `true`.
+    pub(crate) async fn reserve(&self, stop: &CancellationToken) -> bool {
+        while !self.try_reserve() {
+            if self.is_closed() {
+                return false;
+            }
+            self.begin_wait();
+            // Created before the retry: a slot freed after this point wakes it.
+            let room_freed = self.room.notified();
+            if self.try_reserve() {
+                self.end_wait();
+                return true;
+            }
+            let stopped = tokio::select! {
+                biased;
+                () = stop.cancelled() => true,
+                () = room_freed => false,
+            };
+            self.end_wait();
+            if stopped {
+                return false;
+            }
+        }
+        true
     }
 
     /// `true` when every slot is taken.
@@ -486,23 +517,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_waiting_reservation_gives_up_when_stopped_or_closed() {
+        let mailbox = Mailbox::new(1);
+        assert!(send(&mailbox, 0));
+        let stop = CancellationToken::new();
+        stop.cancel();
+        assert!(!mailbox.reserve(&stop).await, "stopped while full");
+        mailbox.close();
+        assert!(
+            !mailbox.reserve(&CancellationToken::new()).await,
+            "closed while full"
+        );
+    }
+
+    #[tokio::test]
     async fn a_sender_waiting_for_room_is_woken_when_slots_are_given_back() {
         let mailbox = Arc::new(Mailbox::new(1));
         assert!(send(&mailbox, 0));
         let waiter = {
             let mailbox = Arc::clone(&mailbox);
             tokio::spawn(async move {
-                while !mailbox.try_reserve() {
-                    mailbox.begin_wait();
-                    let room = mailbox.room().notified();
-                    if mailbox.try_reserve() {
-                        mailbox.end_wait();
-                        break;
-                    }
-                    room.await;
-                    mailbox.end_wait();
-                }
-                mailbox.push(envelope(1)).is_ok()
+                mailbox.reserve(&CancellationToken::new()).await
+                    && mailbox.push(envelope(1)).is_ok()
             })
         };
         tokio::task::yield_now().await;

@@ -56,6 +56,11 @@ impl<'a> Deferred<'a> {
     /// Hands on everything batched: held outputs, started slots, finished messages.
     fn flush(&mut self) {
         self.outbox.flush_all(&self.shared.mailboxes);
+        self.give_back();
+    }
+
+    /// Gives back the started slots and finishes the finished messages.
+    fn give_back(&mut self) {
         self.slots.flush();
         self.shared
             .finish_messages(std::mem::take(&mut self.finished));
@@ -63,12 +68,10 @@ impl<'a> Deferred<'a> {
 }
 
 impl Drop for Deferred<'_> {
-    /// Gives back the started slots and finished messages. Held outputs are not delivered: the
-    /// worker only exits once the run stops, and they stay counted as unprocessed.
+    /// Held outputs are not delivered: the worker only exits once the run stops, and they stay
+    /// counted as unprocessed.
     fn drop(&mut self) {
-        self.slots.flush();
-        self.shared
-            .finish_messages(std::mem::take(&mut self.finished));
+        self.give_back();
     }
 }
 
