@@ -20,14 +20,14 @@
 //!   iteration spawns the run with `LongRunningExecutor::new().stop_on_quiescence(true)`,
 //!   sends the messages into `n0` through the handle (`send` waits while the mailbox is full),
 //!   then awaits `wait()`: the run ends when the last message left `n2`. The task input goes to
-//!   a fourth node, a [`spark_benches::Gate`] with no edges, which holds it until the last send:
+//!   a fourth node, a [`spark_adk_benches::Gate`] with no edges, which holds it until the last send:
 //!   otherwise the run could reach quiescence between two sends and stop early. A criterion
 //!   group with `Throughput::Elements(100_000)`, 10 samples of one iteration each (flat
 //!   sampling): its estimates live under `lr_per_message/pipeline_3`, and `cargo xtask bench`
 //!   divides the median by 100,000.
 //! - `lr_per_message_floor`: the floor beside it (no target): the same 100,000 messages and
 //!   node work through three tasks joined by bare tokio channels of the default mailbox
-//!   capacity ([`spark_benches::floor`]), the outputs kept as a result keeps its sink outputs.
+//!   capacity ([`spark_adk_benches::floor`]), the outputs kept as a result keeps its sink outputs.
 //! - `lr_per_message_work`: the other end (no target): the same node work and kept outputs in a
 //!   plain loop on one thread, no task or channel. Runs first, on a fresh heap.
 //! - `lr_per_message_last1`: `lr_per_message` with `SinkRetention::Last(1)` (no target): what
@@ -41,11 +41,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, Criterion, SamplingMode, Throughput};
-use spark::prelude::*;
-use spark::LongRunningExecutor;
-use spark::{SinkRetention, DEFAULT_MAILBOX_CAPACITY};
-use spark_benches::floor::{bare_pipeline, work_only};
-use spark_benches::{
+use spark_adk::prelude::*;
+use spark_adk::LongRunningExecutor;
+use spark_adk::{SinkRetention, DEFAULT_MAILBOX_CAPACITY};
+use spark_adk_benches::floor::{bare_pipeline, work_only};
+use spark_adk_benches::{
     chain_with_first, count_of, current_thread_runtime, gated_chain, input, multi_thread_runtime,
     FirstCall, GateRelease, Shape, EPOCH,
 };
@@ -173,7 +173,7 @@ fn lr_per_message(c: &mut Criterion, rt: &Runtime, id: &str, executor: LongRunni
 }
 
 /// `lr_per_message_floor`: the same messages and node work through bare tokio channels
-/// ([`spark_benches::floor`]), reported beside `lr_per_message`.
+/// ([`spark_adk_benches::floor`]), reported beside `lr_per_message`.
 fn lr_per_message_floor(c: &mut Criterion, rt: &Runtime, id: &str) {
     let message = NodeMessage::from(input());
     let kept = rt
@@ -203,7 +203,7 @@ fn lr_per_message_floor(c: &mut Criterion, rt: &Runtime, id: &str) {
 }
 
 /// `lr_per_message_work`: the node work alone, one thread, no tasks
-/// ([`spark_benches::floor::work_only`]), reported beside `lr_per_message`.
+/// ([`spark_adk_benches::floor::work_only`]), reported beside `lr_per_message`.
 fn lr_per_message_work(c: &mut Criterion) {
     let message = NodeMessage::from(input());
     let mut group = c.benchmark_group("lr_per_message_work");

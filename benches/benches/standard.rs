@@ -16,8 +16,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_main, Bencher, Criterion, Throughput};
-use spark::prelude::*;
-use spark_benches::{
+use spark_adk::prelude::*;
+use spark_adk_benches::{
     count_of, current_thread_runtime, input, multi_thread_runtime, Shape, PER_NODE_CHAIN,
 };
 use tokio::runtime::Runtime;

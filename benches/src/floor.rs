@@ -15,7 +15,7 @@
 //! task, channel or concurrency at all. The difference between a pipeline's figure and this one
 //! is what moving the messages between tasks (and threads) costs.
 
-use spark::prelude::*;
+use spark_adk::prelude::*;
 use tokio::sync::mpsc;
 
 /// Sends `messages` clones of `message` through `stages` bare tasks (see the module docs) and

@@ -21,11 +21,11 @@
 //! # Example
 //!
 //! ```
-//! use spark_benches::{current_thread_runtime, input, Shape};
+//! use spark_adk_benches::{current_thread_runtime, input, Shape};
 //!
 //! let rt = current_thread_runtime()?;
 //! let graph = Shape::Branching.build()?;
-//! let count = rt.block_on(spark_benches::run_standard(&graph, input()))?;
+//! let count = rt.block_on(spark_adk_benches::run_standard(&graph, input()))?;
 //! assert_eq!(count, Shape::Branching.expected_count());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -33,8 +33,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use spark::prelude::*;
-use spark::BuildErrors;
+use spark_adk::prelude::*;
+use spark_adk::BuildErrors;
 use tokio::sync::watch;
 
 pub mod floor;
@@ -418,7 +418,7 @@ mod tests {
         let rt = multi_thread_runtime().unwrap();
         let (graph, release) = gated_chain(3).unwrap();
         let result = rt.block_on(async {
-            let handle = spark::LongRunningExecutor::new()
+            let handle = spark_adk::LongRunningExecutor::new()
                 .stop_on_quiescence(true)
                 .spawn(
                     Arc::clone(graph.topology()),

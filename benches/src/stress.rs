@@ -44,9 +44,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spark::crates::core::RunCounts;
-use spark::prelude::*;
-use spark::LongRunningExecutor;
+use spark_adk::crates::core::RunCounts;
+use spark_adk::prelude::*;
+use spark_adk::LongRunningExecutor;
 
 use crate::{mem, Gate, GateRelease, COUNT, EPOCH, GATE};
 

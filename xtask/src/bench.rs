@@ -1,7 +1,7 @@
-//! `cargo xtask bench`: run the criterion benches of `spark-benches`, then report each median
+//! `cargo xtask bench`: run the criterion benches of `spark-adk-benches`, then report each median
 //! against `benches/targets.toml`.
 //!
-//! - Every bench target of the package runs in turn (`cargo bench -p spark-benches --bench
+//! - Every bench target of the package runs in turn (`cargo bench -p spark-adk-benches --bench
 //!   NAME -- <criterion args>`), so the progress line names the target.
 //! - The report reads `<target>/criterion/<criterion_id>/new/estimates.json` (median point
 //!   estimate, ns) for every row, divides it by the row's `divide_by`, and prints one table:
@@ -26,7 +26,7 @@ use crate::workspace::{run_step, Workspace};
 use crate::{Context, Error, Result};
 
 /// The package that holds the benches.
-pub const PACKAGE: &str = "spark-benches";
+pub const PACKAGE: &str = "spark-adk-benches";
 
 /// Criterion arguments of `--quick`: about 4 s per benchmark instead of about 8 s.
 const QUICK: [&str; 4] = ["--warm-up-time", "1", "--measurement-time", "3"];

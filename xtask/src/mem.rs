@@ -1,4 +1,4 @@
-//! The memory benches of `cargo xtask bench`: binaries of `spark-benches` run as child
+//! The memory benches of `cargo xtask bench`: binaries of `spark-adk-benches` run as child
 //! processes (release build), so that nothing else shares their address space.
 //!
 //! Each prints one JSON line `{"bytes": N, "peak_bytes": N, "baseline_bytes": N, ...}`:

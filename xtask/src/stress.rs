@@ -1,5 +1,5 @@
 //! `cargo xtask stress`: the long-running soak ("faults, bad input and load, with nothing
-//! lost"), run as a release child process: the `stress` binary of `spark-benches` (see
+//! lost"), run as a release child process: the `stress` binary of `spark-adk-benches` (see
 //! `benches/src/stress.rs` for the graph, the faults and the checks).
 //!
 //! - `cargo xtask stress`: 1,000 nodes, 1,000,000 messages, injected errors and panics in 1% of
@@ -19,7 +19,7 @@ use crate::bench::PACKAGE;
 use crate::workspace::{describe, Workspace};
 use crate::{Context, Error, Result};
 
-/// The binary of `spark-benches` that runs the soak.
+/// The binary of `spark-adk-benches` that runs the soak.
 pub const BINARY: &str = "stress";
 
 /// The options of `cargo xtask stress`.
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn the_closing_line_is_parsed_and_checked() {
-        // As `spark_benches::stress::Totals` prints it.
+        // As `spark_adk_benches::stress::Totals` prints it.
         let line = "accepted=13626884 processed=13581304 unprocessed=45580 lost=0";
         let c = parse_closing_line(line);
         assert_eq!(

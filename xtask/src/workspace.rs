@@ -229,14 +229,14 @@ mod tests {
         let metadata = serde_json::json!({
             "packages": [
                 { "name": "other", "targets": [{ "name": "x", "kind": ["bench"] }] },
-                { "name": "spark-benches", "targets": [
-                    { "name": "spark_benches", "kind": ["lib"] },
+                { "name": "spark-adk-benches", "targets": [
+                    { "name": "spark_adk_benches", "kind": ["lib"] },
                     { "name": "standard", "kind": ["bench"] },
                     { "name": "long_running", "kind": ["bench"] }
                 ] }
             ]
         });
-        let names = bench_targets_of(&metadata, "spark-benches").ok();
+        let names = bench_targets_of(&metadata, "spark-adk-benches").ok();
         assert_eq!(
             names,
             Some(vec!["standard".to_owned(), "long_running".to_owned()])

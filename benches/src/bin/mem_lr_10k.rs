@@ -19,8 +19,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use spark::prelude::*;
-use spark_benches::{chain, count_of, mem, multi_thread_runtime, COUNT};
+use spark_adk::prelude::*;
+use spark_adk_benches::{chain, count_of, mem, multi_thread_runtime, COUNT};
 use tokio::sync::broadcast::error::RecvError;
 
 /// Nodes of the chain.

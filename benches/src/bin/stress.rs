@@ -1,4 +1,4 @@
-//! `stress`: the long-running soak of `cargo xtask stress` (see `spark_benches::stress` for the
+//! `stress`: the long-running soak of `cargo xtask stress` (see `spark_adk_benches::stress` for the
 //! graph, the faults and every check).
 //!
 //! `stress` runs the full soak (1,000 nodes, 1,000,000 messages); `stress --quick` the CI
@@ -16,9 +16,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use spark_benches::mem::{mib, peak_rss_bytes};
-use spark_benches::multi_thread_runtime;
-use spark_benches::stress::{is_injected_panic, Batch, Config, Soak, Summary};
+use spark_adk_benches::mem::{mib, peak_rss_bytes};
+use spark_adk_benches::multi_thread_runtime;
+use spark_adk_benches::stress::{is_injected_panic, Batch, Config, Soak, Summary};
 
 fn install_quiet_panic_hook() -> Arc<AtomicU64> {
     let injected = Arc::new(AtomicU64::new(0));

@@ -1,0 +1,452 @@
+//! The per-activation [`Context`] and the per-run [`RunScope`] it points to.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use serde_json::{Map, Value};
+
+use crate::{Budget, GraphState, NodeMessage};
+
+static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
+
+fn no_names() -> Arc<[Arc<str>]> {
+    static EMPTY: OnceLock<Arc<[Arc<str>]>> = OnceLock::new();
+    Arc::clone(EMPTY.get_or_init(|| Arc::from(Vec::new())))
+}
+
+/// What one run shares among all its activations: budget, token counter, cancellation signal,
+/// graph state.
+///
+/// Executors create one per run; nodes reach it through [`Context`]. It is `Send + Sync` and
+/// lives behind an `Arc`. The cancellation token and the graph state are created on first use,
+/// so a run that never touches them does not pay for them.
+#[derive(Debug)]
+pub struct RunScope {
+    run_id: u64,
+    budget: Budget,
+    started: Instant,
+    deadline: Option<Instant>,
+    tokens: AtomicU64,
+    cancel: OnceLock<CancellationToken>,
+    external_cancel: bool,
+    shutdown_requested: AtomicBool,
+    stopping: AtomicBool,
+    state: OnceLock<GraphState>,
+    initial_state: Map<String, Value>,
+    /// The names of the graph's nodes, by index (what `Context::node_name` reads).
+    node_names: Arc<[Arc<str>]>,
+}
+
+impl RunScope {
+    /// A scope for a run starting now under `budget` (`None`: unlimited).
+    pub fn new(budget: Option<Budget>) -> Self {
+        Self::for_run(budget, Map::new(), no_names())
+    }
+
+    /// Returns the scope with the graph's node names (by index), which contexts made from it
+    /// report as [`Context::node_name`]. Executors set them.
+    #[must_use]
+    pub fn with_node_names(self, node_names: Arc<[Arc<str>]>) -> Self {
+        Self { node_names, ..self }
+    }
+
+    /// The name of the node at `index` in the graph this scope runs, `"?"` if unknown.
+    pub fn node_name(&self, index: usize) -> &str {
+        self.node_names.get(index).map_or("?", |n| n)
+    }
+
+    /// A scope for one run of a graph: `budget`, a graph state starting as `initial_state`,
+    /// and the graph's node names (what executors use; built in place, without the moves of
+    /// the builder methods).
+    pub fn for_run(
+        budget: Option<Budget>,
+        initial_state: Map<String, Value>,
+        node_names: Arc<[Arc<str>]>,
+    ) -> Self {
+        let budget = budget.unwrap_or_default();
+        let started = Instant::now();
+        let deadline = budget.max_time().and_then(|d| started.checked_add(d));
+        Self {
+            run_id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
+            budget,
+            started,
+            deadline,
+            tokens: AtomicU64::new(0),
+            cancel: OnceLock::new(),
+            external_cancel: false,
+            shutdown_requested: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            state: OnceLock::new(),
+            initial_state,
+            node_names,
+        }
+    }
+
+    /// A scope whose cancellation signal is `cancel` (for example a child token of a parent run).
+    pub fn with_cancellation(budget: Option<Budget>, cancel: CancellationToken) -> Self {
+        Self::new(budget).with_cancellation_token(cancel)
+    }
+
+    /// Returns the scope with `cancel` as its cancellation signal: cancelling it from outside
+    /// cancels the run.
+    #[must_use]
+    pub fn with_cancellation_token(mut self, cancel: CancellationToken) -> Self {
+        let slot = OnceLock::new();
+        let _ = slot.set(cancel);
+        self.cancel = slot;
+        self.external_cancel = true;
+        self
+    }
+
+    /// Returns the scope with `state` as the run's graph state (shared with whoever else holds
+    /// it, for example a parent run).
+    #[must_use]
+    pub fn with_state(mut self, state: GraphState) -> Self {
+        let slot = OnceLock::new();
+        let _ = slot.set(state);
+        self.state = slot;
+        self
+    }
+
+    /// Returns the scope with a graph state that starts as `initial` (created on first use).
+    #[must_use]
+    pub fn with_initial_state(mut self, initial: Map<String, Value>) -> Self {
+        self.initial_state = initial;
+        self
+    }
+
+    /// The run's graph state.
+    pub fn state(&self) -> &GraphState {
+        self.state
+            .get_or_init(|| GraphState::new(self.initial_state.clone()))
+    }
+
+    /// A copy of the graph state as it is now (the initial state if no node touched it).
+    pub fn state_snapshot(&self) -> Map<String, Value> {
+        match self.state.get() {
+            Some(state) => state.snapshot(),
+            None => self.initial_state.clone(),
+        }
+    }
+
+    /// A process-unique id of this run.
+    pub fn run_id(&self) -> u64 {
+        self.run_id
+    }
+
+    /// The run's budget.
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    /// When the run started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Time since the run started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The instant the time budget runs out, if there is one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// `true` once the time budget has run out.
+    pub fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Adds `tokens` to the run's counter and returns the new total (saturating).
+    pub fn record_tokens(&self, tokens: u64) -> u64 {
+        let mut current = self.tokens.load(Ordering::Relaxed);
+        loop {
+            let next = current.saturating_add(tokens);
+            match self.tokens.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Tokens recorded so far.
+    pub fn tokens_used(&self) -> u64 {
+        self.tokens.load(Ordering::Acquire)
+    }
+
+    /// `true` once recorded tokens reached the token budget.
+    pub fn tokens_exhausted(&self) -> bool {
+        self.budget
+            .max_tokens()
+            .is_some_and(|max| self.tokens_used() >= max)
+    }
+
+    /// What is left of the budget now: the remaining time and tokens. `Ok(None)` when the run
+    /// is unlimited; `Err(kind)` when a limit is already used up.
+    pub fn remaining_budget(&self) -> Result<Option<Budget>, crate::BudgetKind> {
+        if self.budget.is_unlimited() {
+            return Ok(None);
+        }
+        let mut left = Budget::UNLIMITED;
+        if let Some(deadline) = self.deadline {
+            let time = deadline.saturating_duration_since(Instant::now());
+            left = left
+                .with_max_time(time)
+                .map_err(|_| crate::BudgetKind::Time)?;
+        }
+        if let Some(max) = self.budget.max_tokens() {
+            let tokens = max.saturating_sub(self.tokens_used());
+            left = left
+                .with_max_tokens(tokens)
+                .map_err(|_| crate::BudgetKind::Tokens)?;
+        }
+        Ok(Some(left))
+    }
+
+    /// The run's cancellation signal.
+    pub fn cancellation(&self) -> &CancellationToken {
+        self.cancel.get_or_init(CancellationToken::new)
+    }
+
+    /// `true` when the run has been cancelled (without creating the token).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel
+            .get()
+            .is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// The cancellation token given from outside when the scope was made, if any: only such a
+    /// token can cancel the run while it is going.
+    pub fn external_cancellation(&self) -> Option<&CancellationToken> {
+        if self.external_cancel {
+            self.cancel.get()
+        } else {
+            None
+        }
+    }
+
+    /// Cancels the run's token if anyone created or gave one (executors call this when the
+    /// run has ended).
+    pub fn cancel(&self) {
+        if let Some(token) = self.cancel.get() {
+            token.cancel();
+        }
+    }
+
+    /// Asks the run to stop gracefully after the current activation (long-running mode).
+    pub fn request_shutdown(&self) {
+        self.shutdown_requested.store(true, Ordering::Release);
+    }
+
+    /// `true` once some node asked for a shutdown.
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown_requested.load(Ordering::Acquire)
+    }
+
+    /// Marks that the run's graceful stop began (long-running executors call this; in-flight
+    /// activations still finish).
+    pub fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// `true` once the run's graceful stop began (budget, shutdown, another node's error,
+    /// quiescence); see [`Context::is_stopping`].
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+}
+
+/// What a node sees during one activation: its input, its name, and the run it belongs to.
+///
+/// Cheap to clone (a few reference-count increments).
+///
+/// # Example
+///
+/// ```
+/// use spark_adk_core::{Context, NodeMessage};
+/// use serde_json::json;
+///
+/// // A detached context lets you call a node's `process` in a unit test.
+/// let ctx = Context::detached(json!({ "query": "hi" }));
+/// assert_eq!(ctx.inputs().content["query"], "hi");
+/// ctx.record_tokens(12);
+/// assert_eq!(ctx.tokens_used(), 12);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Context {
+    inputs: NodeMessage,
+    node_index: usize,
+    scope: Arc<RunScope>,
+}
+
+impl Context {
+    /// A context for one activation of the node at `node_index` of the graph `scope` runs
+    /// (its name comes from the scope's node names). Executors call this; nodes receive the
+    /// result. Making one costs a single reference-count increment.
+    pub fn new(inputs: NodeMessage, node_index: usize, scope: Arc<RunScope>) -> Self {
+        Self {
+            inputs,
+            node_index,
+            scope,
+        }
+    }
+
+    /// A context outside any graph (node name `"detached"`, unlimited budget), for unit tests
+    /// of a node.
+    pub fn detached(inputs: impl Into<NodeMessage>) -> Self {
+        let names: Arc<[Arc<str>]> = Arc::from(vec![Arc::from("detached")]);
+        Self::new(
+            inputs.into(),
+            0,
+            Arc::new(RunScope::new(None).with_node_names(names)),
+        )
+    }
+
+    /// Makes this context the one of the next activation, of the node at `node_index` with
+    /// `inputs`, in the same run; returns the previous input message. Executors that run many
+    /// activations call this instead of [`Context::new`], so the run scope's reference count is
+    /// not touched per activation. Nodes receive `&Context` and cannot call it.
+    pub fn reset(&mut self, inputs: NodeMessage, node_index: usize) -> NodeMessage {
+        self.node_index = node_index;
+        std::mem::replace(&mut self.inputs, inputs)
+    }
+
+    /// The input message of this activation (the seed's `context.inputs`).
+    pub fn inputs(&self) -> &NodeMessage {
+        &self.inputs
+    }
+
+    /// `true` when this activation is a shutdown delivery (`inputs().metadata["shutdown"] == true`).
+    pub fn is_shutdown(&self) -> bool {
+        self.inputs.is_shutdown()
+    }
+
+    /// The name of the running node.
+    pub fn node_name(&self) -> &str {
+        self.scope.node_name(self.node_index)
+    }
+
+    /// The index of the running node in its graph.
+    pub fn node_index(&self) -> usize {
+        self.node_index
+    }
+
+    /// The id of the run this activation belongs to.
+    pub fn run_id(&self) -> u64 {
+        self.scope.run_id()
+    }
+
+    /// Records LLM tokens used by this activation; returns the run's new total.
+    pub fn record_tokens(&self, tokens: u64) -> u64 {
+        self.scope.record_tokens(tokens)
+    }
+
+    /// Tokens recorded by the whole run so far.
+    pub fn tokens_used(&self) -> u64 {
+        self.scope.tokens_used()
+    }
+
+    /// The run's cancellation signal. It is cancelled once the run has ended (any outcome,
+    /// including a standard-mode timeout), so background work a node started can stop with it;
+    /// and cancelling it from outside cancels a standard run given that token
+    /// ([`RunScope::with_cancellation`]). A long-running graceful stop does **not** cancel it
+    /// while activations are still finishing: it fires after every worker has exited.
+    pub fn cancellation(&self) -> &CancellationToken {
+        self.scope.cancellation()
+    }
+
+    /// `true` once the run has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.scope.is_cancelled()
+    }
+
+    /// Asks the run to stop gracefully once this activation has finished (long-running mode; in
+    /// standard mode it has no effect).
+    pub fn request_shutdown(&self) {
+        self.scope.request_shutdown();
+    }
+
+    /// The run's graph state: a key/value store shared by every node of the run.
+    pub fn state(&self) -> &GraphState {
+        self.scope.state()
+    }
+
+    /// `true` once a long-running run began its graceful stop (a budget ran out, a shutdown was
+    /// requested, another node failed): this activation will still be allowed to finish, so a
+    /// long-running node can check this between steps of its work and return early. Always
+    /// `false` in standard mode, where a time budget cuts the node off instead.
+    pub fn is_stopping(&self) -> bool {
+        self.scope.is_stopping()
+    }
+
+    /// The run this activation belongs to.
+    pub fn scope(&self) -> &Arc<RunScope> {
+        &self.scope
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_gives_the_context_the_next_activations_input_and_node() {
+        let names: Arc<[Arc<str>]> = vec![Arc::from("a"), Arc::from("b")].into();
+        let scope = Arc::new(RunScope::new(None).with_node_names(names));
+        let mut ctx = Context::new(
+            NodeMessage::new(serde_json::json!(1)),
+            0,
+            Arc::clone(&scope),
+        );
+        assert_eq!(ctx.node_name(), "a");
+        let previous = ctx.reset(NodeMessage::new(serde_json::json!(2)), 1);
+        assert_eq!(*previous.content, serde_json::json!(1));
+        assert_eq!(*ctx.inputs().content, serde_json::json!(2));
+        assert_eq!(ctx.node_name(), "b");
+        assert!(Arc::ptr_eq(ctx.scope(), &scope), "the run scope is kept");
+    }
+
+    #[test]
+    fn tokens_reach_the_budget_exactly() {
+        let scope = RunScope::new(Budget::tokens(10).ok());
+        assert!(!scope.tokens_exhausted());
+        assert_eq!(scope.record_tokens(9), 9);
+        assert!(!scope.tokens_exhausted());
+        scope.record_tokens(1);
+        assert!(scope.tokens_exhausted());
+        assert_eq!(scope.remaining_budget(), Err(crate::BudgetKind::Tokens));
+    }
+
+    #[test]
+    fn token_counter_saturates_instead_of_overflowing() {
+        let scope = RunScope::new(None);
+        scope.record_tokens(u64::MAX);
+        assert_eq!(scope.record_tokens(5), u64::MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn remaining_budget_shrinks_with_time() {
+        let scope = RunScope::new(Budget::seconds(10.0).ok());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        let left = scope
+            .remaining_budget()
+            .ok()
+            .flatten()
+            .and_then(|b| b.max_time());
+        assert_eq!(left, Some(Duration::from_secs(6)));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(scope.deadline_passed());
+        assert_eq!(scope.remaining_budget(), Err(crate::BudgetKind::Time));
+    }
+}

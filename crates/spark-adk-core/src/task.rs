@@ -1,0 +1,100 @@
+//! Tasks: what to run, in which mode, under which budget.
+
+use serde::Serialize;
+
+use serde_json::{Map, Value};
+
+use crate::{Budget, NodeMessage};
+
+/// The execution mode of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub enum TaskType {
+    /// One node at a time, following edge conditions (the default).
+    #[default]
+    Standard,
+    /// Every node is a concurrent worker with a mailbox.
+    LongRunning,
+}
+
+/// One run of a graph: its input, its mode and its limits (the seed's `Task`).
+///
+/// # Example
+///
+/// ```
+/// use spark_adk_core::{Budget, Task, TaskType};
+/// use serde_json::json;
+///
+/// let standard = Task::new(json!({ "data": "value" }));
+/// assert_eq!(standard.task_type, TaskType::Standard);
+///
+/// let long = Task::long_running(json!({ "query": "start" }))
+///     .with_budget(Budget::seconds(60.0)?);
+/// assert_eq!(long.budget.and_then(|b| b.max_seconds()), Some(60.0));
+/// # Ok::<(), spark_adk_core::BudgetError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Task {
+    /// The input delivered to the start node.
+    pub inputs: NodeMessage,
+    /// The execution mode.
+    pub task_type: TaskType,
+    /// Resource limits; `None` means unlimited.
+    pub budget: Option<Budget>,
+    /// Standard mode only: the most activations this run may perform. `None` uses the graph's
+    /// limit (10,000 unless the graph sets another).
+    pub max_steps: Option<u64>,
+    /// The initial graph state of this run; `None` uses the graph's initial state.
+    pub state: Option<Map<String, Value>>,
+}
+
+impl Task {
+    /// A standard-mode task with the given input.
+    pub fn new(inputs: impl Into<NodeMessage>) -> Self {
+        Self {
+            inputs: inputs.into(),
+            task_type: TaskType::Standard,
+            budget: None,
+            max_steps: None,
+            state: None,
+        }
+    }
+
+    /// A standard-mode task (the same as [`Task::new`], named for symmetry).
+    pub fn standard(inputs: impl Into<NodeMessage>) -> Self {
+        Self::new(inputs)
+    }
+
+    /// A long-running task with the given input.
+    pub fn long_running(inputs: impl Into<NodeMessage>) -> Self {
+        Self::new(inputs).with_type(TaskType::LongRunning)
+    }
+
+    /// Sets the execution mode.
+    #[must_use]
+    pub fn with_type(mut self, task_type: TaskType) -> Self {
+        self.task_type = task_type;
+        self
+    }
+
+    /// Sets the budget.
+    #[must_use]
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Sets the initial graph state of this run (replacing the graph's initial state).
+    #[must_use]
+    pub fn with_state(mut self, state: Map<String, Value>) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Sets the per-run step limit (standard mode).
+    #[must_use]
+    pub fn with_max_steps(mut self, max_steps: u64) -> Self {
+        self.max_steps = Some(max_steps);
+        self
+    }
+}

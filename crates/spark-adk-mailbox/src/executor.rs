@@ -1,0 +1,259 @@
+//! [`LongRunningExecutor`]: start one worker per node, drive the run to its end, collect.
+
+use std::sync::Arc;
+
+use spark_adk_core::{
+    BudgetKind, EventKind, RunError, RunResult, RunScope, SinkRetention, StopReason, Task, TaskType,
+};
+use spark_adk_edges::Topology;
+use tokio::sync::broadcast;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::envelope::Envelope;
+use crate::handle::RunHandle;
+use crate::mailbox::Mailbox;
+use crate::shared::Shared;
+use crate::worker::run_worker;
+
+/// How many sink outputs a subscriber of a spawned run may lag behind before it loses some.
+const OUTPUT_BUFFER: usize = 1024;
+
+/// Runs graphs in long-running mode: every node a concurrent worker (a tokio task) with a
+/// bounded mailbox.
+///
+/// - [`run`](Self::run) ends at quiescence by default (every mailbox empty, no worker
+///   processing), or earlier at a budget, a shutdown request or a node error.
+/// - [`spawn`](Self::spawn) returns a [`RunHandle`] and does not end at quiescence by default,
+///   since the handle may still send.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use spark_adk_core::{node_fn, NodeError, StopReason, Task};
+/// use spark_adk_edges::GraphBuilder;
+/// use spark_adk_mailbox::LongRunningExecutor;
+/// use serde_json::json;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut g = GraphBuilder::new();
+/// let inc = || node_fn(|ctx| async move {
+///     Ok::<_, NodeError>(json!({ "n": ctx.inputs().content["n"].as_i64().unwrap_or(0) + 1 }))
+/// });
+/// let a = g.add("a", inc());
+/// let b = g.add("b", inc());
+/// g.connect(a >> b);
+/// let topology = Arc::new(g.start(a).build()?);
+///
+/// let result = LongRunningExecutor::new()
+///     .run(topology, Task::long_running(json!({ "n": 0 })))
+///     .await?;
+/// assert_eq!(result.content()["n"], 2);
+/// assert_eq!(result.metadata.stop_reason, StopReason::Completed);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LongRunningExecutor {
+    stop_on_quiescence: Option<bool>,
+    sink_retention: SinkRetention,
+}
+
+pub(crate) struct Started {
+    pub(crate) shared: Arc<Shared>,
+    tracker: TaskTracker,
+}
+
+impl LongRunningExecutor {
+    /// An executor with the default policies.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether a run ends once it is quiescent. Default: `true` for [`run`](Self::run),
+    /// `false` for [`spawn`](Self::spawn).
+    #[must_use]
+    pub fn stop_on_quiescence(mut self, stop: bool) -> Self {
+        self.stop_on_quiescence = Some(stop);
+        self
+    }
+
+    /// How many sink outputs the result keeps. Default: [`SinkRetention::All`], every one in
+    /// completion order. A spawned run that produces outputs for days should read them through
+    /// [`RunHandle::subscribe`] and keep only the last few
+    /// ([`SinkRetention::Last`]); the result then reports how many it did not keep in
+    /// `RunMetadata::sink_outputs_discarded`.
+    #[must_use]
+    pub fn sink_retention(mut self, retention: SinkRetention) -> Self {
+        self.sink_retention = retention;
+        self
+    }
+
+    /// Runs `task` until quiescence, a budget, a shutdown requested by a node, or an error.
+    ///
+    /// # Errors
+    /// - [`RunError::InvalidTask`]: not a long-running task; called outside a tokio runtime; or
+    ///   quiescence disabled without a budget (the run could never end);
+    /// - [`RunError::NodeFailed`], [`RunError::NodePanicked`], [`RunError::ConditionPanicked`]:
+    ///   the other workers were stopped gracefully first;
+    /// - [`RunError::Deadlock`]: bounded mailboxes on a cycle filled up.
+    ///
+    /// A budget ends the run with `Ok` and [`StopReason::Budget`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future begins a graceful stop ([`StopReason::HandleDropped`]): the workers
+    /// finish their in-flight message, get their shutdown delivery and exit in the background.
+    pub async fn run(&self, topology: Arc<Topology>, task: Task) -> Result<RunResult, RunError> {
+        let quiescence = self.stop_on_quiescence.unwrap_or(true);
+        if !quiescence && task.budget.is_none_or(|b| b.is_unlimited()) {
+            return Err(RunError::InvalidTask(
+                "a long-running run without quiescence stop and without budget would never end; \
+                 set a budget or use spawn() and its handle"
+                    .to_owned(),
+            ));
+        }
+        let started = start(topology, task, quiescence, false, self.sink_retention)?;
+        drive(started).await
+    }
+
+    /// Starts `task` in the background and returns a handle to send messages into nodes,
+    /// subscribe to outputs, request a shutdown and await the result. Dropping the handle stops
+    /// the run gracefully unless it was [detached](RunHandle::detach).
+    ///
+    /// # Errors
+    /// [`RunError::InvalidTask`] for a task that is not long-running or when called outside a
+    /// tokio runtime.
+    pub fn spawn(&self, topology: Arc<Topology>, task: Task) -> Result<RunHandle, RunError> {
+        let quiescence = self.stop_on_quiescence.unwrap_or(false);
+        let started = start(topology, task, quiescence, true, self.sink_retention)?;
+        let shared = Arc::clone(&started.shared);
+        let driver = tokio::spawn(drive(started));
+        Ok(RunHandle::new(shared, driver))
+    }
+}
+
+fn start(
+    topology: Arc<Topology>,
+    task: Task,
+    stop_on_quiescence: bool,
+    with_outputs: bool,
+    sink_retention: SinkRetention,
+) -> Result<Started, RunError> {
+    if task.task_type != TaskType::LongRunning {
+        return Err(RunError::InvalidTask(format!(
+            "the long-running executor runs long-running tasks, got {:?}",
+            task.task_type
+        )));
+    }
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(RunError::InvalidTask(
+            "long-running mode must be started from within a tokio runtime".to_owned(),
+        ));
+    }
+    let mailboxes: Box<[Mailbox]> = topology
+        .nodes()
+        .iter()
+        .map(|node| Mailbox::new(node.mailbox_capacity))
+        .collect();
+    let start_node = topology.start();
+    let outputs = with_outputs.then(|| broadcast::channel(OUTPUT_BUFFER).0);
+    let scope = Arc::new(RunScope::for_run(
+        task.budget,
+        task.state
+            .unwrap_or_else(|| topology.initial_state().clone()),
+        Arc::clone(topology.names()),
+    ));
+    let shared = Arc::new(Shared::new(
+        topology,
+        scope,
+        mailboxes,
+        stop_on_quiescence,
+        outputs,
+        sink_retention,
+    ));
+    shared.publish(|| EventKind::GraphStarted {
+        task_type: TaskType::LongRunning,
+    });
+    // The task input goes into the start node's mailbox before any worker runs; a new mailbox
+    // always has room for it.
+    shared.accept_outside();
+    let delivered = shared.mailboxes.get(start_node).is_some_and(|mailbox| {
+        mailbox.try_reserve() && mailbox.push(Envelope::routed(task.inputs)).is_ok()
+    });
+    if !delivered {
+        return Err(RunError::Internal(
+            "the start node's new mailbox refused the task input".to_owned(),
+        ));
+    }
+    let tracker = TaskTracker::new();
+    for index in 0..shared.mailboxes.len() {
+        tracker.spawn(run_worker(Arc::clone(&shared), index));
+    }
+    tracker.close();
+    Ok(Started { shared, tracker })
+}
+
+/// Begins a graceful stop if the run is abandoned before it finished.
+struct StopOnDrop<'a>(&'a Shared);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.0.is_stopping() {
+            self.0.request_stop(StopReason::HandleDropped);
+        }
+    }
+}
+
+pub(crate) async fn drive(started: Started) -> Result<RunResult, RunError> {
+    let span = tracing::info_span!(
+        "spark.run",
+        run_id = started.shared.scope.run_id(),
+        mode = "long_running"
+    );
+    if span.is_disabled() {
+        drive_inner(started).await
+    } else {
+        drive_inner(started).instrument(span).await
+    }
+}
+
+async fn drive_inner(started: Started) -> Result<RunResult, RunError> {
+    let Started { shared, tracker } = started;
+    let guard = StopOnDrop(&shared);
+    // Workers exit on their own once the stop begins, so the driver waits only for the last
+    // of them (one wake-up), racing the deadline when there is one.
+    let all_exited = tracker.wait();
+    tokio::pin!(all_exited);
+    if let Some(deadline) = shared.scope.deadline() {
+        let timed_out = tokio::select! {
+            biased;
+            () = &mut all_exited => false,
+            () = tokio::time::sleep_until(deadline) => true,
+        };
+        if timed_out {
+            if !shared.is_stopping() {
+                shared.publish(|| EventKind::BudgetExhausted {
+                    kind: BudgetKind::Time,
+                });
+            }
+            shared.request_stop(StopReason::Budget(BudgetKind::Time));
+            all_exited.await;
+        }
+    } else {
+        all_exited.await;
+    }
+    drop(guard);
+    shared.scope.cancel();
+    let outcome = shared.finish();
+    shared.publish(|| match &outcome {
+        Ok(r) => EventKind::GraphFinished {
+            stop_reason: Some(r.metadata.stop_reason),
+            error: None,
+        },
+        Err(e) => EventKind::GraphFinished {
+            stop_reason: None,
+            error: Some(e.to_string()),
+        },
+    });
+    outcome
+}

@@ -1,0 +1,264 @@
+//! [`RunHandle`]: talk to a spawned long-running run.
+
+use std::sync::Arc;
+
+use spark_adk_core::{ChannelMessage, NodeMessage, RunError, RunResult, SinkOutput, StopReason};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::envelope::Envelope;
+use crate::shared::Shared;
+
+/// A message sent through a [`RunHandle`] was not delivered; the message is handed back.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleSendError {
+    /// No node has that name.
+    #[error("no node named `{node}` in this graph; the message was not delivered")]
+    UnknownNode {
+        /// The name that was asked for.
+        node: String,
+        /// The message.
+        message: ChannelMessage,
+    },
+    /// The run is stopping or has stopped (shutdown, budget, error).
+    #[error("the run is stopping or has stopped; the message was not delivered")]
+    Stopped(ChannelMessage),
+    /// The node's mailbox is full (only from [`RunHandle::try_send`]).
+    #[error("the mailbox of `{node}` is full; the message was not delivered")]
+    Full {
+        /// The node.
+        node: String,
+        /// The message.
+        message: ChannelMessage,
+    },
+}
+
+impl HandleSendError {
+    /// The message that was not delivered.
+    pub fn into_message(self) -> ChannelMessage {
+        match self {
+            HandleSendError::UnknownNode { message, .. }
+            | HandleSendError::Stopped(message)
+            | HandleSendError::Full { message, .. } => message,
+        }
+    }
+}
+
+/// A handle to a spawned long-running run (see `LongRunningExecutor::spawn`).
+///
+/// Dropping the handle begins a graceful stop ([`StopReason::HandleDropped`]) unless
+/// [`detach`](Self::detach) was called: workers never keep running forever by accident.
+#[derive(Debug)]
+pub struct RunHandle {
+    shared: Arc<Shared>,
+    driver: Option<JoinHandle<Result<RunResult, RunError>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("run_id", &self.scope.run_id())
+            .field("stopping", &self.is_stopping())
+            .finish()
+    }
+}
+
+impl RunHandle {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        driver: JoinHandle<Result<RunResult, RunError>>,
+    ) -> Self {
+        Self {
+            shared,
+            driver: Some(driver),
+        }
+    }
+
+    fn target(
+        &self,
+        node: &str,
+        message: ChannelMessage,
+    ) -> Result<(usize, ChannelMessage), HandleSendError> {
+        match self.shared.topology.index_of(node) {
+            Some(i) => Ok((i, message)),
+            None => Err(HandleSendError::UnknownNode {
+                node: node.to_owned(),
+                message,
+            }),
+        }
+    }
+
+    /// Sends a message into the mailbox of `node`, waiting while it is full (backpressure).
+    ///
+    /// # Errors
+    /// [`HandleSendError::UnknownNode`] or [`HandleSendError::Stopped`], with the message.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the message is queued only once a slot is reserved, and nothing is reserved
+    /// while it waits. A cancelled send did not deliver; its message is dropped with the future
+    /// (as with `tokio::sync::mpsc::Sender::send`).
+    pub async fn send(
+        &self,
+        node: &str,
+        message: impl Into<NodeMessage>,
+    ) -> Result<(), HandleSendError> {
+        self.send_channel(node, ChannelMessage::new(message)).await
+    }
+
+    /// Sends an envelope into the mailbox of `node`. An envelope with `shutdown: true` is not
+    /// delivered as data: it asks the whole run to stop gracefully ([`StopReason::Shutdown`]).
+    /// The envelope's metadata is merged into the payload's metadata (keys the payload already
+    /// has keep their value), so the node sees it in `ctx.inputs().metadata`; its ack hook fires
+    /// once the node has processed the message.
+    ///
+    /// # Errors
+    /// As [`RunHandle::send`].
+    ///
+    /// # Cancel safety
+    /// As [`RunHandle::send`].
+    pub async fn send_channel(
+        &self,
+        node: &str,
+        message: ChannelMessage,
+    ) -> Result<(), HandleSendError> {
+        let (index, message) = self.target(node, message)?;
+        if self.shared.is_stopping() {
+            return Err(HandleSendError::Stopped(message));
+        }
+        if message.shutdown {
+            self.shared.request_stop(StopReason::Shutdown);
+            return Ok(());
+        }
+        let Some(mailbox) = self.shared.mailboxes.get(index) else {
+            return Err(HandleSendError::Stopped(message));
+        };
+        if !mailbox.reserve(&self.shared.stop).await {
+            return Err(HandleSendError::Stopped(message));
+        }
+        self.push_reserved(index, message)
+            .map_err(HandleSendError::Stopped)
+    }
+
+    /// Queues `message` into the slot just reserved in mailbox `index`, counting it accepted;
+    /// hands it back if the run is stopping.
+    fn push_reserved(&self, index: usize, message: ChannelMessage) -> Result<(), ChannelMessage> {
+        let Some(mailbox) = self.shared.mailboxes.get(index) else {
+            return Err(message);
+        };
+        if self.shared.is_stopping() {
+            mailbox.release();
+            return Err(message);
+        }
+        // Counted accepted under the mailbox's lock, before the worker can see it (so the
+        // in-flight count cannot reach zero early), and only if the mailbox is open.
+        mailbox
+            .push_with(message, |message| {
+                self.shared.accept_outside();
+                Envelope::from_channel(message)
+            })
+            .map_err(|closed| closed.0)
+    }
+
+    /// Sends a message into `node`'s mailbox if it has room now.
+    ///
+    /// # Errors
+    /// [`HandleSendError::Full`], [`HandleSendError::UnknownNode`] or
+    /// [`HandleSendError::Stopped`], with the message.
+    pub fn try_send(
+        &self,
+        node: &str,
+        message: impl Into<NodeMessage>,
+    ) -> Result<(), HandleSendError> {
+        let (index, message) = self.target(node, ChannelMessage::new(message))?;
+        if self.shared.is_stopping() {
+            return Err(HandleSendError::Stopped(message));
+        }
+        let Some(mailbox) = self.shared.mailboxes.get(index) else {
+            return Err(HandleSendError::Stopped(message));
+        };
+        if !mailbox.try_reserve() {
+            if mailbox.is_closed() {
+                return Err(HandleSendError::Stopped(message));
+            }
+            return Err(HandleSendError::Full {
+                node: node.to_owned(),
+                message,
+            });
+        }
+        self.push_reserved(index, message)
+            .map_err(HandleSendError::Stopped)
+    }
+
+    /// Subscribes to the run's sink outputs (outputs that matched no edge), from now on. A
+    /// subscriber that falls more than 1,024 outputs behind gets `RecvError::Lagged` and loses
+    /// the oldest; it never slows the run down.
+    pub fn subscribe(&self) -> broadcast::Receiver<SinkOutput> {
+        self.shared.subscribe()
+    }
+
+    /// Asks the run to stop gracefully ([`StopReason::Shutdown`]): every worker finishes its
+    /// in-flight message, gets its shutdown delivery and exits. Await [`wait`](Self::wait) for
+    /// the result.
+    pub fn shutdown(&self) {
+        self.shared.request_stop(StopReason::Shutdown);
+    }
+
+    /// `true` once the run is stopping or stopped.
+    pub fn is_stopping(&self) -> bool {
+        self.shared.is_stopping()
+    }
+
+    /// Tokens recorded so far.
+    pub fn tokens_used(&self) -> u64 {
+        self.shared.scope.tokens_used()
+    }
+
+    /// Waits for the run to end and returns its result.
+    ///
+    /// # Errors
+    /// As `LongRunningExecutor::run`.
+    ///
+    /// # Cancel safety
+    /// Dropping this future drops the handle, which begins a graceful stop.
+    pub async fn wait(mut self) -> Result<RunResult, RunError> {
+        let Some(driver) = self.driver.take() else {
+            return Err(RunError::Internal("the run was already awaited".to_owned()));
+        };
+        let shared = Arc::clone(&self.shared);
+        let _stop_if_dropped = StopGuard(shared);
+        match driver.await {
+            Ok(result) => result,
+            Err(e) => Err(RunError::Internal(format!(
+                "the run's driver task failed: {e}"
+            ))),
+        }
+    }
+
+    /// Lets the run go on after the handle is dropped; it then ends only by a budget, a
+    /// shutdown requested by a node, an error, or quiescence if enabled. Returns the driver's
+    /// join handle, to await the result later.
+    pub fn detach(mut self) -> JoinHandle<Result<RunResult, RunError>> {
+        match self.driver.take() {
+            Some(driver) => driver,
+            None => tokio::spawn(async { Err(RunError::Internal("already awaited".to_owned())) }),
+        }
+    }
+}
+
+struct StopGuard(Arc<Shared>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        if !self.0.is_stopping() {
+            self.0.request_stop(StopReason::HandleDropped);
+        }
+    }
+}
+
+impl Drop for RunHandle {
+    fn drop(&mut self) {
+        if self.driver.is_some() && !self.shared.is_stopping() {
+            self.shared.request_stop(StopReason::HandleDropped);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The long-running runtime of Spark for Rust: mailboxes, channels, workers and run handles.
+//!
+//! In long-running mode every node of a graph is a concurrent worker (a tokio task) with its
+//! own bounded mailbox. The task input goes into the start node's mailbox; a worker takes one
+//! message at a time, FIFO, calls `process`, evaluates its edges (with `spark-adk-edges`) and sends
+//! the output to every matching target's mailbox. A full mailbox makes the sender wait
+//! (backpressure): nothing is ever dropped silently. Per sender→receiver pair, messages arrive
+//! in send order.
+//!
+//! A run ends at the first of: quiescence (detected exactly by an in-flight counter, no
+//! polling), the time budget, the token budget, a shutdown request, a node error, or a
+//! deadlock of full mailboxes on a cycle. Every graceful end lets each worker finish its
+//! in-flight message and then calls `process` once more with `metadata["shutdown"] == true`.
+//! The result counts messages accepted, processed and unprocessed, with
+//! `accepted == processed + unprocessed`.
+//!
+//! **Layering**: depends on `spark-adk-core`, `spark-adk-edges`, tokio (`rt`, `sync`, `time`) and
+//! tokio-util; never on `spark-adk-sequential` (the executors are independent).
+//!
+//! # Example: a spawned run fed through its handle
+//!
+//! ```
+//! use std::sync::Arc;
+//! use spark_adk_core::{node_fn, NodeError, StopReason, Task};
+//! use spark_adk_edges::GraphBuilder;
+//! use spark_adk_mailbox::LongRunningExecutor;
+//! use serde_json::json;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut g = GraphBuilder::new();
+//! let echo = g.add("echo", node_fn(|ctx| async move {
+//!     Ok::<_, NodeError>(json!({ "echo": ctx.inputs().content["text"].clone() }))
+//! }));
+//! let topology = Arc::new(g.start(echo).build()?);
+//!
+//! let task = Task::long_running(json!({ "text": "hello" }));
+//! let handle = LongRunningExecutor::new().spawn(topology, task)?;
+//! let mut outputs = handle.subscribe();
+//! handle.send("echo", json!({ "text": "hi" })).await?;
+//! // The task input may be processed before we subscribed: read until our message comes back.
+//! loop {
+//!     let output = outputs.recv().await?;
+//!     if output.message.content["echo"] == "hi" {
+//!         break;
+//!     }
+//! }
+//!
+//! handle.shutdown();
+//! let result = handle.wait().await?;
+//! assert_eq!(result.metadata.stop_reason, StopReason::Shutdown);
+//! assert_eq!(result.metadata.accepted, result.metadata.processed + result.metadata.unprocessed);
+//! # Ok(()) }
+//! ```
+//!
+//! See [`LongRunningExecutor`] for `run` (until quiescence), [`RunHandle`] for spawned runs and
+//! [`channel`] for the reusable channel types.
+
+mod blocked;
+pub mod channel;
+mod envelope;
+mod executor;
+mod handle;
+mod mailbox;
+mod outbox;
+mod shared;
+mod worker;
+
+pub use executor::LongRunningExecutor;
+pub use handle::{HandleSendError, RunHandle};

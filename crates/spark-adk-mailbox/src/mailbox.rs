@@ -1,0 +1,553 @@
+//! [`Mailbox`]: a worker's bounded inbox. Many senders, one receiver (the worker), a capacity
+//! that is exact in messages, and operations that move many messages per lock.
+//!
+//! Capacity counts *slots*: a slot is taken when a sender reserves it
+//! ([`try_reserve`](Mailbox::try_reserve)) and freed once the worker has *started* the message
+//! in it ([`StartedSlots`]), not when the worker takes it out of the queue. So the worker may
+//! take every queued message in one operation ([`take_all`](Mailbox::take_all)) while the
+//! mailbox still counts the ones it has not started: reserved + queued + taken-but-not-started
+//! never exceeds the capacity. Started slots are given back in batches, at the latest before
+//! the worker waits for anything, so the count may briefly be higher than one-message-at-a-time
+//! would give, never lower.
+//!
+//! Senders that find no free slot wait on [`room`](Mailbox::room), which is signalled when
+//! slots are freed while someone waits (a `SeqCst` pair of the slot count and the waiter count,
+//! so no wake-up is lost). The worker parks with its waker stored under the queue's lock; a
+//! push takes the waker and wakes it after the lock is released.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::envelope::Envelope;
+use crate::shared::lock;
+use crate::worker::IDLE_BUFFER;
+
+/// A worker's mailbox (see the module docs). Aligned so two mailboxes never share a cache line.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Mailbox {
+    capacity: usize,
+    /// Slots taken: reserved by senders, queued, or taken by the worker and not yet started.
+    occupied: AtomicUsize,
+    /// Senders waiting in [`room`](Self::room) for a free slot.
+    waiting: AtomicUsize,
+    /// Signalled when a slot is freed while senders wait.
+    room: Notify,
+    /// The worker is parked, waiting for a message (a hint for senders: flush now).
+    parked: AtomicBool,
+    /// The worker exited: pushes are refused.
+    closed: AtomicBool,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Envelope>,
+    receiver: Option<Waker>,
+    closed: bool,
+}
+
+/// The mailbox is closed (its worker exited); what could not be pushed is handed back.
+#[derive(Debug)]
+pub(crate) struct Closed<T>(pub(crate) T);
+
+impl Mailbox {
+    /// An empty mailbox with room for `capacity` messages (at least one).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            occupied: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            room: Notify::new(),
+            parked: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            queue: Mutex::new(Queue::default()),
+        }
+    }
+
+    /// Takes one slot if one is free. A reserved slot must be filled with
+    /// [`push`](Self::push)/[`push_all`](Self::push_all) or given back with
+    /// [`release`](Self::release).
+    pub(crate) fn try_reserve(&self) -> bool {
+        // `SeqCst`: pairs with `release` for senders that wait (see `room`).
+        let mut current = self.occupied.load(Ordering::SeqCst);
+        loop {
+            if current >= self.capacity {
+                return false;
+            }
+            match self.occupied.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Frees one slot: a sender gives a reservation back. Wakes the senders waiting for room.
+    pub(crate) fn release(&self) {
+        self.release_many(1);
+    }
+
+    /// Frees `n` slots and wakes the senders waiting for room.
+    fn release_many(&self, n: usize) {
+        self.occupied.fetch_sub(n, Ordering::SeqCst);
+        self.wake_senders();
+    }
+
+    /// Wakes the senders waiting for room, if any.
+    pub(crate) fn wake_senders(&self) {
+        // Pairs with `begin_wait` + the slot check of a waiting sender: either it sees the
+        // freed slot, or this load sees it waiting (both `SeqCst`).
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Takes one slot, waiting for room while the mailbox is full (a sender that is not a
+    /// worker: workers wait through `BlockedSenders`, which also detects deadlocks). Returns
+    /// `false`, with nothing reserved, if the mailbox closed or `stop` fired first.
+    ///
+    /// Cancel safe: nothing is reserved until it returns `true`.
+    pub(crate) async fn reserve(&self, stop: &CancellationToken) -> bool {
+        while !self.try_reserve() {
+            if self.is_closed() {
+                return false;
+            }
+            self.begin_wait();
+            // Created before the retry: a slot freed after this point wakes it.
+            let room_freed = self.room.notified();
+            if self.try_reserve() {
+                self.end_wait();
+                return true;
+            }
+            let stopped = tokio::select! {
+                biased;
+                () = stop.cancelled() => true,
+                () = room_freed => false,
+            };
+            self.end_wait();
+            if stopped {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `true` when every slot is taken.
+    pub(crate) fn is_full(&self) -> bool {
+        self.occupied.load(Ordering::SeqCst) >= self.capacity
+    }
+
+    /// `true` once the worker exited.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// `true` while the worker is parked waiting for a message.
+    pub(crate) fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::Relaxed)
+    }
+
+    /// The signal of a freed slot, for senders that wait: call [`begin_wait`](Self::begin_wait),
+    /// create the `Notified` future, retry [`try_reserve`](Self::try_reserve), then await it,
+    /// and [`end_wait`](Self::end_wait) afterwards.
+    pub(crate) fn room(&self) -> &Notify {
+        &self.room
+    }
+
+    /// Counts a sender as waiting for room (see [`room`](Self::room)).
+    pub(crate) fn begin_wait(&self) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A sender stopped waiting for room.
+    pub(crate) fn end_wait(&self) {
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Queues one message into a reserved slot and wakes the worker if it is parked.
+    ///
+    /// # Errors
+    /// [`Closed`] with the message if the worker exited.
+    pub(crate) fn push(&self, envelope: Envelope) -> Result<(), Closed<Envelope>> {
+        self.push_with(envelope, |e| e)
+    }
+
+    /// Like [`push`](Self::push) for a value that becomes an envelope only once the mailbox is
+    /// known to be open: `into_envelope` runs under the queue's lock (keep it short), so a
+    /// refused value is handed back exactly as it was given.
+    ///
+    /// # Errors
+    /// [`Closed`] with the value if the worker exited.
+    pub(crate) fn push_with<T>(
+        &self,
+        value: T,
+        into_envelope: impl FnOnce(T) -> Envelope,
+    ) -> Result<(), Closed<T>> {
+        let waker = {
+            let mut queue = lock(&self.queue);
+            if queue.closed {
+                return Err(Closed(value));
+            }
+            queue.items.push_back(into_envelope(value));
+            self.take_receiver(&mut queue)
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues every message of `held` (each in a slot reserved before), in order, under one
+    /// lock, and wakes the worker if it is parked. `held` is left empty.
+    ///
+    /// # Errors
+    /// [`Closed`] with the number of messages dropped if the worker exited (they were accepted
+    /// and are counted as unprocessed by the run).
+    pub(crate) fn push_all(&self, held: &mut Vec<Envelope>) -> Result<(), Closed<usize>> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let waker = {
+            let mut queue = lock(&self.queue);
+            if queue.closed {
+                let dropped = held.len();
+                drop(queue);
+                held.clear();
+                return Err(Closed(dropped));
+            }
+            queue.items.extend(held.drain(..));
+            self.take_receiver(&mut queue)
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    fn take_receiver(&self, queue: &mut Queue) -> Option<Waker> {
+        let waker = queue.receiver.take();
+        if waker.is_some() {
+            self.parked.store(false, Ordering::Relaxed);
+        }
+        waker
+    }
+
+    /// Moves every queued message to the back of `inbox` (the worker's), in order, without
+    /// waiting. Returns `false` if there was none. The slots stay taken until the worker has
+    /// started the messages (see [`StartedSlots`]).
+    pub(crate) fn take_all(&self, inbox: &mut VecDeque<Envelope>) -> bool {
+        let mut queue = lock(&self.queue);
+        Self::move_items(&mut queue, inbox)
+    }
+
+    fn move_items(queue: &mut Queue, inbox: &mut VecDeque<Envelope>) -> bool {
+        if queue.items.is_empty() {
+            return false;
+        }
+        if inbox.is_empty() {
+            // O(1): the two buffers trade places, so neither side allocates in steady state.
+            std::mem::swap(&mut queue.items, inbox);
+        } else {
+            inbox.extend(queue.items.drain(..));
+        }
+        true
+    }
+
+    /// Like [`take_all`](Self::take_all), but parks the worker until a message arrives.
+    /// `Ready(false)` once the mailbox is closed and empty.
+    ///
+    /// Cancel safe: messages move only when it returns `Ready(true)`.
+    pub(crate) fn poll_take_all(
+        &self,
+        cx: &mut Context<'_>,
+        inbox: &mut VecDeque<Envelope>,
+    ) -> Poll<bool> {
+        let mut queue = lock(&self.queue);
+        if Self::move_items(&mut queue, inbox) {
+            self.parked.store(false, Ordering::Relaxed);
+            return Poll::Ready(true);
+        }
+        if queue.closed {
+            return Poll::Ready(false);
+        }
+        if queue.items.capacity() > IDLE_BUFFER {
+            // The worker parks: give back the space a burst grew the queue to.
+            queue.items = VecDeque::new();
+        }
+        match &mut queue.receiver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        self.parked.store(true, Ordering::Relaxed);
+        Poll::Pending
+    }
+
+    /// Closes the mailbox (its worker exits): later pushes are refused. Returns how many
+    /// queued messages were dropped (they are counted as unprocessed by the run).
+    pub(crate) fn close(&self) -> usize {
+        self.closed.store(true, Ordering::Release);
+        let (items, waker) = {
+            let mut queue = lock(&self.queue);
+            queue.closed = true;
+            (std::mem::take(&mut queue.items), queue.receiver.take())
+        };
+        // Dropped outside the lock: a message's drop may run user code (an ack hook's Arc).
+        let dropped = items.len();
+        drop(items);
+        drop(waker);
+        // Senders waiting for room see the closed mailbox on their next try.
+        self.room.notify_waiters();
+        dropped
+    }
+}
+
+/// The worker's side of freeing slots: the slot of each message the worker starts, given back
+/// in batches. A worker busy with quick messages frees its started slots once per half mailbox
+/// (one atomic update on a line the senders use, instead of one per message); the batch is
+/// given back at once when the worker is about to wait for anything (its inbox ran empty, its
+/// node returned `Pending`, or it blocks on a full mailbox). So a slot is never free for longer
+/// than it takes to run half a mailbox of activations that never wait, and a sender never waits
+/// on room that exists while the worker waits too (which keeps deadlock detection exact).
+#[derive(Debug)]
+pub(crate) struct StartedSlots<'a> {
+    mailbox: &'a Mailbox,
+    /// Started messages whose slots are not given back yet.
+    unreleased: usize,
+    /// Give the slots back once this many are pending.
+    every: usize,
+}
+
+impl<'a> StartedSlots<'a> {
+    /// The started slots of `mailbox` (the worker's own).
+    pub(crate) fn new(mailbox: &'a Mailbox) -> Self {
+        Self {
+            mailbox,
+            unreleased: 0,
+            every: (mailbox.capacity / 2).max(1),
+        }
+    }
+
+    /// The worker starts a message: its slot is free. Given back at once when `now`, otherwise
+    /// with the batch.
+    pub(crate) fn started(&mut self, now: bool) {
+        self.unreleased += 1;
+        if now || self.unreleased >= self.every {
+            self.flush();
+        }
+    }
+
+    /// Gives back every started slot not given back yet.
+    pub(crate) fn flush(&mut self) {
+        if self.unreleased > 0 {
+            self.mailbox.release_many(self.unreleased);
+            self.unreleased = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    use spark_adk_core::NodeMessage;
+
+    use super::*;
+
+    fn envelope(n: u64) -> Envelope {
+        Envelope::routed(NodeMessage::new(serde_json::json!({ "n": n })))
+    }
+
+    fn n_of(e: &Envelope) -> u64 {
+        e.payload.content["n"].as_u64().unwrap()
+    }
+
+    /// Reserves a slot and queues `n`.
+    fn send(mailbox: &Mailbox, n: u64) -> bool {
+        mailbox.try_reserve() && mailbox.push(envelope(n)).is_ok()
+    }
+
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_full_mailbox_refuses_reservations() {
+        let mailbox = Mailbox::new(2);
+        assert!(send(&mailbox, 0));
+        assert!(send(&mailbox, 1));
+        assert!(mailbox.is_full());
+        assert!(!mailbox.try_reserve());
+    }
+
+    #[test]
+    fn capacity_zero_means_one() {
+        let mailbox = Mailbox::new(0);
+        assert!(send(&mailbox, 0));
+        assert!(!mailbox.try_reserve());
+    }
+
+    #[test]
+    fn taken_messages_keep_their_slots_until_started() {
+        let mailbox = Mailbox::new(2);
+        assert!(send(&mailbox, 0));
+        assert!(send(&mailbox, 1));
+        let mut inbox = VecDeque::new();
+        assert!(mailbox.take_all(&mut inbox));
+        assert_eq!(inbox.iter().map(n_of).collect::<Vec<_>>(), [0, 1]);
+        // The queue is empty, but the two messages are not started: still full.
+        assert!(mailbox.is_full());
+        assert!(!mailbox.try_reserve());
+        let mut slots = StartedSlots::new(&mailbox);
+        slots.started(true);
+        assert!(mailbox.try_reserve(), "a started message frees its slot");
+        assert!(!mailbox.try_reserve());
+    }
+
+    #[test]
+    fn started_slots_are_given_back_per_half_mailbox_or_when_flushed() {
+        let mailbox = Mailbox::new(4);
+        for n in 0..4 {
+            assert!(send(&mailbox, n));
+        }
+        let mut inbox = VecDeque::new();
+        assert!(mailbox.take_all(&mut inbox));
+        let mut slots = StartedSlots::new(&mailbox);
+        slots.started(false);
+        assert!(mailbox.is_full(), "one started slot waits for its batch");
+        slots.started(false);
+        assert!(!mailbox.is_full(), "half a mailbox is given back at once");
+        assert!(mailbox.try_reserve());
+        assert!(mailbox.try_reserve());
+        assert!(!mailbox.try_reserve());
+        slots.started(false);
+        assert!(mailbox.is_full());
+        slots.flush();
+        assert!(mailbox.try_reserve(), "a flush gives back the rest");
+    }
+
+    #[test]
+    fn messages_are_taken_in_push_order_across_batches() {
+        let mailbox = Mailbox::new(8);
+        let mut held: Vec<Envelope> = Vec::new();
+        for n in 0..3 {
+            assert!(mailbox.try_reserve());
+            held.push(envelope(n));
+        }
+        mailbox.push_all(&mut held).unwrap();
+        assert!(held.is_empty());
+        assert!(send(&mailbox, 3));
+        let mut inbox = VecDeque::from([envelope(99)]);
+        assert!(mailbox.take_all(&mut inbox));
+        assert_eq!(inbox.iter().map(n_of).collect::<Vec<_>>(), [99, 0, 1, 2, 3]);
+        assert!(!mailbox.take_all(&mut inbox), "nothing left");
+    }
+
+    #[test]
+    fn a_closed_mailbox_hands_pushed_messages_back_and_reports_what_it_dropped() {
+        let mailbox = Mailbox::new(4);
+        assert!(send(&mailbox, 0));
+        assert!(send(&mailbox, 1));
+        assert_eq!(mailbox.close(), 2);
+        assert!(mailbox.is_closed());
+        assert!(mailbox.try_reserve());
+        let Err(Closed(back)) = mailbox.push(envelope(7)) else {
+            panic!("a closed mailbox accepted a message");
+        };
+        assert_eq!(n_of(&back), 7);
+        let mut held = vec![envelope(8), envelope(9)];
+        assert!(matches!(mailbox.push_all(&mut held), Err(Closed(2))));
+        let Err(Closed(value)) = mailbox.push_with(5_u64, envelope) else {
+            panic!("a closed mailbox accepted a message");
+        };
+        assert_eq!(value, 5, "push_with hands back the value it was given");
+    }
+
+    #[test]
+    fn a_parked_worker_is_woken_by_a_push_and_parking_frees_a_grown_queue() {
+        let mailbox = Mailbox::new(1_000);
+        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        let waker = Waker::from(Arc::clone(&flag));
+        let mut cx = Context::from_waker(&waker);
+        let mut inbox = VecDeque::new();
+
+        // A burst grows the queue; the worker takes it, then parks.
+        for n in 0..200 {
+            assert!(send(&mailbox, n));
+        }
+        assert_eq!(
+            mailbox.poll_take_all(&mut cx, &mut inbox),
+            Poll::Ready(true)
+        );
+        assert_eq!(inbox.len(), 200);
+        inbox.clear();
+        assert!(mailbox.poll_take_all(&mut cx, &mut inbox).is_pending());
+        assert!(mailbox.is_parked());
+        assert!(lock(&mailbox.queue).items.capacity() <= IDLE_BUFFER);
+
+        assert!(send(&mailbox, 1));
+        assert!(flag.0.load(Ordering::SeqCst), "the push woke the worker");
+        assert!(!mailbox.is_parked());
+        assert_eq!(
+            mailbox.poll_take_all(&mut cx, &mut inbox),
+            Poll::Ready(true)
+        );
+        mailbox.close();
+        inbox.clear();
+        assert_eq!(
+            mailbox.poll_take_all(&mut cx, &mut inbox),
+            Poll::Ready(false)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reservation_gives_up_when_stopped_or_closed() {
+        let mailbox = Mailbox::new(1);
+        assert!(send(&mailbox, 0));
+        let stop = CancellationToken::new();
+        stop.cancel();
+        assert!(!mailbox.reserve(&stop).await, "stopped while full");
+        mailbox.close();
+        assert!(
+            !mailbox.reserve(&CancellationToken::new()).await,
+            "closed while full"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sender_waiting_for_room_is_woken_when_slots_are_given_back() {
+        let mailbox = Arc::new(Mailbox::new(1));
+        assert!(send(&mailbox, 0));
+        let waiter = {
+            let mailbox = Arc::clone(&mailbox);
+            tokio::spawn(async move {
+                mailbox.reserve(&CancellationToken::new()).await
+                    && mailbox.push(envelope(1)).is_ok()
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        let mut inbox = VecDeque::new();
+        assert!(mailbox.take_all(&mut inbox));
+        StartedSlots::new(&mailbox).started(true);
+        assert!(waiter.await.unwrap());
+        assert!(mailbox.take_all(&mut inbox));
+        assert_eq!(inbox.iter().map(n_of).collect::<Vec<_>>(), [0, 1]);
+    }
+}

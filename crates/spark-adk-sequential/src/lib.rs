@@ -1,0 +1,483 @@
+//! The standard-mode executor of Spark for Rust: one node at a time, deterministic.
+//!
+//! [`SequentialExecutor`] runs a [`Topology`] as a FIFO queue of activations that starts with the
+//! start node and the task input. After a node runs, the targets of its matching edges are
+//! appended in firing order, each with its own (shared, copy-on-write) copy of the output; a node
+//! that receives k messages runs k times. The result is the most recent output that matched no
+//! edge, plus every such sink output in completion order.
+//!
+//! Before each activation the checks run in this order: time budget, token budget, step limit.
+//! A node error or panic stops the run with an error naming the node.
+//!
+//! **Layering**: depends on `spark-adk-core`, `spark-adk-edges` and tokio (`time`, `macros`; it needs
+//! a tokio runtime with timers only when a time budget is set). It never depends on
+//! `spark-adk-mailbox`: the two executors are independent.
+//!
+//! # Example
+//!
+//! ```
+//! use spark_adk_core::{node_fn, NodeError, Task};
+//! use spark_adk_edges::GraphBuilder;
+//! use spark_adk_sequential::SequentialExecutor;
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut g = GraphBuilder::new();
+//! let inc = |name: &str| node_fn(|ctx| async move {
+//!     let n = ctx.inputs().content["n"].as_i64().unwrap_or(0);
+//!     Ok::<_, NodeError>(json!({ "n": n + 1 }))
+//! });
+//! let a = g.add("a", inc("a"));
+//! let b = g.add("b", inc("b"));
+//! g.connect(a >> b);
+//! let topology = g.start(a).build()?;
+//!
+//! let result = SequentialExecutor::new().run(&topology, Task::new(json!({ "n": 40 }))).await?;
+//! assert_eq!(result.content()["n"], 42);
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+
+use spark_adk_core::panic::CatchUnwind;
+use spark_adk_core::{
+    BudgetKind, CancellationToken, Context, EventKind, NodeCounts, NodeMessage, RunCounts,
+    RunError, RunMetadata, RunResult, RunScope, SinkOutputs, StopReason, Task, TaskType,
+};
+use spark_adk_edges::Topology;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+/// Runs graphs in standard mode. Stateless and cheap: one executor can run any number of graphs,
+/// also concurrently.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SequentialExecutor {
+    _private: (),
+}
+
+impl SequentialExecutor {
+    /// A new executor.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `task` on `topology` to completion.
+    ///
+    /// # Errors
+    /// - [`RunError::InvalidTask`] for a task that is not [`TaskType::Standard`] or has a step
+    ///   limit of zero;
+    /// - [`RunError::NodeFailed`] / [`RunError::NodePanicked`] naming the node;
+    /// - [`RunError::ConditionPanicked`] naming the edge;
+    /// - [`RunError::Timeout`] when the time budget runs out;
+    /// - [`RunError::TokenBudgetExhausted`] when recorded tokens reached the token budget before an
+    ///   activation;
+    /// - [`RunError::StepLimitExceeded`] when the step limit is reached.
+    ///
+    /// Every error that happens during the run carries the run's counts
+    /// ([`RunError::counts`]).
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the run after the current `.await` point of the running node;
+    /// nothing is left running in the background.
+    pub fn run<'a>(
+        &self,
+        topology: &'a Topology,
+        task: Task,
+    ) -> impl Future<Output = Result<RunResult, RunError>> + Send + 'a {
+        execute(
+            topology,
+            task.inputs,
+            task.max_steps,
+            Scope::New(task.task_type, task.budget, task.state),
+        )
+    }
+
+    /// Runs `inputs` on `topology` within a run scope made by the caller (its budget,
+    /// cancellation token and graph state). Used for subgraphs, whose scope is derived from the
+    /// parent's. The tokens the run recorded are in the result's metadata, or in the error's
+    /// counts.
+    ///
+    /// # Errors
+    /// As [`SequentialExecutor::run`], plus [`RunError::Cancelled`] when the scope's cancellation
+    /// token is cancelled from outside.
+    ///
+    /// # Cancel safety
+    /// As [`SequentialExecutor::run`].
+    pub fn run_scoped<'a>(
+        &self,
+        topology: &'a Topology,
+        inputs: NodeMessage,
+        max_steps: Option<u64>,
+        scope: RunScope,
+    ) -> impl Future<Output = Result<RunResult, RunError>> + Send + 'a {
+        execute(topology, inputs, max_steps, Scope::Given(scope))
+    }
+}
+
+/// Where a run's scope comes from.
+enum Scope {
+    /// A new run: its task type (validated), budget and initial state.
+    New(
+        TaskType,
+        Option<spark_adk_core::Budget>,
+        Option<spark_adk_core::Map<String, spark_adk_core::Value>>,
+    ),
+    /// A scope made by the caller (subgraphs).
+    Given(RunScope),
+}
+
+/// The FIFO queue of activations. The front element lives in `front`, so a linear chain (one
+/// pending activation at a time) never allocates the deque.
+struct Activations {
+    front: Option<(usize, NodeMessage)>,
+    rest: VecDeque<(usize, NodeMessage)>,
+}
+
+impl Activations {
+    fn new(first: (usize, NodeMessage)) -> Self {
+        Self {
+            front: Some(first),
+            rest: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, activation: (usize, NodeMessage)) {
+        if self.front.is_none() && self.rest.is_empty() {
+            self.front = Some(activation);
+        } else {
+            self.rest.push_back(activation);
+        }
+    }
+
+    fn pop(&mut self) -> Option<(usize, NodeMessage)> {
+        self.front.take().or_else(|| self.rest.pop_front())
+    }
+}
+
+/// The targets of one activation's fired edges: up to 8 inline, more on the heap.
+#[derive(Default)]
+struct Targets {
+    inline: [usize; 8],
+    len: usize,
+    more: Vec<usize>,
+}
+
+impl Targets {
+    fn push(&mut self, to: usize) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) if self.more.is_empty() => {
+                *slot = to;
+                self.len += 1;
+            }
+            _ => {
+                if self.more.is_empty() {
+                    self.more
+                        .extend_from_slice(self.inline.get(..self.len).unwrap_or(&[]));
+                }
+                self.more.push(to);
+            }
+        }
+    }
+
+    fn split_last(&self) -> Option<(usize, &[usize])> {
+        let all = if self.more.is_empty() {
+            self.inline.get(..self.len).unwrap_or(&[])
+        } else {
+            &self.more
+        };
+        all.split_last().map(|(last, rest)| (*last, rest))
+    }
+}
+
+/// How waiting for one activation ended.
+enum Waited<T> {
+    Done(T),
+    Cancelled,
+    TimedOut,
+}
+
+/// Resolves when `token` is cancelled; never without a token.
+async fn cancelled_or_never(token: Option<&CancellationToken>) {
+    match token {
+        // Boxed: built only once a node has to wait, and kept out of the run's future.
+        Some(token) => Box::pin(token.cancelled()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves at `deadline`; never without one.
+async fn deadline_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => Box::pin(tokio::time::sleep_until(deadline)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One standard-mode run. `SequentialExecutor::run` returns this future directly, so a run
+/// nests only `execute` and `run_loop` (little is moved per run).
+async fn execute(
+    topology: &Topology,
+    inputs: NodeMessage,
+    max_steps: Option<u64>,
+    scope: Scope,
+) -> Result<RunResult, RunError> {
+    let names = Arc::clone(topology.names());
+    let scope = match scope {
+        Scope::Given(scope) => Arc::new(scope.with_node_names(names)),
+        Scope::New(TaskType::Standard, budget, state) => Arc::new(RunScope::for_run(
+            budget,
+            state.unwrap_or_else(|| topology.initial_state().clone()),
+            names,
+        )),
+        Scope::New(other, ..) => {
+            return Err(RunError::InvalidTask(format!(
+                "the sequential executor runs standard tasks, got {other:?}"
+            )))
+        }
+    };
+    let limit = max_steps.unwrap_or_else(|| topology.step_limit());
+    if limit == 0 {
+        return Err(RunError::InvalidTask(
+            "the step limit must be at least 1".to_owned(),
+        ));
+    }
+    let bus = topology.events();
+    let events = bus.is_active();
+    if events {
+        bus.publish(
+            scope.run_id(),
+            scope.elapsed(),
+            EventKind::GraphStarted {
+                task_type: TaskType::Standard,
+            },
+        );
+    }
+    let run_span = tracing::info_span!("spark.run", run_id = scope.run_id(), mode = "standard");
+    let mut state = LoopState {
+        accepted: 1,
+        processed: 0,
+        sinks: SinkOutputs::new(),
+        per_node: NodeCounts::new(Arc::clone(topology.names())),
+    };
+    let outcome = run_loop(topology, inputs, limit, &scope, &mut state, events)
+        .instrument(run_span)
+        .await;
+    let counts = RunCounts {
+        accepted: state.accepted,
+        processed: state.processed,
+        unprocessed: state.accepted.saturating_sub(state.processed),
+        tokens_used: scope.tokens_used(),
+    };
+    let outcome = match outcome {
+        Ok(()) => {
+            let mut metadata = RunMetadata::new(TaskType::Standard);
+            metadata.stop_reason = StopReason::Completed;
+            metadata.steps = counts.processed;
+            metadata.tokens_used = counts.tokens_used;
+            metadata.elapsed = scope.elapsed();
+            metadata.accepted = counts.accepted;
+            metadata.processed = counts.processed;
+            metadata.unprocessed = counts.unprocessed;
+            metadata.per_node = state.per_node;
+            Ok(RunResult::from_sinks(state.sinks, metadata).with_state(scope.state_snapshot()))
+        }
+        Err(e) => Err(e.with_counts(counts)),
+    };
+    // The run is over, whatever its outcome: tell anything a node started in the background.
+    scope.cancel();
+    if events {
+        publish_end(topology, &scope, &outcome);
+    }
+    outcome
+}
+
+/// What the loop produced and counted; it stays readable when the loop fails.
+struct LoopState {
+    accepted: u64,
+    processed: u64,
+    sinks: SinkOutputs,
+    per_node: NodeCounts,
+}
+
+/// The activation loop. A plain `async fn` awaited once by [`execute`]: its future is built in
+/// place, and each node's future is raced against outside cancellation and the deadline only
+/// when the node has to wait.
+async fn run_loop(
+    topology: &Topology,
+    inputs: NodeMessage,
+    limit: u64,
+    scope: &Arc<RunScope>,
+    state: &mut LoopState,
+    events: bool,
+) -> Result<(), RunError> {
+    let bus = topology.events();
+    let nodes = topology.nodes();
+    let mut queue = Activations::new((topology.start(), inputs));
+
+    let budget = scope.budget();
+    let timeout = |node: &str| RunError::Timeout {
+        budget: budget.max_time().unwrap_or_default(),
+        node: Some(node.to_owned()),
+        counts: RunCounts::default(),
+    };
+
+    let node_spans = !tracing::Span::current().is_disabled();
+    // Without outside cancellation or deadline there is nothing to race a node against.
+    let guarded = scope.external_cancellation().is_some() || scope.deadline().is_some();
+
+    while let Some((index, message)) = queue.pop() {
+        let Some(entry) = nodes.get(index) else {
+            return Err(RunError::InvalidTask(format!(
+                "node index {index} is outside the graph"
+            )));
+        };
+        if scope.is_cancelled() {
+            return Err(RunError::Cancelled);
+        }
+        // The checks, in the order SEMANTICS section 9 fixes: time, tokens, step limit.
+        if scope.deadline_passed() {
+            return Err(timeout(&entry.name));
+        }
+        if let Some(max) = budget.max_tokens() {
+            let used = scope.tokens_used();
+            if used >= max {
+                return Err(RunError::TokenBudgetExhausted {
+                    used,
+                    max,
+                    node: entry.name.to_string(),
+                    counts: RunCounts::default(),
+                });
+            }
+        }
+        if state.processed >= limit {
+            return Err(RunError::StepLimitExceeded {
+                node: entry.name.to_string(),
+                limit,
+                counts: RunCounts::default(),
+            });
+        }
+
+        let ctx = Context::new(message, index, Arc::clone(scope));
+        if events {
+            bus.publish(
+                scope.run_id(),
+                scope.elapsed(),
+                EventKind::NodeStarted {
+                    node: Arc::clone(&entry.name),
+                },
+            );
+        }
+        let started = events.then(Instant::now);
+        // No subscriber wants the run's span: skip building one per activation too.
+        let span = if node_spans {
+            tracing::debug_span!("spark.node", node = %entry.name, mode = "standard")
+        } else {
+            tracing::Span::none()
+        };
+        let activation = CatchUnwind::new(entry.node.process_dyn(&ctx)).instrument(span);
+        let outcome = if guarded {
+            // Polled in this order: the node (trivial nodes finish at once, and the other two
+            // are then never built), outside cancellation, the deadline.
+            let waited = tokio::select! {
+                biased;
+                outcome = activation => Waited::Done(outcome),
+                () = cancelled_or_never(scope.external_cancellation()) => Waited::Cancelled,
+                () = deadline_or_never(scope.deadline()) => Waited::TimedOut,
+            };
+            match waited {
+                Waited::Done(outcome) => outcome,
+                Waited::Cancelled => return Err(RunError::Cancelled),
+                Waited::TimedOut => return Err(timeout(&entry.name)),
+            }
+        } else {
+            activation.await
+        };
+        if let Some(started) = started {
+            let kind = match &outcome {
+                Ok(Ok(_)) => EventKind::NodeFinished {
+                    node: Arc::clone(&entry.name),
+                    duration: started.elapsed(),
+                },
+                Ok(Err(e)) => EventKind::NodeFailed {
+                    node: Arc::clone(&entry.name),
+                    error: e.to_string(),
+                },
+                Err(panic) => EventKind::NodeFailed {
+                    node: Arc::clone(&entry.name),
+                    error: format!("panicked: {panic}"),
+                },
+            };
+            bus.publish(scope.run_id(), scope.elapsed(), kind);
+        }
+        state.processed += 1;
+        if scope.is_cancelled() {
+            // Cancelled from outside while the node ran: whatever it returned (often an error
+            // caused by the cancellation, e.g. from a subgraph), the run was cancelled.
+            return Err(RunError::Cancelled);
+        }
+        state.per_node.increment(index);
+        let output = match outcome {
+            Ok(Ok(output)) => output,
+            Ok(Err(source)) => {
+                return Err(RunError::NodeFailed {
+                    node: entry.name.to_string(),
+                    source,
+                    counts: RunCounts::default(),
+                })
+            }
+            Err(message) => {
+                return Err(RunError::NodePanicked {
+                    node: entry.name.to_string(),
+                    message,
+                    counts: RunCounts::default(),
+                })
+            }
+        };
+        let mut targets = Targets::default();
+        let fired = topology.route(index, &output, |to| targets.push(to))?;
+        state.accepted += fired as u64;
+        match targets.split_last() {
+            None => state.sinks.push(Arc::clone(&entry.name), output),
+            Some((last, rest)) => {
+                for &to in rest {
+                    queue.push((to, output.clone()));
+                }
+                queue.push((last, output)); // the last target takes the output itself
+            }
+        }
+    }
+    Ok(())
+}
+
+fn publish_end(topology: &Topology, scope: &RunScope, outcome: &Result<RunResult, RunError>) {
+    let bus = topology.events();
+    let (run_id, elapsed) = (scope.run_id(), scope.elapsed());
+    match outcome {
+        Err(RunError::Timeout { .. }) => bus.publish(
+            run_id,
+            elapsed,
+            EventKind::BudgetExhausted {
+                kind: BudgetKind::Time,
+            },
+        ),
+        Err(RunError::TokenBudgetExhausted { .. }) => bus.publish(
+            run_id,
+            elapsed,
+            EventKind::BudgetExhausted {
+                kind: BudgetKind::Tokens,
+            },
+        ),
+        _ => {}
+    }
+    let (stop_reason, error) = match outcome {
+        Ok(r) => (Some(r.metadata.stop_reason), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    bus.publish(
+        run_id,
+        elapsed,
+        EventKind::GraphFinished { stop_reason, error },
+    );
+}

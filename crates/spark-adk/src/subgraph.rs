@@ -1,0 +1,139 @@
+//! [`SubgraphNode`]: a node that runs another graph (the seed's hybrid mode).
+
+use serde_json::{Map, Value};
+use spark_adk_core::{Context, Node, NodeError, NodeMessage, RunScope};
+use spark_adk_sequential::SequentialExecutor;
+
+use crate::Graph;
+
+/// A node that runs an inner graph in standard mode on each activation and returns the inner
+/// run's result (the seed's `SubgraphNode` / hybrid mode).
+///
+/// - **Inputs**: the activation's input message, or with [`SubgraphNode::input_key`] only the
+///   value at that key of the input content.
+/// - **Output**: the inner run's result, or with [`SubgraphNode::output_key`] an object
+///   `{ key: result }`.
+/// - **Cancellation**: the inner run uses a child of the outer run's cancellation token, so
+///   cancelling the outer run cancels the inner one. When the outer standard run times out its
+///   future is dropped, and the inner run with it.
+/// - **State**: the inner run gets its own graph state (the inner graph's initial state), or
+///   shares the outer run's with [`SubgraphNode::share_parent_state`].
+/// - **Shutdown delivery**: in a long-running outer graph, the worker's shutdown call returns
+///   at once without running the inner graph.
+/// - **Budget**: the inner run gets what is left of the outer token budget; the tokens it
+///   records are added to the outer run's counter. An inner failure becomes this node's error,
+///   with the inner [`spark_adk_core::RunError`] as its source.
+///
+/// # Example
+///
+/// ```
+/// use spark_adk::prelude::*;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut inner = Graph::builder();
+/// let double = inner.add("double", node_fn(|ctx| async move {
+///     Ok::<_, NodeError>(json!({ "n": ctx.inputs().content["n"].as_i64().unwrap_or(0) * 2 }))
+/// }));
+/// let inner = inner.start(double).build()?;
+///
+/// let mut outer = Graph::builder();
+/// let sub = outer.add("sub", SubgraphNode::new(inner));
+/// let outer = outer.start(sub).build()?;
+/// assert_eq!(outer.run_with(json!({ "n": 21 })).await?.content()["n"], 42);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SubgraphNode {
+    graph: Graph,
+    input_key: Option<String>,
+    output_key: Option<String>,
+    share_state: bool,
+}
+
+impl SubgraphNode {
+    /// A node running `graph`.
+    pub fn new(graph: Graph) -> Self {
+        Self {
+            graph,
+            input_key: None,
+            output_key: None,
+            share_state: false,
+        }
+    }
+
+    /// Feeds the inner graph only the value at `key` of the input content.
+    #[must_use]
+    pub fn input_key(mut self, key: impl Into<String>) -> Self {
+        self.input_key = Some(key.into());
+        self
+    }
+
+    /// Lets the inner run share the outer run's graph state instead of getting its own (by
+    /// default the inner run starts from the inner graph's initial state, and its final state is
+    /// discarded).
+    #[must_use]
+    pub fn share_parent_state(mut self, share: bool) -> Self {
+        self.share_state = share;
+        self
+    }
+
+    /// Wraps the inner result as `{ key: result }`.
+    #[must_use]
+    pub fn output_key(mut self, key: impl Into<String>) -> Self {
+        self.output_key = Some(key.into());
+        self
+    }
+}
+
+impl Node for SubgraphNode {
+    async fn process(&self, ctx: &Context) -> Result<NodeMessage, NodeError> {
+        if ctx.is_shutdown() {
+            // A shutdown delivery (long-running outer graph) is control, not data: the inner
+            // graph does not run for it.
+            return Ok(NodeMessage::empty());
+        }
+        let inputs = match &self.input_key {
+            Some(key) => {
+                NodeMessage::new(ctx.inputs().content.get(key).cloned().unwrap_or_default())
+            }
+            None => ctx.inputs().clone(),
+        };
+        let remaining = ctx.scope().remaining_budget().map_err(|kind| {
+            NodeError::new(format!(
+                "subgraph `{}` not started: the outer {kind:?} budget is used up",
+                ctx.node_name()
+            ))
+        })?;
+        // Time is enforced by the outer run (dropping or cancelling this future); tokens by the
+        // inner run itself, with what is left.
+        let inner_budget = remaining
+            .and_then(|b| b.max_tokens())
+            .and_then(|t| spark_adk_core::Budget::tokens(t).ok());
+        let scope = RunScope::with_cancellation(inner_budget, ctx.cancellation().child_token());
+        let scope = if self.share_state {
+            scope.with_state(ctx.state().clone())
+        } else {
+            scope.with_initial_state(self.graph.topology().initial_state().clone())
+        };
+        let outcome = SequentialExecutor::new()
+            .run_scoped(self.graph.topology(), inputs, None, scope)
+            .await;
+        let tokens = match &outcome {
+            Ok(result) => result.metadata.tokens_used,
+            Err(e) => e.counts().map_or(0, |c| c.tokens_used),
+        };
+        if tokens > 0 {
+            ctx.record_tokens(tokens);
+        }
+        let result = outcome?;
+        let output = result.into_output().unwrap_or_default();
+        Ok(match &self.output_key {
+            Some(key) => {
+                let mut map = Map::new();
+                map.insert(key.clone(), Value::clone(&output.content));
+                NodeMessage::from(map)
+            }
+            None => output,
+        })
+    }
+}
