@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use serde_json::{Map, Value};
 
-use crate::{Budget, GraphState, NodeMessage};
+use crate::{Budget, EventBus, EventKind, GraphState, NodeMessage};
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -39,6 +39,9 @@ pub struct RunScope {
     initial_state: Map<String, Value>,
     /// The names of the graph's nodes, by index (what `Context::node_name` reads).
     node_names: Arc<[Arc<str>]>,
+    /// Where events published from inside an activation go (e.g. a retry wrapper's
+    /// `NodeRetrying`), if the executor gave a bus.
+    events: Option<EventBus>,
 }
 
 impl RunScope {
@@ -83,6 +86,29 @@ impl RunScope {
             state: OnceLock::new(),
             initial_state,
             node_names,
+            events: None,
+        }
+    }
+
+    /// Returns the scope with `bus` as the place where events published from inside an
+    /// activation go ([`RunScope::publish`]); executors give the graph's bus.
+    #[must_use]
+    pub fn with_events(mut self, bus: EventBus) -> Self {
+        self.events = Some(bus);
+        self
+    }
+
+    /// The bus events published from inside an activation go to, if the run has one.
+    pub fn events(&self) -> Option<&EventBus> {
+        self.events.as_ref()
+    }
+
+    /// Publishes an event of this run from inside an activation (for example a policy
+    /// wrapper's [`EventKind::NodeRetrying`]). Free when nobody listens: `kind` is built only
+    /// when the run has a bus with a subscriber or a replay buffer.
+    pub fn publish(&self, kind: impl FnOnce() -> EventKind) {
+        if let Some(bus) = self.events.as_ref().filter(|bus| bus.is_active()) {
+            bus.publish(self.run_id, self.elapsed(), kind());
         }
     }
 
@@ -287,6 +313,8 @@ impl RunScope {
 pub struct Context {
     inputs: NodeMessage,
     node_index: usize,
+    /// Which attempt of this activation is running (1 unless a retry wrapper says otherwise).
+    attempt: u32,
     scope: Arc<RunScope>,
 }
 
@@ -298,6 +326,7 @@ impl Context {
         Self {
             inputs,
             node_index,
+            attempt: 1,
             scope,
         }
     }
@@ -319,6 +348,7 @@ impl Context {
     /// not touched per activation. Nodes receive `&Context` and cannot call it.
     pub fn reset(&mut self, inputs: NodeMessage, node_index: usize) -> NodeMessage {
         self.node_index = node_index;
+        self.attempt = 1;
         std::mem::replace(&mut self.inputs, inputs)
     }
 
@@ -335,6 +365,23 @@ impl Context {
     /// The name of the running node.
     pub fn node_name(&self) -> &str {
         self.scope.node_name(self.node_index)
+    }
+
+    /// Which attempt of this activation is running: 1 for the first, 2 for the first retry,
+    /// and so on. It is 1 unless a retry wrapper (`spark-adk-policy`'s `with_retry`) runs the
+    /// node again, so a node can make its outside effects idempotent or log the retry.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// A copy of this context that reports `attempt` as [`Context::attempt`] (same input, node
+    /// and run). Retry wrappers hand it to the node they wrap; an `attempt` of 0 is read as 1.
+    #[must_use]
+    pub fn for_attempt(&self, attempt: u32) -> Self {
+        Self {
+            attempt: attempt.max(1),
+            ..self.clone()
+        }
     }
 
     /// The index of the running node in its graph.
@@ -415,6 +462,41 @@ mod tests {
         assert_eq!(*ctx.inputs().content, serde_json::json!(2));
         assert_eq!(ctx.node_name(), "b");
         assert!(Arc::ptr_eq(ctx.scope(), &scope), "the run scope is kept");
+    }
+
+    #[test]
+    fn a_context_for_a_retry_reports_its_attempt_and_reset_starts_again_at_one() {
+        let mut ctx = Context::detached(serde_json::json!(1));
+        assert_eq!(ctx.attempt(), 1);
+        let retry = ctx.for_attempt(3);
+        assert_eq!(retry.attempt(), 3);
+        assert_eq!(retry.node_name(), "detached");
+        assert!(Arc::ptr_eq(retry.scope(), ctx.scope()), "same run");
+        ctx = retry;
+        ctx.reset(NodeMessage::new(serde_json::json!(2)), 0);
+        assert_eq!(ctx.attempt(), 1, "the next activation is a first attempt");
+    }
+
+    #[test]
+    fn events_published_from_an_activation_reach_the_runs_bus_only_when_someone_listens() {
+        let quiet = RunScope::new(None).with_events(EventBus::new());
+        let mut built = false;
+        quiet.publish(|| {
+            built = true;
+            EventKind::BudgetExhausted {
+                kind: crate::BudgetKind::Tokens,
+            }
+        });
+        assert!(!built, "no subscriber: the event is not even built");
+
+        let bus = EventBus::with_replay(4);
+        let scope = RunScope::new(None).with_events(bus.clone());
+        scope.publish(|| EventKind::BudgetExhausted {
+            kind: crate::BudgetKind::Tokens,
+        });
+        let replay = bus.replay();
+        assert_eq!(replay.len(), 1);
+        assert_eq!(replay[0].run_id, scope.run_id());
     }
 
     #[test]

@@ -39,6 +39,18 @@ pub enum EventKind {
         /// The error's text.
         error: String,
     },
+    /// An attempt of a node's activation failed and a retry wrapper will run it again after
+    /// `delay` (published by `spark-adk-policy`'s retry, through [`crate::RunScope::publish`]).
+    NodeRetrying {
+        /// The node.
+        node: Arc<str>,
+        /// The attempt that failed (1 for the first).
+        attempt: u32,
+        /// The failed attempt's error text.
+        error: String,
+        /// How long the wrapper waits before the next attempt.
+        delay: Duration,
+    },
     /// Long-running mode: a message was routed from one node to another.
     MessageSent {
         /// Sender.
@@ -79,7 +91,8 @@ impl Event {
         match &self.kind {
             EventKind::NodeStarted { node }
             | EventKind::NodeFinished { node, .. }
-            | EventKind::NodeFailed { node, .. } => Some(node),
+            | EventKind::NodeFailed { node, .. }
+            | EventKind::NodeRetrying { node, .. } => Some(node),
             EventKind::MessageSent { from, .. } => Some(from),
             _ => None,
         }

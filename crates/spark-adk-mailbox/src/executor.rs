@@ -157,12 +157,15 @@ fn start(
         .collect();
     let start_node = topology.start();
     let outputs = with_outputs.then(|| broadcast::channel(OUTPUT_BUFFER).0);
-    let scope = Arc::new(RunScope::for_run(
-        task.budget,
-        task.state
-            .unwrap_or_else(|| topology.initial_state().clone()),
-        Arc::clone(topology.names()),
-    ));
+    let scope = Arc::new(
+        RunScope::for_run(
+            task.budget,
+            task.state
+                .unwrap_or_else(|| topology.initial_state().clone()),
+            Arc::clone(topology.names()),
+        )
+        .with_events(topology.events().clone()),
+    );
     let shared = Arc::new(Shared::new(
         topology,
         scope,

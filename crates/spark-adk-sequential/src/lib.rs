@@ -226,11 +226,14 @@ async fn execute(
     let names = Arc::clone(topology.names());
     let scope = match scope {
         Scope::Given(scope) => Arc::new(scope.with_node_names(names)),
-        Scope::New(TaskType::Standard, budget, state) => Arc::new(RunScope::for_run(
-            budget,
-            state.unwrap_or_else(|| topology.initial_state().clone()),
-            names,
-        )),
+        Scope::New(TaskType::Standard, budget, state) => Arc::new(
+            RunScope::for_run(
+                budget,
+                state.unwrap_or_else(|| topology.initial_state().clone()),
+                names,
+            )
+            .with_events(topology.events().clone()),
+        ),
         Scope::New(other, ..) => {
             return Err(RunError::InvalidTask(format!(
                 "the sequential executor runs standard tasks, got {other:?}"
