@@ -9,7 +9,8 @@
 //!   mailbox; runs until quiescence, a budget, or a shutdown.
 //!
 //! This crate is the facade: it re-exports the member crates and adds [`Graph`] (which picks the
-//! executor from the task type), [`SubgraphNode`], the [`prelude`] and module paths that mirror
+//! executor from the task type), [`SubgraphNode`], [`MapNode`] (a parallel map), the node
+//! policies of [`policy`] (retry, timeout, shared limiter), the [`prelude`] and module paths that mirror
 //! the Python original (`spark_adk::graphs::tasks::Task`, `spark_adk::nodes::types::NodeMessage`, ...).
 //!
 //! # Example: the seed's ETL pipeline
@@ -55,15 +56,24 @@
 //! ```
 //!
 //! **Layering**: the facade depends on every member crate (`spark-adk-core`, `spark-adk-edges`,
-//! `spark-adk-sequential`, `spark-adk-mailbox`); nothing depends on it except examples, tests and
-//! benches. It holds no execution logic of its own beyond dispatch and the subgraph node.
+//! `spark-adk-sequential`, `spark-adk-mailbox`, `spark-adk-policy`); nothing depends on it
+//! except examples, tests and benches. It holds no execution logic of its own beyond dispatch,
+//! the subgraph node and the map node.
 
 mod graph;
 mod long_running;
+mod map;
 mod subgraph;
 
 pub use graph::{Graph, GraphBuilder};
+pub use map::{MapError, MapNode, OnItemError};
 pub use subgraph::SubgraphNode;
+
+/// Node policies (retry, timeout, shared limiter): the `spark-adk-policy` crate.
+pub use spark_adk_policy as policy;
+pub use spark_adk_policy::{
+    find_cause, Limiter, NodeExt, Policies, PolicyError, RetryError, RetryPolicy, TimeoutError,
+};
 
 pub use spark_adk_core::{
     json, node_fn, AckHook, Budget, BudgetError, BudgetKind, CancellationToken, ChannelMessage,
@@ -83,6 +93,7 @@ pub mod crates {
     pub use spark_adk_core as core;
     pub use spark_adk_edges as edges;
     pub use spark_adk_mailbox as mailbox;
+    pub use spark_adk_policy as policy;
     pub use spark_adk_sequential as sequential;
 }
 
@@ -90,8 +101,9 @@ pub mod crates {
 pub mod prelude {
     pub use crate::{
         json, node_fn, Budget, ChannelMessage, Context, EdgeCondition, Event, EventKind, Graph,
-        GraphBuilder, GraphState, Node, NodeError, NodeMessage, NodeRef, RunError, RunHandle,
-        RunResult, StopReason, SubgraphNode, Task, TaskType, Value,
+        GraphBuilder, GraphState, Limiter, MapNode, Node, NodeError, NodeExt, NodeMessage,
+        NodeRef, OnItemError, RetryPolicy, RunError, RunHandle, RunResult, StopReason,
+        SubgraphNode, Task, TaskType, Value,
     };
 }
 
