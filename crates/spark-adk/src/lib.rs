@@ -101,9 +101,9 @@ pub mod crates {
 pub mod prelude {
     pub use crate::{
         json, node_fn, Budget, ChannelMessage, Context, EdgeCondition, Event, EventKind, Graph,
-        GraphBuilder, GraphState, Limiter, MapNode, Node, NodeError, NodeExt, NodeMessage,
-        NodeRef, OnItemError, RetryPolicy, RunError, RunHandle, RunResult, StopReason,
-        SubgraphNode, Task, TaskType, Value,
+        GraphBuilder, GraphState, Limiter, MapNode, Node, NodeError, NodeExt, NodeMessage, NodeRef,
+        OnItemError, RetryPolicy, RunError, RunHandle, RunResult, StopReason, SubgraphNode, Task,
+        TaskType, Value,
     };
 }
 

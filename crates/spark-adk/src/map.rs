@@ -6,8 +6,7 @@ use std::sync::Arc;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Map, Value};
 use spark_adk_core::{
-    Budget, CancellationToken, Context, DynNode, Node, NodeError, NodeMessage, RunError,
-    RunScope,
+    Budget, CancellationToken, Context, DynNode, Node, NodeError, NodeMessage, RunError, RunScope,
 };
 use spark_adk_sequential::SequentialExecutor;
 
@@ -64,7 +63,7 @@ pub enum MapError {
         index: usize,
         /// The item's run error.
         #[source]
-        source: RunError,
+        source: Box<RunError>,
     },
     /// The run began to stop, was cancelled, or ran out of budget before every item started:
     /// budgets win, no further item starts.
@@ -224,10 +223,10 @@ impl MapNode {
             Some(Value::Array(items)) => Ok(items),
             other => Err(MapError::NotAList {
                 node: node.to_owned(),
-                at: self
-                    .items_at
-                    .as_ref()
-                    .map_or_else(|| "content".to_owned(), |p| format!("content at `{}`", p.text)),
+                at: self.items_at.as_ref().map_or_else(
+                    || "content".to_owned(),
+                    |p| format!("content at `{}`", p.text),
+                ),
                 found: match other {
                     None | Some(Value::Null) => "null",
                     Some(Value::Bool(_)) => "a boolean",
@@ -289,7 +288,11 @@ async fn run_item(
     match outcome {
         Ok(result) => (
             index,
-            Item::Done(result.into_output().map_or(Value::Null, |m| Value::clone(&m.content))),
+            Item::Done(
+                result
+                    .into_output()
+                    .map_or(Value::Null, |m| Value::clone(&m.content)),
+            ),
         ),
         Err(e) => (index, Item::Failed(e)),
     }
@@ -361,7 +364,7 @@ impl Node for MapNode {
                         failure = Some(MapError::ItemFailed {
                             node: node.to_owned(),
                             index,
-                            source: e,
+                            source: Box::new(e),
                         });
                     }
                 }

@@ -163,7 +163,8 @@ async fn a_zero_timeout_fails_the_run_with_a_clear_error_in_both_modes() {
             .await
             .unwrap_err();
         assert!(
-            err.to_string().contains("a node timeout must be longer than zero"),
+            err.to_string()
+                .contains("a node timeout must be longer than zero"),
             "{err}"
         );
         assert_eq!(calls.load(Ordering::SeqCst), 0);
