@@ -107,7 +107,29 @@ fn facade_reexports_every_member_crate() {
         "spark-adk-edges",
         "spark-adk-sequential",
         "spark-adk-mailbox",
+        "spark-adk-policy",
     ] {
         assert!(depends_on(&tree, krate), "the facade misses {krate}");
+    }
+}
+
+#[test]
+fn policies_depend_only_on_core_and_pull_in_no_tokio_runtime() {
+    let tree = dependency_tree("spark-adk-policy");
+    assert!(depends_on(&tree, "spark-adk-core"));
+    for krate in [
+        "spark-adk-edges",
+        "spark-adk-sequential",
+        "spark-adk-mailbox",
+        "spark-adk",
+    ] {
+        assert!(!depends_on(&tree, krate), "spark-adk-policy depends on {krate}");
+    }
+    let features = tokio_features(&tree);
+    for f in RUNTIME_FEATURES {
+        assert!(
+            !features.iter().any(|x| x == f),
+            "spark-adk-policy enables tokio feature `{f}`: {features:?}"
+        );
     }
 }
