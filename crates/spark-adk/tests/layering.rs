@@ -123,7 +123,10 @@ fn policies_depend_only_on_core_and_pull_in_no_tokio_runtime() {
         "spark-adk-mailbox",
         "spark-adk",
     ] {
-        assert!(!depends_on(&tree, krate), "spark-adk-policy depends on {krate}");
+        assert!(
+            !depends_on(&tree, krate),
+            "spark-adk-policy depends on {krate}"
+        );
     }
     let features = tokio_features(&tree);
     for f in RUNTIME_FEATURES {
