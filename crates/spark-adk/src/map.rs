@@ -99,7 +99,9 @@ pub enum MapError {
 ///   ends with a token-budget error or cancellation fails the map also in `Collect` mode.
 /// - **Roll-up**: the tokens each item's run recorded are added to the parent run's counter as
 ///   soon as the item ends (tokens of an item cut off by cancellation are counted when its
-///   error carries counts). Inner runs get the inner graph's initial state; events published
+///   error carries counts). The output's metadata `map` holds
+///   `{ "items", "failed", "activations" }` (activations of the inner runs whose outcome is
+///   in the output), since the parent run counts the map as one activation. Inner runs get the inner graph's initial state; events published
 ///   by their nodes through the context (e.g. retries) reach the parent run's bus.
 /// - **Shutdown delivery** (long-running outer graph): returns at once, runs nothing.
 ///
@@ -242,8 +244,10 @@ impl MapNode {
 
 /// How one item ended.
 enum Item {
-    Done(Value),
-    Failed(RunError),
+    /// Its result content and the activations its run performed.
+    Done(Value, u64),
+    /// Its run's error and the activations it performed.
+    Failed(RunError, u64),
     NotStarted,
 }
 
@@ -278,23 +282,21 @@ async fn run_item(
     let outcome = SequentialExecutor::new()
         .run_scoped(graph.topology(), inputs, None, scope)
         .await;
-    let tokens = match &outcome {
-        Ok(result) => result.metadata.tokens_used,
-        Err(e) => e.counts().map_or(0, |c| c.tokens_used),
+    let (tokens, activations) = match &outcome {
+        Ok(result) => (result.metadata.tokens_used, result.metadata.processed),
+        Err(e) => e.counts().map_or((0, 0), |c| (c.tokens_used, c.processed)),
     };
     if tokens > 0 {
         ctx.record_tokens(tokens);
     }
     match outcome {
-        Ok(result) => (
-            index,
-            Item::Done(
-                result
-                    .into_output()
-                    .map_or(Value::Null, |m| Value::clone(&m.content)),
-            ),
-        ),
-        Err(e) => (index, Item::Failed(e)),
+        Ok(result) => {
+            let content = result
+                .into_output()
+                .map_or(Value::Null, |m| Value::clone(&m.content));
+            (index, Item::Done(content, activations))
+        }
+        Err(e) => (index, Item::Failed(e, activations)),
     }
 }
 
@@ -334,6 +336,7 @@ impl Node for MapNode {
         let mut errors: Vec<(usize, RunError)> = Vec::new();
         let mut failure: Option<MapError> = None;
         let mut not_started = 0;
+        let mut activations: u64 = 0;
         let mut pending = items.iter().enumerate();
         let mut running = FuturesUnordered::new();
         loop {
@@ -347,18 +350,20 @@ impl Node for MapNode {
                 break;
             };
             match item {
-                Item::Done(value) => {
+                Item::Done(value, steps) => {
+                    activations = activations.saturating_add(steps);
                     if let Some(slot) = results.get_mut(index) {
                         *slot = value;
                     }
                 }
                 Item::NotStarted => not_started += 1,
-                Item::Failed(e)
+                Item::Failed(e, steps)
                     if self.on_error == OnItemError::Collect && !is_budget_or_cancel(&e) =>
                 {
+                    activations = activations.saturating_add(steps);
                     errors.push((index, e));
                 }
-                Item::Failed(e) => {
+                Item::Failed(e, _) => {
                     if failure.is_none() {
                         cancel.cancel();
                         failure = Some(MapError::ItemFailed {
@@ -383,6 +388,7 @@ impl Node for MapNode {
         }
         let mut out = Map::new();
         out.insert(self.output_key.clone(), Value::Array(results));
+        let failed = errors.len();
         if self.on_error == OnItemError::Collect {
             errors.sort_by_key(|(index, _)| *index);
             let errors = errors
@@ -391,6 +397,9 @@ impl Node for MapNode {
                 .collect();
             out.insert("errors".to_owned(), Value::Array(errors));
         }
-        Ok(NodeMessage::from(out))
+        Ok(NodeMessage::from(out).with_metadata(
+            "map",
+            json!({ "items": total, "failed": failed, "activations": activations }),
+        ))
     }
 }

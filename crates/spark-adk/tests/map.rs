@@ -203,6 +203,11 @@ async fn a_map_over_an_inner_graph_runs_the_whole_graph_per_item() {
         .await
         .unwrap();
     assert_eq!(result.content()["results"], json!(["#2", "#4"]));
+    let counts = &result.output().unwrap().metadata["map"];
+    assert_eq!(
+        counts,
+        &json!({ "items": 2, "failed": 0, "activations": 4 })
+    );
 }
 
 /// Records `tokens` per item.
