@@ -170,3 +170,18 @@ async fn a_zero_timeout_fails_the_run_with_a_clear_error_in_both_modes() {
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_retry_predicate_is_reported_as_the_nodes_panic() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let node = flaky(usize::MAX, &calls).with_retry(quick_retry(5).retry_if(|e| {
+        panic!("predicate exploded on {e}");
+    }));
+    let err = single(node).run_with(json!({})).await.unwrap_err();
+    assert!(
+        matches!(&err, RunError::NodePanicked { node, message, .. }
+            if node == "tool" && message == "predicate exploded on transient failure 1"),
+        "{err:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
