@@ -447,7 +447,10 @@ mod tests {
             "{err:?}"
         );
         let text = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(text.starts_with("input of node `load` does not match"), "{text}");
+        assert!(
+            text.starts_with("input of node `load` does not match"),
+            "{text}"
+        );
     }
 
     #[test]
