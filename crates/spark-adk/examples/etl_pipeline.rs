@@ -40,7 +40,10 @@ struct ExtractNode {
 
 impl Node for ExtractNode {
     async fn process(&self, _ctx: &Context) -> Result<NodeMessage, NodeError> {
-        println!("extract:   read {} records from the source", self.source.len());
+        println!(
+            "extract:   read {} records from the source",
+            self.source.len()
+        );
         for r in &self.source {
             println!("             {:?} {:.2}", r.name, r.amount);
         }

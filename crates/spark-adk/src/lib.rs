@@ -176,10 +176,10 @@ pub use spark_adk_edges::{
 pub use spark_adk_mailbox::{channel, HandleSendError, LongRunningExecutor, RunHandle};
 pub use spark_adk_sequential::SequentialExecutor;
 
-pub use spark_adk_core::{IntoNodeResult, PayloadError};
 /// Payloads are `serde_json` values; re-exported so that `serde_json` needs no entry in your
 /// `Cargo.toml` (add `serde` with its `derive` feature for your own typed payloads).
 pub use serde_json;
+pub use spark_adk_core::{IntoNodeResult, PayloadError};
 
 /// The member crates, for users who need what the facade does not re-export.
 pub mod crates {

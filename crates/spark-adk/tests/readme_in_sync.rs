@@ -36,5 +36,8 @@ fn the_repository_readme_shows_the_doctested_quick_start() {
     let facade = rust_blocks(&read(&package.join("README.md")));
     let root = rust_blocks(&read(&package.join("../../README.md")));
     assert!(!facade.is_empty(), "the facade README has no rust block");
-    assert_eq!(root, facade, "README.md and crates/spark-adk/README.md differ");
+    assert_eq!(
+        root, facade,
+        "README.md and crates/spark-adk/README.md differ"
+    );
 }
