@@ -246,7 +246,8 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.chain_len == 0 || self.nodes < 2 || !(self.nodes - 1).is_multiple_of(self.chain_len) {
+        if self.chain_len == 0 || self.nodes < 2 || !(self.nodes - 1).is_multiple_of(self.chain_len)
+        {
             return Err(format!(
                 "{} nodes are not the gate plus whole chains of {}",
                 self.nodes, self.chain_len
@@ -362,8 +363,9 @@ pub struct StressNode {
 
 impl StressNode {
     fn fails_on(&self, id: u64) -> bool {
-        self.fault
-            .is_some_and(|(seed, one_in)| mix64(seed ^ mix64(self.index) ^ id).is_multiple_of(one_in))
+        self.fault.is_some_and(|(seed, one_in)| {
+            mix64(seed ^ mix64(self.index) ^ id).is_multiple_of(one_in)
+        })
     }
 }
 
