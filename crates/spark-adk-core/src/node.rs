@@ -20,6 +20,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// activations and, in long-running mode, live on their own worker; a node that keeps state
 /// across activations uses interior mutability (atomics, a mutex) or graph state.
 ///
+/// `process` gets the [`Context`] by reference, since an `async fn` may borrow it; a closure
+/// made into a node with [`node_fn`] gets it by value instead (its future must own it).
+///
 /// # Example
 ///
 /// ```
