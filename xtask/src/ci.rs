@@ -40,13 +40,15 @@ fn cargo_steps(ws: &Workspace) -> Vec<Step> {
             command: doc,
         },
         // The published crates build from their .crate files alone (`.ci/run` also runs the
-        // facade's doctests from its .crate).
+        // facade's doctests from its .crate). `--allow-dirty`: run locally, the work tree may
+        // have changes not yet committed; they are what is checked.
         Step {
             name: "package",
             command: ws.cargo([
                 "package",
                 "--workspace",
                 "--locked",
+                "--allow-dirty",
                 "--exclude",
                 "spark-adk-benches",
                 "--exclude",
@@ -103,7 +105,7 @@ mod tests {
                 "clippy: cargo clippy --workspace --all-targets -- -D warnings",
                 "test: cargo test --workspace",
                 "doc: RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps",
-                "package: cargo package --workspace --locked --exclude spark-adk-benches --exclude xtask",
+                "package: cargo package --workspace --locked --allow-dirty --exclude spark-adk-benches --exclude xtask",
             ]
         );
     }
