@@ -246,7 +246,8 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.chain_len == 0 || self.nodes < 2 || (self.nodes - 1) % self.chain_len != 0 {
+        if self.chain_len == 0 || self.nodes < 2 || !(self.nodes - 1).is_multiple_of(self.chain_len)
+        {
             return Err(format!(
                 "{} nodes are not the gate plus whole chains of {}",
                 self.nodes, self.chain_len
@@ -362,8 +363,9 @@ pub struct StressNode {
 
 impl StressNode {
     fn fails_on(&self, id: u64) -> bool {
-        self.fault
-            .is_some_and(|(seed, one_in)| mix64(seed ^ mix64(self.index) ^ id) % one_in == 0)
+        self.fault.is_some_and(|(seed, one_in)| {
+            mix64(seed ^ mix64(self.index) ^ id).is_multiple_of(one_in)
+        })
     }
 }
 
@@ -386,7 +388,7 @@ impl Node for StressNode {
                 tokio::task::yield_now().await;
             }
             let at = format!("at node #{} on message {id}", self.index);
-            if nth % 2 == 0 {
+            if nth.is_multiple_of(2) {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 return Err(NodeError::new(format!("{INJECTED_ERROR} {at}")));
             }
@@ -896,7 +898,7 @@ mod tests {
         assert_ne!(mix64(1), mix64(2));
         // About 1 in 100 ids hit a 1-in-100 plan.
         let hits = (0..100_000_u64)
-            .filter(|&i| mix64(7 ^ i) % 100 == 0)
+            .filter(|&i| mix64(7 ^ i).is_multiple_of(100))
             .count();
         assert!((800..1_200).contains(&hits), "{hits}");
     }

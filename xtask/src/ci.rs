@@ -39,10 +39,26 @@ fn cargo_steps(ws: &Workspace) -> Vec<Step> {
             name: "doc",
             command: doc,
         },
+        // The published crates build from their .crate files alone (`.ci/run` also runs the
+        // facade's doctests from its .crate). `--allow-dirty`: run locally, the work tree may
+        // have changes not yet committed; they are what is checked.
+        Step {
+            name: "package",
+            command: ws.cargo([
+                "package",
+                "--workspace",
+                "--locked",
+                "--allow-dirty",
+                "--exclude",
+                "spark-adk-benches",
+                "--exclude",
+                "xtask",
+            ]),
+        },
     ]
 }
 
-/// Runs fmt check, clippy, tests, docs, the bench smoke run and the quick soak.
+/// Runs fmt check, clippy, tests, docs, packaging, the bench smoke run and the quick soak.
 ///
 /// # Errors
 /// The first failing step, by name.
@@ -60,7 +76,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
     println!("==> ci step {total}/{total}: stress --quick");
     stress::run(ws, stress::Options { quick: true })
         .map_err(|e| Error::fail(format!("ci stopped at step `stress --quick`: {e}")))?;
-    println!("ci passed: fmt, clippy, test, doc, bench smoke, stress --quick");
+    println!("ci passed: fmt, clippy, test, doc, package, bench smoke, stress --quick");
     Ok(())
 }
 
@@ -89,6 +105,7 @@ mod tests {
                 "clippy: cargo clippy --workspace --all-targets -- -D warnings",
                 "test: cargo test --workspace",
                 "doc: RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps",
+                "package: cargo package --workspace --locked --allow-dirty --exclude spark-adk-benches --exclude xtask",
             ]
         );
     }

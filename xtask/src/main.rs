@@ -27,7 +27,7 @@ const USAGE: &str = "\
 Usage: cargo xtask <task> [options]
 
 Tasks:
-  ci       fmt --check, clippy -D warnings, tests, docs (-D warnings), bench smoke,
+  ci       fmt --check, clippy -D warnings, tests, docs (-D warnings), package, bench smoke,
            stress --quick; stops at the first failing step
   bench    run the benchmarks (criterion, and the memory bench as a child process) and
            compare the figures with benches/targets.toml

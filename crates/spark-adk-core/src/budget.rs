@@ -14,7 +14,7 @@ use serde::Serialize;
 /// ```
 /// use spark_adk_core::Budget;
 ///
-/// let b = Budget::seconds(120.0)?.with_max_tokens(25_000)?;
+/// let b = Budget::seconds(120)?.with_max_tokens(25_000)?;
 /// assert_eq!(b.max_tokens(), Some(25_000));
 /// assert!(Budget::seconds(-1.0).is_err());
 /// assert!(Budget::seconds(f64::NAN).is_err());
@@ -60,9 +60,21 @@ impl Budget {
 
     /// A time budget of `max_seconds` seconds (the seed's `Budget(max_seconds=...)`).
     ///
+    /// Takes whole or fractional seconds: any number that converts to `f64` without loss
+    /// (`60`, `2.5`, `30_u32`, ...). For a `u64` or a [`Duration`], use [`Budget::duration`].
+    ///
+    /// ```
+    /// use spark_adk_core::Budget;
+    ///
+    /// assert_eq!(Budget::seconds(60)?.max_seconds(), Some(60.0));
+    /// assert_eq!(Budget::seconds(0.25)?.max_seconds(), Some(0.25));
+    /// assert!(Budget::seconds(0).is_err());
+    /// # Ok::<(), spark_adk_core::BudgetError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`BudgetError::InvalidSeconds`] for zero, negative, NaN or infinite values.
-    pub fn seconds(max_seconds: f64) -> Result<Self, BudgetError> {
+    pub fn seconds(max_seconds: impl Into<f64>) -> Result<Self, BudgetError> {
         Self::UNLIMITED.with_max_seconds(max_seconds)
     }
 
@@ -102,7 +114,8 @@ impl Budget {
     /// # Errors
     /// [`BudgetError::InvalidSeconds`] for zero, negative, NaN or infinite values (also for values
     /// too large to be a [`Duration`]).
-    pub fn with_max_seconds(self, max_seconds: f64) -> Result<Self, BudgetError> {
+    pub fn with_max_seconds(self, max_seconds: impl Into<f64>) -> Result<Self, BudgetError> {
+        let max_seconds: f64 = max_seconds.into();
         if !(max_seconds.is_finite() && max_seconds > 0.0) {
             return Err(BudgetError::InvalidSeconds(max_seconds));
         }
@@ -199,6 +212,26 @@ mod tests {
         ] {
             assert!(Budget::seconds(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn whole_seconds_are_accepted_as_integers() {
+        assert_eq!(
+            Budget::seconds(60).map(|b| b.max_time()),
+            Ok(Some(Duration::from_secs(60)))
+        );
+        assert_eq!(
+            Budget::UNLIMITED
+                .with_max_seconds(3_u32)
+                .map(|b| b.max_time()),
+            Ok(Some(Duration::from_secs(3)))
+        );
+    }
+
+    #[test]
+    fn zero_and_negative_integer_seconds_are_rejected() {
+        assert_eq!(Budget::seconds(0), Err(BudgetError::InvalidSeconds(0.0)));
+        assert_eq!(Budget::seconds(-5), Err(BudgetError::InvalidSeconds(-5.0)));
     }
 
     #[test]

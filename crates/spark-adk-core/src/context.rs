@@ -357,6 +357,36 @@ impl Context {
         &self.inputs
     }
 
+    /// The input's content deserialized into `T` (the typed form of [`Context::inputs`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use spark_adk_core::{node_fn, Context, Node, NodeMessage};
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Query { text: String, limit: u32 }
+    ///
+    /// let search = node_fn(|ctx| async move {
+    ///     let q: Query = ctx.input_as()?; // names the node and the field if the input is wrong
+    ///     Ok(NodeMessage::from_serde(&vec![q.text; q.limit as usize])?)
+    /// });
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let ok = search.process(&Context::detached(serde_json::json!({ "text": "a", "limit": 2 }))).await;
+    /// assert_eq!(ok.unwrap().content, serde_json::json!(["a", "a"]).into());
+    /// let bad = search.process(&Context::detached(serde_json::json!({ "text": "a" }))).await;
+    /// assert!(bad.unwrap_err().to_string().contains("input of node `detached` does not match"));
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// [`PayloadError::Deserialize`](crate::PayloadError::Deserialize) naming this node, `T` and
+    /// the path of the field that failed.
+    pub fn input_as<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, crate::PayloadError> {
+        crate::message::deserialize_content(&self.inputs.content, Some(self.node_name()))
+    }
+
     /// `true` when this activation is a shutdown delivery (`inputs().metadata["shutdown"] == true`).
     pub fn is_shutdown(&self) -> bool {
         self.inputs.is_shutdown()

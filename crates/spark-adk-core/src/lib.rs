@@ -6,9 +6,10 @@
 //! shared bookkeeping ([`RunScope`]), the result of a run ([`RunResult`]) and the typed errors
 //! ([`NodeError`], [`RunError`]).
 //!
-//! **Layering**: `spark-adk-core` depends only on serde, serde_json, thiserror, tokio's `sync` and
-//! `time` features (no runtime: no `rt`, no `net`) and tokio-util's `CancellationToken`. It must
-//! never depend on another `spark-*` crate, and never on a tokio runtime feature; the workspace's
+//! **Layering**: `spark-adk-core` depends only on serde, serde_json, serde_path_to_error (field
+//! paths in [`PayloadError`]), thiserror, tokio's `sync` and `time` features (no runtime: no
+//! `rt`, no `net`) and tokio-util's `CancellationToken`. It must never depend on another
+//! `spark-adk-*` crate, and never on a tokio runtime feature; the workspace's
 //! layering test (`crates/spark-adk/tests/layering.rs`) checks this with `cargo tree`.
 //!
 //! # Example
@@ -20,13 +21,13 @@
 //! // A node written as a closure: it reads its input and returns a new message.
 //! let double = node_fn(|ctx| async move {
 //!     let n = ctx.inputs().content["n"].as_i64().unwrap_or(0);
-//!     Ok::<_, spark_adk_core::NodeError>(json!({ "n": n * 2 }))
+//!     Ok(json!({ "n": n * 2 }))
 //! });
 //! # let _ = double;
 //!
 //! // A long-running task with a 60 second budget.
 //! let task = Task::long_running(json!({ "query": "start" }))
-//!     .with_budget(Budget::seconds(60.0)?);
+//!     .with_budget(Budget::seconds(60)?);
 //! assert_eq!(task.task_type, TaskType::LongRunning);
 //! # Ok::<(), spark_adk_core::BudgetError>(())
 //! ```
@@ -46,8 +47,8 @@ pub use budget::{Budget, BudgetError, BudgetKind};
 pub use context::{Context, RunScope};
 pub use error::{NodeError, RunCounts, RunError};
 pub use events::{Event, EventBus, EventKind};
-pub use message::{AckHook, ChannelMessage, NodeMessage};
-pub use node::{node_fn, BoxFuture, DynNode, FnNode, Node, NodeResult};
+pub use message::{AckHook, ChannelMessage, NodeMessage, PayloadError};
+pub use node::{node_fn, BoxFuture, DynNode, FnNode, IntoNodeResult, Node, NodeResult};
 pub use result::{
     NodeCount, NodeCounts, RunMetadata, RunResult, SinkOutput, SinkOutputs, SinkRetention,
     StopReason,

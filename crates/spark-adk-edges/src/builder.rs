@@ -27,7 +27,9 @@ pub const DEFAULT_STEP_LIMIT: u64 = 10_000;
 /// graph or per node for earlier backpressure.
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
 
-/// One problem found by [`GraphBuilder::build`].
+/// One problem found when a graph is built.
+///
+/// [`GraphBuilder::build`] returns every problem it finds at once, in [`BuildErrors`].
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -86,7 +88,10 @@ pub enum BuildError {
     InvalidStepLimit,
 }
 
-/// Every problem of a graph, reported at once by [`GraphBuilder::build`].
+/// Every problem of a graph, reported at once when it is built.
+///
+/// What [`GraphBuilder::build`] returns when the graph is not valid: one [`BuildError`] per
+/// problem, so that one build shows them all.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BuildErrors(pub Vec<BuildError>);
 

@@ -14,8 +14,9 @@
 //! The result counts messages accepted, processed and unprocessed, with
 //! `accepted == processed + unprocessed`.
 //!
-//! **Layering**: depends on `spark-adk-core`, `spark-adk-edges`, tokio (`rt`, `sync`, `time`) and
-//! tokio-util; never on `spark-adk-sequential` (the executors are independent).
+//! **Layering**: depends on `spark-adk-core`, `spark-adk-edges`, tokio (`rt`, `sync`, `time`),
+//! tokio-util, `tracing` (spans only, without its `attributes` feature), thiserror and serde_json;
+//! never on `spark-adk-sequential` (the executors are independent).
 //!
 //! # Example: a spawned run fed through its handle
 //!

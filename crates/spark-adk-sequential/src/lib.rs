@@ -9,8 +9,9 @@
 //! Before each activation the checks run in this order: time budget, token budget, step limit.
 //! A node error or panic stops the run with an error naming the node.
 //!
-//! **Layering**: depends on `spark-adk-core`, `spark-adk-edges` and tokio (`time`, `macros`; it needs
-//! a tokio runtime with timers only when a time budget is set). It never depends on
+//! **Layering**: depends on `spark-adk-core`, `spark-adk-edges`, tokio (`time`, `macros`; it needs
+//! a tokio runtime with timers only when a time budget is set) and `tracing` (spans only, without
+//! its `attributes` feature). It never depends on
 //! `spark-adk-mailbox`: the two executors are independent.
 //!
 //! # Example

@@ -12,13 +12,13 @@ const INCREMENTS: i64 = 1_000;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut g = Graph::builder();
-    let fan = g.add("fan", node_fn(|_| async { Ok::<_, NodeError>(json!({})) }));
+    let fan = g.add("fan", node_fn(|_| async { Ok(json!({})) }));
     for i in 0..WORKERS {
         let worker = g.add(
             format!("worker{i}"),
             node_fn(|ctx| async move {
                 if ctx.is_shutdown() {
-                    return Ok::<_, NodeError>(json!({})); // nothing to clean up
+                    return Ok(json!({})); // nothing to clean up
                 }
                 for _ in 0..INCREMENTS {
                     ctx.state()

@@ -10,7 +10,7 @@ use spark_adk::prelude::*;
 fn handler(branch: &'static str) -> impl Node {
     node_fn(move |ctx: Context| async move {
         let id = ctx.inputs().content["id"].clone();
-        Ok::<_, NodeError>(json!({ "id": id, "handled_by": branch }))
+        Ok(json!({ "id": id, "handled_by": branch }))
     })
 }
 
@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let text = ticket["text"].as_str().unwrap_or_default().to_lowercase();
             let urgent = text.contains("outage") || text.contains("down");
             let score = ticket["confidence"].as_f64().unwrap_or(0.0);
-            Ok::<_, NodeError>(json!({
+            Ok(json!({
                 "id": ticket["id"],
                 "urgent": urgent,
                 "score": score,

@@ -7,7 +7,7 @@
 use spark_adk::prelude::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let noop = || node_fn(|ctx| async move { Ok::<_, NodeError>(ctx.inputs().clone()) });
+    let noop = || node_fn(|ctx| async move { Ok(ctx.inputs().clone()) });
     let mut g = Graph::builder();
     let sensor = g.add("sensor", noop());
     let analyzer = g.add("analyzer", noop());

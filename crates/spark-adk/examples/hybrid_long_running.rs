@@ -28,7 +28,7 @@ fn analysis_graph() -> Result<Graph, spark_adk::BuildErrors> {
                 .map(str::to_lowercase)
                 .collect();
             ctx.record_tokens(words.len() as u64);
-            Ok::<_, NodeError>(json!({
+            Ok(json!({
                 "title": ctx.inputs().content["title"].clone(),
                 "words": words,
             }))
@@ -45,7 +45,7 @@ fn analysis_graph() -> Result<Graph, spark_adk::BuildErrors> {
                 .iter()
                 .filter(|w| matches!(w.as_str(), Some("outage" | "down" | "urgent")))
                 .count();
-            Ok::<_, NodeError>(json!({
+            Ok(json!({
                 "title": ctx.inputs().content["title"].clone(),
                 "words": words.len(),
                 "urgent": urgent > 0,
@@ -68,7 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .cloned()
                 .unwrap_or_default();
             if docs.is_empty() {
-                return Ok::<_, NodeError>(json!({ "more": false }));
+                return Ok(json!({ "more": false }));
             }
             let doc = docs.remove(0);
             Ok(json!({ "doc": doc, "docs": docs, "more": !docs.is_empty() }))

@@ -25,7 +25,7 @@ fn summariser() -> Result<Graph, spark_adk::BuildErrors> {
             // Pretend the LLM call used one token per word read.
             ctx.record_tokens(words.len() as u64);
             let summary = words.iter().take(4).copied().collect::<Vec<_>>().join(" ");
-            Ok::<_, NodeError>(json!({ "summary": summary, "words": words.len() }))
+            Ok(json!({ "summary": summary, "words": words.len() }))
         }),
     );
     let grade = g.add(
@@ -34,7 +34,7 @@ fn summariser() -> Result<Graph, spark_adk::BuildErrors> {
             let words = ctx.inputs().content["words"].as_u64().unwrap_or(0);
             let mut out = ctx.inputs().clone();
             out.content_mut()["grade"] = json!(if words > 8 { "long" } else { "short" });
-            Ok::<_, NodeError>(out)
+            Ok(out)
         }),
     );
     g.connect(summarise >> grade);
@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let text = format!(
                 "Document {id} explains how standard mode runs one node at a time, in order"
             );
-            Ok::<_, NodeError>(json!({ "doc": id, "document": { "text": text } }))
+            Ok(json!({ "doc": id, "document": { "text": text } }))
         }),
     );
     let summarise = g.add(
@@ -67,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "publish",
         node_fn(|ctx: Context| async move {
             let summary = &ctx.inputs().content["summary"];
-            Ok::<_, NodeError>(json!({
+            Ok(json!({
                 "published": summary["summary"],
                 "grade": summary["grade"],
                 "tokens_so_far": ctx.tokens_used(),

@@ -21,14 +21,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 *v = json!(next);
                 next
             });
-            Ok::<_, NodeError>(json!({ "count": count, "done": count >= target }))
+            Ok(json!({ "count": count, "done": count >= target }))
         }),
     );
     let report = g.add(
         "report",
         node_fn(|ctx| async move {
             let count = ctx.state().get("count").unwrap_or_default();
-            Ok::<_, NodeError>(json!({ "message": format!("looped {count} times") }))
+            Ok(json!({ "message": format!("looped {count} times") }))
         }),
     );
     g.connect(step.on("done", false) >> step);

@@ -1,5 +1,6 @@
-//! Subscribing to a graph's events and printing a per-node timing summary, plus the tracing
-//! spans of the run printed by `tracing-subscriber`.
+//! Subscribing to a graph's events and printing a per-node timing summary (on stdout), plus the
+//! tracing spans of the run printed by `tracing-subscriber` (on stderr, coloured only when stderr
+//! is a terminal: `2>spans.log` gives plain text).
 //!
 //! Run with `cargo run -p spark-adk --example watch_events`.
 
@@ -10,8 +11,11 @@ use spark_adk::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Show the run's spans (`spark.run`, `spark.node`) on stderr.
+    // Show the run's spans (`spark.run`, `spark.node`) on stderr, so that stdout carries only
+    // the summary; no ANSI colour codes unless stderr is a terminal.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(tracing::Level::DEBUG)
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_target(false)
@@ -20,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let work = |ms: u64| {
         node_fn(move |ctx| async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            Ok::<_, NodeError>(ctx.inputs().clone())
+            Ok(ctx.inputs().clone())
         })
     };
     let mut g = Graph::builder();

@@ -6,14 +6,21 @@
 //! - **Standard** ([`TaskType::Standard`], the default): one node at a time, following edge
 //!   conditions; the output of one node is the input of the next; returns the last output.
 //! - **Long-running** ([`TaskType::LongRunning`]): every node is a concurrent worker with a
-//!   mailbox; runs until quiescence, a budget, or a shutdown.
+//!   mailbox; runs until quiescence, a budget or a shutdown. Run it to the end with
+//!   [`Graph::run`], or in the background with [`Graph::spawn`] and talk to it through its
+//!   [`RunHandle`].
 //!
-//! This crate is the facade: it re-exports the member crates and adds [`Graph`] (which picks the
-//! executor from the task type), [`SubgraphNode`], [`MapNode`] (a parallel map), the node
-//! policies of [`policy`] (retry, timeout, shared limiter), the [`prelude`] and module paths that mirror
-//! the Python original (`spark_adk::graphs::tasks::Task`, `spark_adk::nodes::types::NodeMessage`, ...).
+//! ```toml
+//! [dependencies]
+//! spark-adk = "0.1"   # or, before it is published: { git = "<this repository's URL>" }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! serde = { version = "1", features = ["derive"] }   # only for typed payloads
+//! ```
 //!
-//! # Example: the seed's ETL pipeline
+//! # Standard mode: the seed's ETL pipeline
+//!
+//! Each node's output is the next node's input. [`Graph::run_with`] runs a standard task and
+//! returns the last node's output.
 //!
 //! ```
 //! use spark_adk::prelude::*;
@@ -29,16 +36,8 @@
 //! impl Node for Transform {
 //!     async fn process(&self, ctx: &Context) -> Result<NodeMessage, NodeError> {
 //!         let data = ctx.inputs().content["data"].as_array().cloned().unwrap_or_default();
-//!         let doubled: Vec<i64> = data.iter().filter_map(|v| v.as_i64()).map(|n| n * 10).collect();
-//!         Ok(json!({ "data": doubled }).into())
-//!     }
-//! }
-//!
-//! struct Load;
-//! impl Node for Load {
-//!     async fn process(&self, ctx: &Context) -> Result<NodeMessage, NodeError> {
-//!         let n = ctx.inputs().content["data"].as_array().map_or(0, Vec::len);
-//!         Ok(json!({ "loaded": n }).into())
+//!         let scaled: Vec<i64> = data.iter().filter_map(|v| v.as_i64()).map(|n| n * 10).collect();
+//!         Ok(json!({ "data": scaled }).into())
 //!     }
 //! }
 //!
@@ -46,14 +45,115 @@
 //! let mut g = Graph::builder();
 //! let extract = g.add("extract", Extract);
 //! let transform = g.add("transform", Transform);
-//! let load = g.add("load", Load);
+//! // A closure node: no `Ok::<_, NodeError>` needed.
+//! let load = g.add("load", node_fn(|ctx| async move {
+//!     let rows = ctx.inputs().content["data"].clone();
+//!     Ok(json!({ "loaded": rows }))
+//! }));
 //! g.connect(extract >> transform >> load);
-//! let graph = g.start(extract).build()?;
+//! let graph = g.start(extract).build()?; // every wiring problem is reported at once
 //!
 //! let result = graph.run_default().await?;
-//! assert_eq!(result.content()["loaded"], 3);
+//! assert_eq!(result.content()["loaded"], json!([10, 20, 30]));
 //! # Ok(()) }
 //! ```
+//!
+//! # Long-running mode: run to the end, or spawn and talk to it
+//!
+//! A long-running [`Task`] starts every node as a worker. [`Graph::run`] waits until the graph
+//! is quiet (no message anywhere), a [`Budget`] runs out or a node asks for a shutdown, and
+//! returns every sink output. [`Graph::spawn`] returns at once with a [`RunHandle`]: send
+//! messages into any node by name, [`subscribe`](RunHandle::subscribe) to sink outputs, then
+//! [`shutdown`](RunHandle::shutdown) and [`wait`](RunHandle::wait) for the result. A spawned
+//! run does not stop at quiescence (the handle may still send); dropping the handle stops it.
+//!
+//! ```
+//! use spark_adk::prelude::*;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut g = Graph::builder();
+//! let price = g.add("price", node_fn(|ctx| async move {
+//!     let qty = ctx.inputs().content["qty"].as_u64().unwrap_or(0);
+//!     Ok(json!({ "order": ctx.inputs().content["order"], "total": qty * 3 }))
+//! }));
+//! let graph = g.start(price).build()?;
+//!
+//! // 1. To the end: quiescence after the task's input is processed, or the budget.
+//! let task = Task::long_running(json!({ "order": 1, "qty": 2 })).with_budget(Budget::seconds(5)?);
+//! let result = graph.run(task).await?;
+//! assert_eq!(result.metadata.stop_reason, StopReason::Completed);
+//! assert_eq!(result.content()["total"], 6);
+//!
+//! // 2. In the background, with a handle.
+//! let handle = graph.spawn(Task::long_running(json!({})))?;
+//! let mut outputs = handle.subscribe(); // subscribe before sending
+//! handle.send("price", json!({ "order": 7, "qty": 5 })).await?;
+//! let total = loop {
+//!     let out = outputs.recv().await?;
+//!     if out.message.content["order"] == 7 {
+//!         break out.message.content["total"].clone();
+//!     }
+//! };
+//! assert_eq!(total, 15);
+//! handle.shutdown();
+//! let result = handle.wait().await?;
+//! assert_eq!(result.metadata.stop_reason, StopReason::Shutdown);
+//! # Ok(()) }
+//! ```
+//!
+//! # Writing nodes
+//!
+//! - A type implementing [`Node`] gets `&Context`: its `async fn process` may borrow.
+//! - [`node_fn`] turns a closure into a node. The closure gets the [`Context`] by value (a cheap
+//!   clone) because its future must own what it uses; it may return `Ok(value)` without type
+//!   annotations (see [`IntoNodeResult`]), and `?` converts errors into [`NodeError`]. To share
+//!   state such as an `Arc` between activations, clone it into each future: see [`node_fn`].
+//! - Typed payloads: [`NodeMessage::from_serde`] turns your `Serialize` type into a message, and
+//!   [`Context::input_as`] reads the input as your `Deserialize` type; a mismatch is a
+//!   [`PayloadError`] naming the node, the type and the field (`lines[1].price`).
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use spark_adk::prelude::*;
+//!
+//! #[derive(Deserialize)]
+//! struct Order { qty: u32, unit_price: f64 }
+//! #[derive(Serialize)]
+//! struct Invoice { total: f64 }
+//!
+//! let invoice = node_fn(|ctx| async move {
+//!     let order: Order = ctx.input_as()?;
+//!     Ok(NodeMessage::from_serde(&Invoice { total: f64::from(order.qty) * order.unit_price })?)
+//! });
+//! # let _ = invoice;
+//! ```
+//!
+//! # Where things are, most used first
+//!
+//! - **Build a graph**: [`Graph::builder`] → [`GraphBuilder`] (`add`, `connect`, `edge`,
+//!   `start`, `build`); [`NodeRef`] and its conditions (`on`, `when`, `otherwise`, `>>`);
+//!   [`EdgeCondition`]; build problems: [`BuildErrors`], [`BuildError`]. Drawing:
+//!   [`Graph::to_mermaid`], [`Graph::to_dot`].
+//! - **Write nodes**: [`Node`], [`node_fn`], [`Context`], [`NodeMessage`], [`NodeError`],
+//!   [`PayloadError`], [`GraphState`] (shared key/value state), [`SubgraphNode`] (a graph as a
+//!   node), [`json!`] and [`Value`] (payloads are JSON; the whole [`serde_json`] is re-exported).
+//! - **Node policies and parallel map**: [`policy`] (retry with backoff, per-node timeout, a
+//!   limiter shared by several nodes: `node.with_retry(..).with_timeout(..)`), [`MapNode`] (run a
+//!   node or graph over each item of a list, at most N at once).
+//! - **Run**: [`Task`], [`TaskType`], [`Budget`]; results: [`RunResult`], [`RunMetadata`],
+//!   [`StopReason`], [`SinkOutput`]; failures: [`RunError`] (every variant names the node or
+//!   edge).
+//! - **Long-running runs**: [`Graph::spawn`] → [`RunHandle`] ([`HandleSendError`] hands an
+//!   undelivered message back); envelopes: [`ChannelMessage`], [`AckHook`]; output retention:
+//!   [`SinkRetention`].
+//! - **Observe**: [`Graph::subscribe_events`] → [`Event`], [`EventKind`]; `tracing` spans
+//!   `spark.run` and `spark.node` (node spans at `DEBUG`).
+//! - **Lower level**: the executors [`SequentialExecutor`] and [`LongRunningExecutor`] (run a
+//!   [`Topology`] directly, with executor options), [`DynNode`], [`RunScope`], and the member
+//!   crates under [`crates`].
+//!
+//! [`prelude`] brings the usual names into scope; [`graphs`] and [`nodes`] mirror the Python
+//! original's module paths (`spark_adk::graphs::tasks::Task`, `spark_adk::nodes::types::NodeMessage`).
 //!
 //! **Layering**: the facade depends on every member crate (`spark-adk-core`, `spark-adk-edges`,
 //! `spark-adk-sequential`, `spark-adk-mailbox`, `spark-adk-policy`); nothing depends on it
@@ -87,6 +187,11 @@ pub use spark_adk_edges::{
 };
 pub use spark_adk_mailbox::{channel, HandleSendError, LongRunningExecutor, RunHandle};
 pub use spark_adk_sequential::SequentialExecutor;
+
+/// Payloads are `serde_json` values; re-exported so that `serde_json` needs no entry in your
+/// `Cargo.toml` (add `serde` with its `derive` feature for your own typed payloads).
+pub use serde_json;
+pub use spark_adk_core::{IntoNodeResult, PayloadError};
 
 /// The member crates, for users who need what the facade does not re-export.
 pub mod crates {
@@ -132,7 +237,8 @@ pub mod nodes {
     }
 }
 
-/// The README's code blocks, compiled and run as doctests so the quick start stays true.
-#[doc = include_str!("../../../README.md")]
+/// The crate README's code blocks (its quick start), compiled and run as doctests. The README
+/// is inside this package, so the doctests also run from the published `.crate`.
+#[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
