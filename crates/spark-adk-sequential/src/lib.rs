@@ -37,6 +37,10 @@
 //! # Ok(()) }
 //! ```
 
+mod subgraph;
+
+pub use subgraph::SubgraphNode;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;

@@ -87,7 +87,9 @@ impl Graph {
         match task.task_type {
             TaskType::Standard => SequentialExecutor::new().run(&self.topology, task).await,
             // Boxed so that the standard-mode future stays small (it is moved on every run).
-            TaskType::LongRunning => Box::pin(crate::long_running::run(&self.topology, task)).await,
+            TaskType::LongRunning => {
+                Box::pin(LongRunningExecutor::new().run(Arc::clone(&self.topology), task)).await
+            }
         }
     }
 
@@ -116,6 +118,14 @@ impl Graph {
     /// As [`Graph::run`].
     pub async fn run_default(&self) -> Result<RunResult, RunError> {
         self.run(Task::default()).await
+    }
+}
+
+/// A graph is a shared topology: this lets a [`Graph`] go wherever one is wanted, e.g.
+/// [`SubgraphNode::new`](crate::SubgraphNode::new).
+impl From<Graph> for Arc<Topology> {
+    fn from(graph: Graph) -> Self {
+        graph.topology
     }
 }
 

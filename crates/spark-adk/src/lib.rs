@@ -59,11 +59,8 @@
 //! benches. It holds no execution logic of its own beyond dispatch and the subgraph node.
 
 mod graph;
-mod long_running;
-mod subgraph;
 
 pub use graph::{Graph, GraphBuilder};
-pub use subgraph::SubgraphNode;
 
 pub use spark_adk_core::{
     json, node_fn, AckHook, Budget, BudgetError, BudgetKind, CancellationToken, ChannelMessage,
@@ -76,7 +73,7 @@ pub use spark_adk_edges::{
     Topology, DEFAULT_MAILBOX_CAPACITY, DEFAULT_STEP_LIMIT,
 };
 pub use spark_adk_mailbox::{channel, HandleSendError, LongRunningExecutor, RunHandle};
-pub use spark_adk_sequential::SequentialExecutor;
+pub use spark_adk_sequential::{SequentialExecutor, SubgraphNode};
 
 /// The member crates, for users who need what the facade does not re-export.
 pub mod crates {

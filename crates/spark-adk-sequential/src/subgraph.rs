@@ -1,10 +1,12 @@
 //! [`SubgraphNode`]: a node that runs another graph (the seed's hybrid mode).
 
-use serde_json::{Map, Value};
-use spark_adk_core::{Context, Node, NodeError, NodeMessage, RunScope};
-use spark_adk_sequential::SequentialExecutor;
+use std::fmt;
+use std::sync::Arc;
 
-use crate::Graph;
+use spark_adk_core::{Context, Map, Node, NodeError, NodeMessage, RunScope, Value};
+use spark_adk_edges::Topology;
+
+use crate::SequentialExecutor;
 
 /// A node that runs an inner graph in standard mode on each activation and returns the inner
 /// run's result (the seed's `SubgraphNode` / hybrid mode).
@@ -27,34 +29,38 @@ use crate::Graph;
 /// # Example
 ///
 /// ```
-/// use spark_adk::prelude::*;
+/// use spark_adk_core::{json, node_fn, NodeError, Task};
+/// use spark_adk_edges::GraphBuilder;
+/// use spark_adk_sequential::{SequentialExecutor, SubgraphNode};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut inner = Graph::builder();
+/// let mut inner = GraphBuilder::new();
 /// let double = inner.add("double", node_fn(|ctx| async move {
 ///     Ok::<_, NodeError>(json!({ "n": ctx.inputs().content["n"].as_i64().unwrap_or(0) * 2 }))
 /// }));
 /// let inner = inner.start(double).build()?;
 ///
-/// let mut outer = Graph::builder();
+/// let mut outer = GraphBuilder::new();
 /// let sub = outer.add("sub", SubgraphNode::new(inner));
 /// let outer = outer.start(sub).build()?;
-/// assert_eq!(outer.run_with(json!({ "n": 21 })).await?.content()["n"], 42);
+/// let result = SequentialExecutor::new().run(&outer, Task::new(json!({ "n": 21 }))).await?;
+/// assert_eq!(result.content()["n"], 42);
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SubgraphNode {
-    graph: Graph,
+    graph: Arc<Topology>,
     input_key: Option<String>,
     output_key: Option<String>,
     share_state: bool,
 }
 
 impl SubgraphNode {
-    /// A node running `graph`.
-    pub fn new(graph: Graph) -> Self {
+    /// A node running `graph` (a built [`Topology`], or anything that converts into a shared
+    /// one, such as the facade's `Graph`).
+    pub fn new(graph: impl Into<Arc<Topology>>) -> Self {
         Self {
-            graph,
+            graph: graph.into(),
             input_key: None,
             output_key: None,
             share_state: false,
@@ -82,6 +88,17 @@ impl SubgraphNode {
     pub fn output_key(mut self, key: impl Into<String>) -> Self {
         self.output_key = Some(key.into());
         self
+    }
+}
+
+impl fmt::Debug for SubgraphNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubgraphNode")
+            .field("graph", &self.graph.names())
+            .field("input_key", &self.input_key)
+            .field("output_key", &self.output_key)
+            .field("share_state", &self.share_state)
+            .finish()
     }
 }
 
@@ -113,10 +130,10 @@ impl Node for SubgraphNode {
         let scope = if self.share_state {
             scope.with_state(ctx.state().clone())
         } else {
-            scope.with_initial_state(self.graph.topology().initial_state().clone())
+            scope.with_initial_state(self.graph.initial_state().clone())
         };
         let outcome = SequentialExecutor::new()
-            .run_scoped(self.graph.topology(), inputs, None, scope)
+            .run_scoped(&self.graph, inputs, None, scope)
             .await;
         let tokens = match &outcome {
             Ok(result) => result.metadata.tokens_used,
