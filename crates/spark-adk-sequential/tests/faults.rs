@@ -1,0 +1,103 @@
+//! Standard mode under faults (SEMANTICS section 9, "Stopping, in both modes" and "State"):
+//! panics in the drop of a node's future, panics inside state transactions, runs outside a
+//! tokio runtime, and subgraphs nested deeper than the limit.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use spark_adk_core::{
+    json, node_fn, Budget, BoxFuture, Context, DynNode, NodeError, NodeResult, RunError, Task,
+};
+use spark_adk_edges::GraphBuilder;
+use spark_adk_sequential::{SequentialExecutor, SubgraphNode};
+
+use support::PanicOnDrop;
+
+/// A node whose future holds a [`PanicOnDrop`] and waits an hour.
+fn stuck_and_panics_when_dropped() -> impl spark_adk_core::Node {
+    node_fn(|_ctx| async move {
+        let _guard = PanicOnDrop("dropped at the deadline");
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, NodeError>(json!({}))
+    })
+}
+
+fn one_second() -> Budget {
+    Budget::duration(Duration::from_secs(1)).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_future_that_panics_when_dropped_at_the_deadline_gives_the_timeout_error() {
+    let mut g = GraphBuilder::new();
+    let stuck = g.add("stuck", stuck_and_panics_when_dropped());
+    let topology = g.start(stuck).build().unwrap();
+
+    let err = SequentialExecutor::new()
+        .run(&topology, Task::new(json!({})).with_budget(one_second()))
+        .await
+        .unwrap_err();
+
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(err.node(), Some("stuck"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subgraph_whose_node_panics_when_dropped_at_the_deadline_gives_the_timeout_error() {
+    let mut inner = GraphBuilder::new();
+    let stuck = inner.add("stuck", stuck_and_panics_when_dropped());
+    let inner = inner.start(stuck).build().unwrap();
+    let mut outer = GraphBuilder::new();
+    let sub = outer.add("sub", SubgraphNode::new(inner));
+    let outer = outer.start(sub).build().unwrap();
+
+    let err = SequentialExecutor::new()
+        .run(&outer, Task::new(json!({})).with_budget(one_second()))
+        .await
+        .unwrap_err();
+
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(err.node(), Some("sub"));
+}
+
+/// A future that is ready at once and panics when dropped afterwards.
+struct ReadyThenPanicOnDrop(PanicOnDrop);
+
+impl Future for ReadyThenPanicOnDrop {
+    type Output = NodeResult;
+    fn poll(self: Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> Poll<NodeResult> {
+        Poll::Ready(Ok(json!({ "done": true }).into()))
+    }
+}
+
+/// A node implemented on [`DynNode`] directly, so its future is dropped only after it finished.
+struct DropPanicsAfterFinishing;
+
+impl DynNode for DropPanicsAfterFinishing {
+    fn process_dyn<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, NodeResult> {
+        Box::pin(ReadyThenPanicOnDrop(PanicOnDrop("dropped after finishing")))
+    }
+}
+
+#[tokio::test]
+async fn a_node_future_that_panics_when_dropped_after_finishing_is_reported_as_the_nodes_panic() {
+    let mut g = GraphBuilder::new();
+    let node = g.add_shared("finisher", Arc::new(DropPanicsAfterFinishing));
+    let topology = g.start(node).build().unwrap();
+
+    let err = SequentialExecutor::new()
+        .run(&topology, Task::new(json!({})))
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&err, RunError::NodePanicked { node, message, .. }
+            if node == "finisher" && message.contains("dropped after finishing")),
+        "{err:?}"
+    );
+}
