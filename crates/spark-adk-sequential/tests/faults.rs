@@ -66,7 +66,7 @@ async fn a_subgraph_whose_node_panics_when_dropped_at_the_deadline_gives_the_tim
 }
 
 /// A future that is ready at once and panics when dropped afterwards.
-struct ReadyThenPanicOnDrop(PanicOnDrop);
+struct ReadyThenPanicOnDrop(#[allow(dead_code)] PanicOnDrop);
 
 impl Future for ReadyThenPanicOnDrop {
     type Output = NodeResult;
@@ -100,4 +100,70 @@ async fn a_node_future_that_panics_when_dropped_after_finishing_is_reported_as_t
             if node == "finisher" && message.contains("dropped after finishing")),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_state_transaction_is_the_nodes_panic_and_leaves_the_state_unchanged() {
+    let mut g = GraphBuilder::new();
+    let writer = g.add(
+        "writer",
+        node_fn(|ctx: Context| async move {
+            ctx.state().transaction(|map| {
+                map.insert("partial".into(), json!(true));
+                map.insert("count".into(), json!(99));
+                panic!("transaction failed half-way");
+            });
+            #[allow(unreachable_code)]
+            Ok::<_, NodeError>(json!({}))
+        }),
+    );
+    let topology = g.start(writer).build().unwrap();
+    let state = spark_adk_core::GraphState::new(
+        json!({ "count": 1 }).as_object().cloned().unwrap_or_default(),
+    );
+    let scope = spark_adk_core::RunScope::new(None).with_state(state.clone());
+
+    let err = SequentialExecutor::new()
+        .run_scoped(&topology, json!({}).into(), None, scope)
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&err, RunError::NodePanicked { node, message, .. }
+            if node == "writer" && message.contains("half-way")),
+        "{err:?}"
+    );
+    assert_eq!(state.snapshot(), json!({ "count": 1 }).as_object().cloned().unwrap());
+}
+
+#[tokio::test]
+async fn a_panic_inside_update_with_is_the_nodes_panic_and_leaves_the_state_unchanged() {
+    let mut g = GraphBuilder::new();
+    let writer = g.add(
+        "writer",
+        node_fn(|ctx: Context| async move {
+            ctx.state().update_with("count", |v| {
+                *v = json!(99);
+                panic!("update failed half-way");
+            });
+            #[allow(unreachable_code)]
+            Ok::<_, NodeError>(json!({}))
+        }),
+    );
+    let topology = g.start(writer).build().unwrap();
+    let state = spark_adk_core::GraphState::new(
+        json!({ "count": 1 }).as_object().cloned().unwrap_or_default(),
+    );
+    let scope = spark_adk_core::RunScope::new(None).with_state(state.clone());
+
+    let err = SequentialExecutor::new()
+        .run_scoped(&topology, json!({}).into(), None, scope)
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&err, RunError::NodePanicked { node, .. } if node == "writer"),
+        "{err:?}"
+    );
+    assert_eq!(state.get("count"), Some(json!(1)));
 }
