@@ -75,11 +75,20 @@ pub enum BuildError {
         /// The node the condition starts from.
         from: String,
     },
-    /// A mailbox capacity of zero.
+    /// A node's mailbox capacity of zero.
     #[error("node `{node}`: mailbox capacity must be at least 1")]
     InvalidMailboxCapacity {
-        /// The node (or `the graph default`).
+        /// The node.
         node: String,
+    },
+    /// The graph's default mailbox capacity ([`GraphBuilder::mailbox_capacity`]) of zero.
+    #[error("the graph's default mailbox capacity must be at least 1")]
+    InvalidDefaultMailboxCapacity,
+    /// A node was added with an empty name.
+    #[error("node #{position} (counting from 0 in the order nodes were added) has an empty name: node names must not be empty")]
+    EmptyNodeName {
+        /// Where the node is in the order nodes were added, from 0.
+        position: usize,
     },
     /// A step limit of zero.
     #[error("the step limit must be at least 1")]
@@ -330,13 +339,18 @@ impl GraphBuilder {
     /// works on a `&mut` builder).
     ///
     /// # Errors
-    /// [`BuildErrors`] listing **every** problem: empty graph, duplicate names, unknown nodes in
+    /// [`BuildErrors`] listing **every** problem: empty graph, empty or duplicate names, unknown nodes in
     /// edges or as start, missing start, malformed expressions, conflicting or dangling
     /// conditions, zero capacities or step limit.
     pub fn build(&mut self) -> Result<Topology, BuildErrors> {
         let mut errors = Vec::new();
         if self.nodes.is_empty() {
             errors.push(BuildError::EmptyGraph);
+        }
+        for (position, n) in self.nodes.iter().enumerate() {
+            if n.name.is_empty() {
+                errors.push(BuildError::EmptyNodeName { position });
+            }
         }
         let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(self.nodes.len());
         let mut reported_dup = std::collections::HashSet::new();
@@ -436,9 +450,7 @@ impl GraphBuilder {
             errors.push(BuildError::InvalidStepLimit);
         }
         if self.mailbox_capacity == 0 {
-            errors.push(BuildError::InvalidMailboxCapacity {
-                node: "the graph default".to_owned(),
-            });
+            errors.push(BuildError::InvalidDefaultMailboxCapacity);
         }
         for n in &self.nodes {
             if n.mailbox_capacity == Some(0) {

@@ -12,7 +12,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use spark_adk_core::{
-    json, node_fn, Budget, BoxFuture, Context, DynNode, NodeError, NodeResult, RunError, Task,
+    json, node_fn, BoxFuture, Budget, Context, DynNode, NodeError, NodeResult, RunError, Task,
 };
 use spark_adk_edges::GraphBuilder;
 use spark_adk_sequential::{SequentialExecutor, SubgraphNode};
@@ -119,7 +119,10 @@ async fn a_panic_inside_a_state_transaction_is_the_nodes_panic_and_leaves_the_st
     );
     let topology = g.start(writer).build().unwrap();
     let state = spark_adk_core::GraphState::new(
-        json!({ "count": 1 }).as_object().cloned().unwrap_or_default(),
+        json!({ "count": 1 })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
     );
     let scope = spark_adk_core::RunScope::new(None).with_state(state.clone());
 
@@ -133,7 +136,10 @@ async fn a_panic_inside_a_state_transaction_is_the_nodes_panic_and_leaves_the_st
             if node == "writer" && message.contains("half-way")),
         "{err:?}"
     );
-    assert_eq!(state.snapshot(), json!({ "count": 1 }).as_object().cloned().unwrap());
+    assert_eq!(
+        state.snapshot(),
+        json!({ "count": 1 }).as_object().cloned().unwrap()
+    );
 }
 
 #[tokio::test]
@@ -152,7 +158,10 @@ async fn a_panic_inside_update_with_is_the_nodes_panic_and_leaves_the_state_unch
     );
     let topology = g.start(writer).build().unwrap();
     let state = spark_adk_core::GraphState::new(
-        json!({ "count": 1 }).as_object().cloned().unwrap_or_default(),
+        json!({ "count": 1 })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
     );
     let scope = spark_adk_core::RunScope::new(None).with_state(state.clone());
 

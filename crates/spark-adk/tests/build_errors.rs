@@ -192,6 +192,7 @@ fn all_build_errors_are_reported_at_once() {
     let a = g.add("a", noop());
     let b = g.add("b", noop());
     g.add("a", noop()); // duplicate
+    g.add("", noop()); // empty name
     g.edge(b, "ghost"); // unknown node
     g.connect(a.when("$.outputs.x ==") >> b); // malformed expression
     g.connect(a.on("k", 1).when("$.outputs.k == 1") >> b); // conflicting conditions
@@ -220,12 +221,15 @@ fn all_build_errors_are_reported_at_once() {
     assert!(has(&|e| matches!(e, BuildError::InvalidStepLimit)));
     assert!(has(&|e| matches!(
         e,
-        BuildError::InvalidMailboxCapacity { .. }
+        BuildError::InvalidDefaultMailboxCapacity
     )));
+    assert!(has(
+        &|e| matches!(e, BuildError::EmptyNodeName { position } if *position == 3)
+    ));
     assert!(has(&|e| matches!(e, BuildError::MissingStart)));
-    assert_eq!(errors.len(), 8, "{errors:#?}");
+    assert_eq!(errors.len(), 9, "{errors:#?}");
     let text = BuildErrors(errors).to_string();
-    assert!(text.contains("8 problems"), "{text}");
+    assert!(text.contains("9 problems"), "{text}");
 }
 
 #[test]
@@ -309,9 +313,7 @@ fn zero_step_limit_and_zero_mailbox_capacity_are_rejected() {
     g.mailbox_capacity(0);
     assert_eq!(
         errors_of(g.start(a)),
-        [BuildError::InvalidMailboxCapacity {
-            node: "the graph default".to_owned()
-        }]
+        [BuildError::InvalidDefaultMailboxCapacity]
     );
 
     let mut g = Graph::builder();
@@ -335,4 +337,32 @@ async fn zero_step_limit_on_a_task_is_rejected() {
         .await
         .unwrap_err();
     assert!(matches!(err, RunError::InvalidTask(_)), "{err:?}");
+}
+
+#[test]
+fn a_zero_default_mailbox_capacity_says_it_is_about_the_graphs_default() {
+    let mut g = Graph::builder();
+    let a = g.add("a", noop());
+    g.mailbox_capacity(0);
+    let message = g.start(a).build().unwrap_err().to_string();
+    assert!(
+        message.contains("the graph's default mailbox capacity must be at least 1"),
+        "{message}"
+    );
+    assert!(!message.contains("node `"), "{message}");
+}
+
+#[test]
+fn an_empty_node_name_is_a_build_error_naming_the_node_by_position() {
+    let mut g = Graph::builder();
+    let a = g.add("a", noop());
+    let empty = g.add("", noop());
+    g.connect(a >> empty);
+    let err = g.start(a).build().unwrap_err();
+    assert_eq!(err.errors(), [BuildError::EmptyNodeName { position: 1 }]);
+    let message = err.to_string();
+    assert!(
+        message.contains("node #1") && message.contains("empty name"),
+        "{message}"
+    );
 }
