@@ -39,6 +39,8 @@ pub struct RunScope {
     initial_state: Map<String, Value>,
     /// The names of the graph's nodes, by index (what `Context::node_name` reads).
     node_names: Arc<[Arc<str>]>,
+    /// How many subgraph runs this run is nested in (0 for a run the user started).
+    subgraph_depth: u32,
 }
 
 impl RunScope {
@@ -83,6 +85,7 @@ impl RunScope {
             state: OnceLock::new(),
             initial_state,
             node_names,
+            subgraph_depth: 0,
         }
     }
 
@@ -123,6 +126,21 @@ impl RunScope {
     pub fn state(&self) -> &GraphState {
         self.state
             .get_or_init(|| GraphState::new(self.initial_state.clone()))
+    }
+
+    /// How many subgraph runs this run is nested in: 0 for a run started by the user (in
+    /// either mode), the parent's depth + 1 for the run of a subgraph node. It travels with the
+    /// scope, so subgraph nodes limit their nesting the same way under both executors.
+    pub fn subgraph_depth(&self) -> u32 {
+        self.subgraph_depth
+    }
+
+    /// Returns the scope with `depth` as its subgraph depth (what a subgraph node sets for the
+    /// run it starts).
+    #[must_use]
+    pub fn with_subgraph_depth(mut self, depth: u32) -> Self {
+        self.subgraph_depth = depth;
+        self
     }
 
     /// A copy of the graph state as it is now (the initial state if no node touched it).

@@ -39,7 +39,7 @@
 
 mod subgraph;
 
-pub use subgraph::SubgraphNode;
+pub use subgraph::{SubgraphNode, DEFAULT_SUBGRAPH_DEPTH_LIMIT};
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -8,6 +8,12 @@ use spark_adk_edges::Topology;
 
 use crate::SequentialExecutor;
 
+/// How deep subgraph runs may nest by default: the run a [`SubgraphNode`] starts may be at most
+/// this many subgraphs deep (a run the user started is 0 deep). It is also the most that
+/// [`SubgraphNode::max_depth`] accepts: this depth is tested to fit a 2 MiB stack (a tokio
+/// worker thread's) in debug and release builds.
+pub const DEFAULT_SUBGRAPH_DEPTH_LIMIT: u32 = 64;
+
 /// A node that runs an inner graph in standard mode on each activation and returns the inner
 /// run's result (the seed's `SubgraphNode` / hybrid mode).
 ///
@@ -25,6 +31,10 @@ use crate::SequentialExecutor;
 /// - **Budget**: the inner run gets what is left of the outer token budget; the tokens it
 ///   records are added to the outer run's counter. An inner failure becomes this node's error,
 ///   with the inner [`spark_adk_core::RunError`] as its source.
+/// - **Nesting**: subgraphs may nest at most [`SubgraphNode::max_depth`] deep (default
+///   [`DEFAULT_SUBGRAPH_DEPTH_LIMIT`], 64). The depth travels with the run scope
+///   ([`RunScope::subgraph_depth`]), so the limit holds in a long-running outer graph too. A node
+///   whose run would be deeper fails without starting it, with an error naming it.
 ///
 /// # Example
 ///
@@ -53,6 +63,7 @@ pub struct SubgraphNode {
     input_key: Option<String>,
     output_key: Option<String>,
     share_state: bool,
+    max_depth: u32,
 }
 
 impl SubgraphNode {
@@ -64,7 +75,18 @@ impl SubgraphNode {
             input_key: None,
             output_key: None,
             share_state: false,
+            max_depth: DEFAULT_SUBGRAPH_DEPTH_LIMIT,
         }
+    }
+
+    /// Sets how many subgraphs deep the run this node starts may be (its own run is 1 deep
+    /// when this node is in a graph the user ran). Values above
+    /// [`DEFAULT_SUBGRAPH_DEPTH_LIMIT`] are lowered to it, the deepest nesting tested not to
+    /// overflow a 2 MiB stack.
+    #[must_use]
+    pub fn max_depth(mut self, max_depth: u32) -> Self {
+        self.max_depth = max_depth.min(DEFAULT_SUBGRAPH_DEPTH_LIMIT);
+        self
     }
 
     /// Feeds the inner graph only the value at `key` of the input content.
@@ -98,6 +120,7 @@ impl fmt::Debug for SubgraphNode {
             .field("input_key", &self.input_key)
             .field("output_key", &self.output_key)
             .field("share_state", &self.share_state)
+            .field("max_depth", &self.max_depth)
             .finish()
     }
 }
@@ -108,6 +131,15 @@ impl Node for SubgraphNode {
             // A shutdown delivery (long-running outer graph) is control, not data: the inner
             // graph does not run for it.
             return Ok(NodeMessage::empty());
+        }
+        let depth = ctx.scope().subgraph_depth().saturating_add(1);
+        if depth > self.max_depth {
+            return Err(NodeError::new(format!(
+                "subgraph node `{}` not started: its run would be nested {depth} subgraphs deep, \
+                 beyond the limit of {}",
+                ctx.node_name(),
+                self.max_depth
+            )));
         }
         let inputs = match &self.input_key {
             Some(key) => {
@@ -126,7 +158,8 @@ impl Node for SubgraphNode {
         let inner_budget = remaining
             .and_then(|b| b.max_tokens())
             .and_then(|t| spark_adk_core::Budget::tokens(t).ok());
-        let scope = RunScope::with_cancellation(inner_budget, ctx.cancellation().child_token());
+        let scope = RunScope::with_cancellation(inner_budget, ctx.cancellation().child_token())
+            .with_subgraph_depth(depth);
         let scope = if self.share_state {
             scope.with_state(ctx.state().clone())
         } else {

@@ -73,7 +73,7 @@ pub use spark_adk_edges::{
     Topology, DEFAULT_MAILBOX_CAPACITY, DEFAULT_STEP_LIMIT,
 };
 pub use spark_adk_mailbox::{channel, HandleSendError, LongRunningExecutor, RunHandle};
-pub use spark_adk_sequential::{SequentialExecutor, SubgraphNode};
+pub use spark_adk_sequential::{SequentialExecutor, SubgraphNode, DEFAULT_SUBGRAPH_DEPTH_LIMIT};
 
 /// The member crates, for users who need what the facade does not re-export.
 pub mod crates {
