@@ -71,7 +71,9 @@ impl SequentialExecutor {
     ///
     /// # Errors
     /// - [`RunError::InvalidTask`] for a task that is not [`TaskType::Standard`] or has a step
-    ///   limit of zero;
+    ///   limit of zero, and for a time budget when the run is polled outside a tokio runtime or
+    ///   on one without timers (the message says which); a run without a time budget needs no
+    ///   tokio runtime;
     /// - [`RunError::NodeFailed`] / [`RunError::NodePanicked`] naming the node;
     /// - [`RunError::ConditionPanicked`] naming the edge;
     /// - [`RunError::Timeout`] when the time budget runs out;
@@ -247,6 +249,9 @@ async fn execute(
             "the step limit must be at least 1".to_owned(),
         ));
     }
+    if let Some(deadline) = scope.deadline() {
+        check_timers(deadline)?;
+    }
     let bus = topology.events();
     let events = bus.is_active();
     if events {
@@ -295,6 +300,27 @@ async fn execute(
         publish_end(topology, &scope, &outcome);
     }
     outcome
+}
+
+/// A time budget needs a tokio runtime with timers (a node that waits is raced against the
+/// deadline): say which is missing rather than panic later. tokio cannot be asked whether the
+/// current runtime has timers except by making one, so the missing timers are found by catching
+/// the panic of that (its message still reaches the panic hook).
+fn check_timers(deadline: Instant) -> Result<(), RunError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(RunError::InvalidTask(
+            "a time budget needs a tokio runtime with timers, and there is no tokio runtime here: \
+             run the graph inside one (for example under #[tokio::main])"
+                .to_owned(),
+        ));
+    }
+    spark_adk_core::panic::catch_panic(|| drop(tokio::time::sleep_until(deadline))).map_err(|_| {
+        RunError::InvalidTask(
+            "a time budget needs a tokio runtime with timers, and timers are disabled on this \
+             runtime: call `enable_time` (or `enable_all`) on its builder"
+                .to_owned(),
+        )
+    })
 }
 
 /// What the loop produced and counted; it stays readable when the loop fails.

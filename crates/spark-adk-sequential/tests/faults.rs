@@ -176,3 +176,67 @@ async fn a_panic_inside_update_with_is_the_nodes_panic_and_leaves_the_state_unch
     );
     assert_eq!(state.get("count"), Some(json!(1)));
 }
+
+/// A node that returns `Pending` once (waking itself at once) before it finishes, so the run
+/// has to wait for it: that is when a time budget needs a timer.
+fn waits_once() -> impl spark_adk_core::Node {
+    node_fn(|_ctx| async move {
+        let mut first = true;
+        std::future::poll_fn(|cx| {
+            if std::mem::take(&mut first) {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+        Ok::<_, NodeError>(json!({ "waited": true }))
+    })
+}
+
+fn waiting_graph() -> spark_adk_edges::Topology {
+    let mut g = GraphBuilder::new();
+    let wait = g.add("wait", waits_once());
+    g.start(wait).build().unwrap()
+}
+
+#[test]
+fn a_run_with_a_time_budget_outside_a_tokio_runtime_is_an_invalid_task_saying_so() {
+    let topology = waiting_graph();
+    let err = futures::executor::block_on(
+        SequentialExecutor::new().run(&topology, Task::new(json!({})).with_budget(one_second())),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, RunError::InvalidTask(why) if why.contains("no tokio runtime")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_run_with_a_time_budget_on_a_runtime_without_timers_is_an_invalid_task_saying_so() {
+    let topology = waiting_graph();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(
+            SequentialExecutor::new()
+                .run(&topology, Task::new(json!({})).with_budget(one_second())),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::InvalidTask(why) if why.contains("timers are disabled")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_run_without_a_time_budget_needs_no_tokio_runtime() {
+    let topology = waiting_graph();
+    let result =
+        futures::executor::block_on(SequentialExecutor::new().run(&topology, Task::new(json!({}))))
+            .unwrap();
+    assert_eq!(result.content()["waited"], true);
+}
