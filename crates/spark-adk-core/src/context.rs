@@ -41,6 +41,8 @@ pub struct RunScope {
     node_names: Arc<[Arc<str>]>,
     /// How many subgraph runs this run is nested in (0 for a run the user started).
     subgraph_depth: u32,
+    /// The run this one is a subgraph of: tokens recorded here are recorded there too.
+    parent: Option<Arc<RunScope>>,
 }
 
 impl RunScope {
@@ -86,6 +88,7 @@ impl RunScope {
             initial_state,
             node_names,
             subgraph_depth: 0,
+            parent: None,
         }
     }
 
@@ -129,17 +132,21 @@ impl RunScope {
     }
 
     /// How many subgraph runs this run is nested in: 0 for a run started by the user (in
-    /// either mode), the parent's depth + 1 for the run of a subgraph node. It travels with the
-    /// scope, so subgraph nodes limit their nesting the same way under both executors.
+    /// either mode), the parent's depth + 1 for a run made [`with_parent`](Self::with_parent).
+    /// It travels with the scope, so subgraph nodes limit their nesting the same way under both
+    /// executors.
     pub fn subgraph_depth(&self) -> u32 {
         self.subgraph_depth
     }
 
-    /// Returns the scope with `depth` as its subgraph depth (what a subgraph node sets for the
-    /// run it starts).
+    /// Returns the scope as the scope of a subgraph run inside `parent`'s run: its subgraph
+    /// depth is the parent's + 1, and every token recorded in it is recorded in the parent (and
+    /// its parents) at once, so the outer run counts them also when the inner run is cut off
+    /// (timeout, cancellation) before it returns.
     #[must_use]
-    pub fn with_subgraph_depth(mut self, depth: u32) -> Self {
-        self.subgraph_depth = depth;
+    pub fn with_parent(mut self, parent: Arc<RunScope>) -> Self {
+        self.subgraph_depth = parent.subgraph_depth.saturating_add(1);
+        self.parent = Some(parent);
         self
     }
 
@@ -181,21 +188,16 @@ impl RunScope {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
-    /// Adds `tokens` to the run's counter and returns the new total (saturating).
+    /// Adds `tokens` to the run's counter, and to the counters of the runs it is a subgraph of
+    /// ([`with_parent`](Self::with_parent)); returns this run's new total (saturating).
     pub fn record_tokens(&self, tokens: u64) -> u64 {
-        let mut current = self.tokens.load(Ordering::Relaxed);
-        loop {
-            let next = current.saturating_add(tokens);
-            match self.tokens.compare_exchange_weak(
-                current,
-                next,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return next,
-                Err(actual) => current = actual,
-            }
+        let total = add_saturating(&self.tokens, tokens);
+        let mut outer = self.parent.as_deref();
+        while let Some(scope) = outer {
+            add_saturating(&scope.tokens, tokens);
+            outer = scope.parent.as_deref();
         }
+        total
     }
 
     /// Tokens recorded so far.
@@ -282,6 +284,18 @@ impl RunScope {
     /// quiescence); see [`Context::is_stopping`].
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+}
+
+/// Adds `n` to `counter` without overflowing; returns the new value.
+fn add_saturating(counter: &AtomicU64, n: u64) -> u64 {
+    let mut current = counter.load(Ordering::Relaxed);
+    loop {
+        let next = current.saturating_add(n);
+        match counter.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(actual) => current = actual,
+        }
     }
 }
 

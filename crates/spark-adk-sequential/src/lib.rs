@@ -81,8 +81,9 @@ impl SequentialExecutor {
     ///   activation;
     /// - [`RunError::StepLimitExceeded`] when the step limit is reached.
     ///
-    /// Every error that happens during the run carries the run's counts
-    /// ([`RunError::counts`]).
+    /// Every error the run ends with carries the run's counts ([`RunError::counts`]),
+    /// [`RunError::Cancelled`] included; [`RunError::InvalidTask`], refused before the run
+    /// starts, carries none.
     ///
     /// # Cancel safety
     /// Dropping the future stops the run after the current `.await` point of the running node;
@@ -159,6 +160,11 @@ impl Activations {
 
     fn pop(&mut self) -> Option<(usize, NodeMessage)> {
         self.front.take().or_else(|| self.rest.pop_front())
+    }
+
+    /// How many activations wait.
+    fn len(&self) -> u64 {
+        u64::from(self.front.is_some()) + self.rest.len() as u64
     }
 }
 
@@ -265,18 +271,28 @@ async fn execute(
     }
     let run_span = tracing::info_span!("spark.run", run_id = scope.run_id(), mode = "standard");
     let mut state = LoopState {
+        queue: Activations::new((topology.start(), inputs)),
+        in_hand: false,
         accepted: 1,
         processed: 0,
         sinks: SinkOutputs::new(),
         per_node: NodeCounts::new(Arc::clone(topology.names())),
     };
-    let outcome = run_loop(topology, inputs, limit, &scope, &mut state, events)
+    let outcome = run_loop(topology, limit, &scope, &mut state, events)
         .instrument(run_span)
         .await;
+    // Counted where they are: the activations still queued, and the one the loop held when it
+    // stopped (refused by a check, or cut off while it ran).
+    let unprocessed = state.queue.len() + u64::from(state.in_hand);
+    debug_assert_eq!(
+        state.accepted,
+        state.processed + unprocessed,
+        "every accepted activation is processed or unprocessed"
+    );
     let counts = RunCounts {
         accepted: state.accepted,
         processed: state.processed,
-        unprocessed: state.accepted.saturating_sub(state.processed),
+        unprocessed,
         tokens_used: scope.tokens_used(),
     };
     let outcome = match outcome {
@@ -325,6 +341,10 @@ fn check_timers(deadline: Instant) -> Result<(), RunError> {
 
 /// What the loop produced and counted; it stays readable when the loop fails.
 struct LoopState {
+    /// The activations not started yet.
+    queue: Activations,
+    /// `true` while the loop holds an activation taken from the queue and not processed yet.
+    in_hand: bool,
     accepted: u64,
     processed: u64,
     sinks: SinkOutputs,
@@ -336,7 +356,6 @@ struct LoopState {
 /// when the node has to wait.
 async fn run_loop(
     topology: &Topology,
-    inputs: NodeMessage,
     limit: u64,
     scope: &Arc<RunScope>,
     state: &mut LoopState,
@@ -344,7 +363,6 @@ async fn run_loop(
 ) -> Result<(), RunError> {
     let bus = topology.events();
     let nodes = topology.nodes();
-    let mut queue = Activations::new((topology.start(), inputs));
 
     let budget = scope.budget();
     let timeout = |node: &str| RunError::Timeout {
@@ -357,14 +375,17 @@ async fn run_loop(
     // Without outside cancellation or deadline there is nothing to race a node against.
     let guarded = scope.external_cancellation().is_some() || scope.deadline().is_some();
 
-    while let Some((index, message)) = queue.pop() {
+    while let Some((index, message)) = state.queue.pop() {
+        state.in_hand = true;
         let Some(entry) = nodes.get(index) else {
             return Err(RunError::InvalidTask(format!(
                 "node index {index} is outside the graph"
             )));
         };
         if scope.is_cancelled() {
-            return Err(RunError::Cancelled);
+            return Err(RunError::Cancelled {
+                counts: RunCounts::default(),
+            });
         }
         // The checks, in the order SEMANTICS section 9 fixes: time, tokens, step limit.
         if scope.deadline_passed() {
@@ -418,7 +439,11 @@ async fn run_loop(
             };
             match waited {
                 Waited::Done(outcome) => outcome,
-                Waited::Cancelled => return Err(RunError::Cancelled),
+                Waited::Cancelled => {
+                    return Err(RunError::Cancelled {
+                        counts: RunCounts::default(),
+                    })
+                }
                 Waited::TimedOut => return Err(timeout(&entry.name)),
             }
         } else {
@@ -442,10 +467,13 @@ async fn run_loop(
             bus.publish(scope.run_id(), scope.elapsed(), kind);
         }
         state.processed += 1;
+        state.in_hand = false;
         if scope.is_cancelled() {
             // Cancelled from outside while the node ran: whatever it returned (often an error
             // caused by the cancellation, e.g. from a subgraph), the run was cancelled.
-            return Err(RunError::Cancelled);
+            return Err(RunError::Cancelled {
+                counts: RunCounts::default(),
+            });
         }
         state.per_node.increment(index);
         let output = match outcome {
@@ -472,9 +500,9 @@ async fn run_loop(
             None => state.sinks.push(Arc::clone(&entry.name), output),
             Some((last, rest)) => {
                 for &to in rest {
-                    queue.push((to, output.clone()));
+                    state.queue.push((to, output.clone()));
                 }
-                queue.push((last, output)); // the last target takes the output itself
+                state.queue.push((last, output)); // the last target takes the output itself
             }
         }
     }

@@ -29,7 +29,8 @@ pub const DEFAULT_SUBGRAPH_DEPTH_LIMIT: u32 = 64;
 /// - **Shutdown delivery**: in a long-running outer graph, the worker's shutdown call returns
 ///   at once without running the inner graph.
 /// - **Budget**: the inner run gets what is left of the outer token budget; the tokens it
-///   records are added to the outer run's counter. An inner failure becomes this node's error,
+///   records are added to the outer run's counter as they are recorded (so they count also when
+///   the inner run is cut off). An inner failure becomes this node's error,
 ///   with the inner [`spark_adk_core::RunError`] as its source.
 /// - **Nesting**: subgraphs may nest at most [`SubgraphNode::max_depth`] deep (default
 ///   [`DEFAULT_SUBGRAPH_DEPTH_LIMIT`], 64). The depth travels with the run scope
@@ -158,8 +159,10 @@ impl Node for SubgraphNode {
         let inner_budget = remaining
             .and_then(|b| b.max_tokens())
             .and_then(|t| spark_adk_core::Budget::tokens(t).ok());
+        // The parent link gives the inner run its depth and records its tokens in the outer
+        // run as they are recorded.
         let scope = RunScope::with_cancellation(inner_budget, ctx.cancellation().child_token())
-            .with_subgraph_depth(depth);
+            .with_parent(Arc::clone(ctx.scope()));
         let scope = if self.share_state {
             scope.with_state(ctx.state().clone())
         } else {
@@ -168,13 +171,6 @@ impl Node for SubgraphNode {
         let outcome = SequentialExecutor::new()
             .run_scoped(&self.graph, inputs, None, scope)
             .await;
-        let tokens = match &outcome {
-            Ok(result) => result.metadata.tokens_used,
-            Err(e) => e.counts().map_or(0, |c| c.tokens_used),
-        };
-        if tokens > 0 {
-            ctx.record_tokens(tokens);
-        }
         let result = outcome?;
         let output = result.into_output().unwrap_or_default();
         Ok(match &self.output_key {

@@ -240,3 +240,63 @@ fn a_run_without_a_time_budget_needs_no_tokio_runtime() {
             .unwrap();
     assert_eq!(result.content()["waited"], true);
 }
+
+/// A graph of one node that records `tokens`, then waits an hour.
+fn records_then_waits(tokens: u64) -> spark_adk_edges::Topology {
+    let mut g = GraphBuilder::new();
+    let node = g.add(
+        "spender",
+        node_fn(move |ctx: Context| async move {
+            ctx.record_tokens(tokens);
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, NodeError>(json!({}))
+        }),
+    );
+    g.start(node).build().unwrap()
+}
+
+fn outer_of(inner: spark_adk_edges::Topology) -> spark_adk_edges::Topology {
+    let mut g = GraphBuilder::new();
+    let sub = g.add("sub", SubgraphNode::new(inner));
+    g.start(sub).build().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokens_recorded_by_a_subgraph_cut_off_at_the_deadline_count_in_the_timeout_error() {
+    let outer = outer_of(records_then_waits(7));
+
+    let err = SequentialExecutor::new()
+        .run(&outer, Task::new(json!({})).with_budget(one_second()))
+        .await
+        .unwrap_err();
+
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(err.counts().map(|c| c.tokens_used), Some(7), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_cancelled_run_carries_its_counts_including_a_cancelled_subgraphs_tokens() {
+    let outer = outer_of(records_then_waits(7));
+    let token = spark_adk_core::CancellationToken::new();
+    let scope = spark_adk_core::RunScope::with_cancellation(None, token.clone());
+    let cancel = async {
+        // Let the inner node record its tokens and start waiting, then cancel from outside.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        token.cancel();
+    };
+
+    let (outcome, ()) = tokio::join!(
+        SequentialExecutor::new().run_scoped(&outer, json!({}).into(), None, scope),
+        cancel
+    );
+
+    let err = outcome.unwrap_err();
+    assert!(
+        // `sub` finished (with its inner run's cancellation as its error): processed.
+        matches!(err, RunError::Cancelled { counts } if counts.tokens_used == 7
+            && counts.accepted == 1 && counts.processed == 1 && counts.unprocessed == 0),
+        "{err:?}"
+    );
+}

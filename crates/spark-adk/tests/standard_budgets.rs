@@ -432,7 +432,10 @@ async fn cancelling_the_scope_stops_the_run_with_cancelled() {
         cancel_once_started(&slot, &token),
     );
 
-    assert!(matches!(outcome, Err(RunError::Cancelled)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(RunError::Cancelled { .. })),
+        "{outcome:?}"
+    );
     assert!(!finished.load(Ordering::SeqCst));
     assert_eq!(entries(&log), names(&["wait"]));
 }
@@ -473,7 +476,10 @@ async fn no_activation_starts_after_the_run_is_cancelled() {
         names(&["polite"]),
         "an activation started after the cancel"
     );
-    assert!(matches!(outcome, Err(RunError::Cancelled)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(RunError::Cancelled { .. })),
+        "{outcome:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -611,5 +617,8 @@ async fn cancelling_the_outer_scope_cancels_the_inner_run() {
     assert!(!finished.load(Ordering::SeqCst));
     assert_eq!(entries(&log), names(&["wait"]));
     // The outer run was cancelled from outside: it reports that, not a failure of `sub`.
-    assert!(matches!(outcome, Err(RunError::Cancelled)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(RunError::Cancelled { .. })),
+        "{outcome:?}"
+    );
 }
