@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -147,7 +148,11 @@ struct NodeSpec {
 /// assert_eq!(topology.len(), 3);
 /// # Ok::<(), spark_adk_edges::BuildErrors>(())
 /// ```
-pub struct GraphBuilder {
+///
+/// `G` is what [`build`](Self::build) returns: a [`Topology`] by default, or any type made from
+/// one (the facade's `spark_adk::GraphBuilder` is this builder with `G = Graph`), so a wrapper
+/// needs no copy of these methods.
+pub struct GraphBuilder<G = Topology> {
     id: u32,
     nodes: Vec<NodeSpec>,
     edges: Vec<EdgeSpec>,
@@ -157,15 +162,27 @@ pub struct GraphBuilder {
     mailbox_capacity: usize,
     initial_state: Map<String, Value>,
     events: Option<EventBus>,
+    output: PhantomData<fn() -> G>,
 }
 
-impl Default for GraphBuilder {
+impl<G> Default for GraphBuilder<G> {
     fn default() -> Self {
-        Self::new()
+        Self {
+            id: NEXT_BUILDER_ID.fetch_add(1, Ordering::Relaxed),
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            start: None,
+            dangling: Vec::new(),
+            step_limit: DEFAULT_STEP_LIMIT,
+            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            initial_state: Map::new(),
+            events: None,
+            output: PhantomData,
+        }
     }
 }
 
-impl fmt::Debug for GraphBuilder {
+impl<G> fmt::Debug for GraphBuilder<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GraphBuilder")
             .field(
@@ -178,21 +195,14 @@ impl fmt::Debug for GraphBuilder {
 }
 
 impl GraphBuilder {
-    /// An empty builder.
+    /// An empty builder whose [`build`](Self::build) returns a [`Topology`] (use
+    /// [`Default`] for another output type).
     pub fn new() -> Self {
-        Self {
-            id: NEXT_BUILDER_ID.fetch_add(1, Ordering::Relaxed),
-            nodes: Vec::new(),
-            edges: Vec::new(),
-            start: None,
-            dangling: Vec::new(),
-            step_limit: DEFAULT_STEP_LIMIT,
-            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
-            initial_state: Map::new(),
-            events: None,
-        }
+        Self::default()
     }
+}
 
+impl<G: From<Topology>> GraphBuilder<G> {
     /// Adds a node under a unique name and returns its handle.
     pub fn add(&mut self, name: impl Into<String>, node: impl Node) -> NodeRef {
         self.add_shared(name, Arc::new(node))
@@ -342,7 +352,7 @@ impl GraphBuilder {
     /// [`BuildErrors`] listing **every** problem: empty graph, empty or duplicate names, unknown nodes in
     /// edges or as start, missing start, malformed expressions, conflicting or dangling
     /// conditions, zero capacities or step limit.
-    pub fn build(&mut self) -> Result<Topology, BuildErrors> {
+    pub fn build(&mut self) -> Result<G, BuildErrors> {
         let mut errors = Vec::new();
         if self.nodes.is_empty() {
             errors.push(BuildError::EmptyGraph);
@@ -483,7 +493,7 @@ impl GraphBuilder {
                 events: self.events.take().unwrap_or_default(),
             },
         );
-        *self = Self::new();
-        Ok(topology)
+        *self = Self::default();
+        Ok(G::from(topology))
     }
 }
