@@ -387,7 +387,8 @@ async fn run_loop(
                 counts: RunCounts::default(),
             });
         }
-        // The checks, in the order SEMANTICS section 9 fixes: time, tokens, step limit.
+        // The checks, in this order (docs/runtime-semantics.md, "Standard mode"): time budget,
+        // token budget, step limit; the first that fails is the error.
         if scope.deadline_passed() {
             return Err(timeout(&entry.name));
         }

@@ -1,4 +1,4 @@
-//! Standard mode under faults (SEMANTICS section 9, "Stopping, in both modes" and "State"):
+//! Standard mode under faults (docs/runtime-semantics.md, "Standard mode" and "Graph state"):
 //! panics in the drop of a node's future, panics inside state transactions, runs outside a
 //! tokio runtime, and subgraphs nested deeper than the limit.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,4 +1,4 @@
-//! Subgraph nesting depth (SEMANTICS section 9, "Subgraphs"): limited (default 64, settable),
+//! Subgraph nesting depth (docs/runtime-semantics.md, "Standard mode"): limited (default 64, settable),
 //! a deeper run fails with an error naming the subgraph node, and no accepted depth overflows
 //! the stack.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,4 +1,4 @@
-//! Integration tests of graph validation (SEMANTICS sections 3 and 9): every problem of a graph
+//! Integration tests of graph validation (docs/runtime-semantics.md, "Edges and conditions"): every problem of a graph
 //! is a typed build error that names the offending node or edge, and `build()` reports them all
 //! at once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

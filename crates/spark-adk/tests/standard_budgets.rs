@@ -1,4 +1,4 @@
-//! Integration tests of standard-mode budgets and cancellation (SEMANTICS sections 4, 7, 9):
+//! Integration tests of standard-mode budgets and cancellation (docs/runtime-semantics.md, "Standard mode" and "Budgets"):
 //! time and token budgets, the order of the pre-activation checks, invalid budgets, and how
 //! budgets and cancellation reach a subgraph. Time is tokio's paused clock: no real sleeps.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

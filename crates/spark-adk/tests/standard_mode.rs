@@ -1,4 +1,4 @@
-//! Integration tests of standard mode (SEMANTICS sections 3, 4, 7 and 9): data flow, edge
+//! Integration tests of standard mode (docs/runtime-semantics.md, "Edges and conditions" and "Standard mode"): data flow, edge
 //! conditions and routing order, FIFO scheduling, the result rule, cycles, errors, concurrent
 //! runs and subgraphs. Budgets are in `standard_budgets.rs`, build errors in `build_errors.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

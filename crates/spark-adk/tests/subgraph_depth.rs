@@ -1,4 +1,4 @@
-//! Subgraph nesting under a long-running outer graph (SEMANTICS section 9, "Subgraphs"): the
+//! Subgraph nesting under a long-running outer graph (docs/runtime-semantics.md, "Standard mode"): the
 //! depth travels with the run scope, so the limit holds whichever executor runs the outer
 //! graph. The standard-mode cases are beside the executor, in
 //! `crates/spark-adk-sequential/tests/subgraph_depth.rs`.
