@@ -127,6 +127,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::panic)]
     fn catch_panic_survives_a_payload_whose_drop_panics() {
         let r: Result<(), String> = catch_panic(|| std::panic::panic_any(LoudPayload));
         assert_eq!(r, Err("panic with a non-string payload".to_owned()));
