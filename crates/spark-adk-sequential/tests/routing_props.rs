@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use spark_adk::prelude::*;
+mod support;
+
+use support::prelude::*;
 
 /// A generated edge condition.
 #[derive(Clone, Debug)]

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spark_adk::crates::sequential::SequentialExecutor;
-use spark_adk::prelude::*;
-use spark_adk::{BudgetError, CancellationToken, RunScope};
+mod support;
+
+use spark_adk_core::{BudgetError, CancellationToken, RunScope};
+use support::prelude::*;
 use tokio::time::Instant;
 
 /// The names of the nodes that started, in order.
@@ -305,56 +306,6 @@ async fn time_is_checked_before_tokens_before_step_limit() {
     assert!(
         matches!(&steps_only, RunError::StepLimitExceeded { limit: 1, node, .. } if node == "second"),
         "{steps_only:?}"
-    );
-}
-
-/// Polls `future` to completion on this thread, outside any tokio runtime (what
-/// `futures::executor::block_on` does).
-fn block_on_without_tokio<F: std::future::Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        match future.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(output) => return output,
-            std::task::Poll::Pending => std::thread::park(),
-        }
-    }
-}
-
-#[test]
-fn graph_run_with_a_time_budget_outside_a_tokio_runtime_is_an_invalid_task() {
-    let mut g = Graph::builder();
-    let waits = g.add(
-        "waits",
-        node_fn(|_| async {
-            let mut first = true;
-            std::future::poll_fn(|cx| {
-                if std::mem::take(&mut first) {
-                    cx.waker().wake_by_ref();
-                    std::task::Poll::Pending
-                } else {
-                    std::task::Poll::Ready(())
-                }
-            })
-            .await;
-            Ok::<_, NodeError>(json!({}))
-        }),
-    );
-    let graph = g.start(waits).build().unwrap();
-    let task = Task::new(json!({})).with_budget(Budget::seconds(5.0).unwrap());
-
-    let err = block_on_without_tokio(graph.run(task)).unwrap_err();
-
-    assert!(
-        matches!(&err, RunError::InvalidTask(why) if why.contains("no tokio runtime")),
-        "{err:?}"
     );
 }
 
