@@ -87,7 +87,12 @@ impl GraphState {
         let mut map = self.lock();
         let mut value = map.get(key).cloned().unwrap_or(Value::Null);
         let result = f(&mut value);
-        map.insert(key.to_owned(), value);
+        match map.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => {
+                map.insert(key.to_owned(), value);
+            }
+        }
         result
     }
 
