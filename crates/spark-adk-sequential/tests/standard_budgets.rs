@@ -573,3 +573,15 @@ async fn cancelling_the_outer_scope_cancels_the_inner_run() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn zero_step_limit_on_a_task_is_rejected() {
+    let mut g = Graph::builder();
+    let a = g.add("a", node_fn(|_| async { Ok::<_, NodeError>(json!({})) }));
+    let graph = g.start(a).build().unwrap();
+    let err = graph
+        .run(Task::default().with_max_steps(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::InvalidTask(_)), "{err:?}");
+}

@@ -1,7 +1,7 @@
 //! Integration tests of standard mode (docs/runtime-semantics.md, "Edges and conditions" and "Standard mode"): data flow, edge
 //! conditions and routing order, FIFO scheduling, the result rule, cycles, errors, concurrent
-//! runs and subgraphs. Budgets are in `standard_budgets.rs`, build errors in the facade's
-//! `crates/spark-adk/tests/build_errors.rs`. `support::GraphExt` gives a topology the facade's
+//! runs and subgraphs. Budgets are in `standard_budgets.rs`, build errors beside the builder
+//! (`crates/spark-adk-edges/tests/build_errors.rs`). `support::GraphExt` gives a topology the facade's
 //! `Graph` methods, run by this crate's executor.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
