@@ -42,6 +42,10 @@ pub struct RunScope {
     /// Where events published from inside an activation go (e.g. a retry wrapper's
     /// `NodeRetrying`), if the executor gave a bus.
     events: Option<EventBus>,
+    /// How many subgraph runs this run is nested in (0 for a run the user started).
+    subgraph_depth: u32,
+    /// The run this one is a subgraph of: tokens recorded here are recorded there too.
+    parent: Option<Arc<RunScope>>,
 }
 
 impl RunScope {
@@ -87,6 +91,8 @@ impl RunScope {
             initial_state,
             node_names,
             events: None,
+            subgraph_depth: 0,
+            parent: None,
         }
     }
 
@@ -151,6 +157,25 @@ impl RunScope {
             .get_or_init(|| GraphState::new(self.initial_state.clone()))
     }
 
+    /// How many subgraph runs this run is nested in: 0 for a run started by the user (in
+    /// either mode), the parent's depth + 1 for a run made [`with_parent`](Self::with_parent).
+    /// It travels with the scope, so subgraph nodes limit their nesting the same way under both
+    /// executors.
+    pub fn subgraph_depth(&self) -> u32 {
+        self.subgraph_depth
+    }
+
+    /// Returns the scope as the scope of a subgraph run inside `parent`'s run: its subgraph
+    /// depth is the parent's + 1, and every token recorded in it is recorded in the parent (and
+    /// its parents) at once, so the outer run counts them also when the inner run is cut off
+    /// (timeout, cancellation) before it returns.
+    #[must_use]
+    pub fn with_parent(mut self, parent: Arc<RunScope>) -> Self {
+        self.subgraph_depth = parent.subgraph_depth.saturating_add(1);
+        self.parent = Some(parent);
+        self
+    }
+
     /// A copy of the graph state as it is now (the initial state if no node touched it).
     pub fn state_snapshot(&self) -> Map<String, Value> {
         match self.state.get() {
@@ -189,21 +214,16 @@ impl RunScope {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
-    /// Adds `tokens` to the run's counter and returns the new total (saturating).
+    /// Adds `tokens` to the run's counter, and to the counters of the runs it is a subgraph of
+    /// ([`with_parent`](Self::with_parent)); returns this run's new total (saturating).
     pub fn record_tokens(&self, tokens: u64) -> u64 {
-        let mut current = self.tokens.load(Ordering::Relaxed);
-        loop {
-            let next = current.saturating_add(tokens);
-            match self.tokens.compare_exchange_weak(
-                current,
-                next,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return next,
-                Err(actual) => current = actual,
-            }
+        let total = add_saturating(&self.tokens, tokens);
+        let mut outer = self.parent.as_deref();
+        while let Some(scope) = outer {
+            add_saturating(&scope.tokens, tokens);
+            outer = scope.parent.as_deref();
         }
+        total
     }
 
     /// Tokens recorded so far.
@@ -293,9 +313,22 @@ impl RunScope {
     }
 }
 
+/// Adds `n` to `counter` without overflowing; returns the new value.
+fn add_saturating(counter: &AtomicU64, n: u64) -> u64 {
+    let mut current = counter.load(Ordering::Relaxed);
+    loop {
+        let next = current.saturating_add(n);
+        match counter.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(actual) => current = actual,
+        }
+    }
+}
+
 /// What a node sees during one activation: its input, its name, and the run it belongs to.
 ///
-/// Cheap to clone (a few reference-count increments).
+/// Cloning costs two reference-count increments (the input's payload and the run scope) plus a
+/// copy of the input's metadata and id, which are empty, and so copy nothing, in the common case.
 ///
 /// # Example
 ///

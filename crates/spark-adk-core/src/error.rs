@@ -233,8 +233,13 @@ pub enum RunError {
     },
     /// The run was cancelled from outside (for example, the parent of a subgraph stopped).
     #[error("run cancelled")]
-    Cancelled,
-    /// The task cannot be run by this executor or graph.
+    Cancelled {
+        /// What the run had counted when it was cancelled (messages accepted, processed,
+        /// unprocessed, tokens).
+        counts: RunCounts,
+    },
+    /// The task cannot be run by this executor or graph. Refused before the run starts, so it
+    /// carries no counts.
     #[error("invalid task: {0}")]
     InvalidTask(String),
     /// A task of the runtime itself failed (a bug in Spark, please report it).
@@ -258,7 +263,9 @@ pub struct RunCounts {
 }
 
 impl RunError {
-    /// The run's counts when it failed, for the variants that carry them.
+    /// The run's counts when it failed: every error a run ends with carries them; only
+    /// [`RunError::InvalidTask`] (refused before the run started) and [`RunError::Internal`]
+    /// have none.
     pub fn counts(&self) -> Option<&RunCounts> {
         match self {
             RunError::NodeFailed { counts, .. }
@@ -267,8 +274,9 @@ impl RunError {
             | RunError::Timeout { counts, .. }
             | RunError::TokenBudgetExhausted { counts, .. }
             | RunError::StepLimitExceeded { counts, .. }
-            | RunError::Deadlock { counts, .. } => Some(counts),
-            RunError::Cancelled | RunError::InvalidTask(_) | RunError::Internal(_) => None,
+            | RunError::Deadlock { counts, .. }
+            | RunError::Cancelled { counts } => Some(counts),
+            RunError::InvalidTask(_) | RunError::Internal(_) => None,
         }
     }
 
@@ -282,8 +290,9 @@ impl RunError {
             | RunError::Timeout { counts, .. }
             | RunError::TokenBudgetExhausted { counts, .. }
             | RunError::StepLimitExceeded { counts, .. }
-            | RunError::Deadlock { counts, .. } => *counts = new,
-            RunError::Cancelled | RunError::InvalidTask(_) | RunError::Internal(_) => {}
+            | RunError::Deadlock { counts, .. }
+            | RunError::Cancelled { counts } => *counts = new,
+            RunError::InvalidTask(_) | RunError::Internal(_) => {}
         }
         self
     }
@@ -303,7 +312,7 @@ impl RunError {
             RunError::ConditionPanicked { from, .. } => Some(from),
             RunError::Timeout { node, .. } => node.as_deref(),
             RunError::Deadlock { .. }
-            | RunError::Cancelled
+            | RunError::Cancelled { .. }
             | RunError::InvalidTask(_)
             | RunError::Internal(_) => None,
         }

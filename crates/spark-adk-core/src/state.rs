@@ -47,8 +47,8 @@ impl GraphState {
     }
 
     fn lock(&self) -> MutexGuard<'_, Map<String, Value>> {
-        // A panic inside a user closure cannot leave the map half-written in a way JSON values
-        // could observe, so a poisoned lock is still usable.
+        // User closures run on a copy (`update_with`, `transaction`), so a panic inside one
+        // never leaves the map half-written: a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -80,15 +80,32 @@ impl GraphState {
 
     /// Atomic read-modify-write of one key (a missing key starts as `null`); returns what `f`
     /// returns.
+    ///
+    /// `f` works on a copy of the value, written back when `f` returns: if `f` panics the store
+    /// is unchanged (the panic goes on to the caller; in a node, it is the node's panic).
     pub fn update_with<R>(&self, key: &str, f: impl FnOnce(&mut Value) -> R) -> R {
         let mut map = self.lock();
-        let slot = map.entry(key.to_owned()).or_insert(Value::Null);
-        f(slot)
+        let mut value = map.get(key).cloned().unwrap_or(Value::Null);
+        let result = f(&mut value);
+        match map.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => {
+                map.insert(key.to_owned(), value);
+            }
+        }
+        result
     }
 
     /// Atomic read-modify-write of the whole store.
+    ///
+    /// `f` works on a copy of the store, which replaces it when `f` returns: if `f` panics the
+    /// store is unchanged (the panic goes on to the caller; in a node, it is the node's panic).
     pub fn transaction<R>(&self, f: impl FnOnce(&mut Map<String, Value>) -> R) -> R {
-        f(&mut self.lock())
+        let mut map = self.lock();
+        let mut draft = map.clone();
+        let result = f(&mut draft);
+        *map = draft;
+        result
     }
 
     /// A copy of the whole store.
@@ -124,6 +141,46 @@ mod tests {
             assert!(t.join().is_ok());
         }
         assert_eq!(state.get("n"), Some(json!(8000)));
+    }
+
+    fn panics<R>(f: impl FnOnce() -> R) -> bool {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err()
+    }
+
+    #[test]
+    #[allow(clippy::panic)]
+    fn a_panic_inside_a_transaction_leaves_the_state_unchanged() {
+        let state = GraphState::default();
+        state.set("kept", json!(1));
+        assert!(panics(|| state.transaction(|map| {
+            map.insert("kept".into(), json!(2));
+            map.insert("partial".into(), json!(true));
+            panic!("half-way");
+        })));
+        assert_eq!(state.get("kept"), Some(json!(1)));
+        assert_eq!(state.get("partial"), None);
+        // The store is still usable after the panic.
+        state.transaction(|map| map.insert("after".into(), json!(3)));
+        assert_eq!(state.get("after"), Some(json!(3)));
+    }
+
+    #[test]
+    #[allow(clippy::panic)]
+    fn a_panic_inside_update_with_leaves_the_state_unchanged() {
+        let state = GraphState::default();
+        state.set("n", json!([1]));
+        assert!(panics(|| state.update_with("n", |v| {
+            if let Some(list) = v.as_array_mut() {
+                list.push(json!(2));
+            }
+            panic!("half-way");
+        })));
+        assert!(panics(|| state.update_with("missing", |v| {
+            *v = json!("written");
+            panic!("half-way");
+        })));
+        assert_eq!(state.get("n"), Some(json!([1])));
+        assert_eq!(state.get("missing"), None);
     }
 
     #[test]

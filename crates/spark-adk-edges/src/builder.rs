@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -77,11 +78,20 @@ pub enum BuildError {
         /// The node the condition starts from.
         from: String,
     },
-    /// A mailbox capacity of zero.
+    /// A node's mailbox capacity of zero.
     #[error("node `{node}`: mailbox capacity must be at least 1")]
     InvalidMailboxCapacity {
-        /// The node (or `the graph default`).
+        /// The node.
         node: String,
+    },
+    /// The graph's default mailbox capacity ([`GraphBuilder::mailbox_capacity`]) of zero.
+    #[error("the graph's default mailbox capacity must be at least 1")]
+    InvalidDefaultMailboxCapacity,
+    /// A node was added with an empty name.
+    #[error("node #{position} (counting from 0 in the order nodes were added) has an empty name: node names must not be empty")]
+    EmptyNodeName {
+        /// Where the node is in the order nodes were added, from 0.
+        position: usize,
     },
     /// A step limit of zero.
     #[error("the step limit must be at least 1")]
@@ -143,7 +153,11 @@ struct NodeSpec {
 /// assert_eq!(topology.len(), 3);
 /// # Ok::<(), spark_adk_edges::BuildErrors>(())
 /// ```
-pub struct GraphBuilder {
+///
+/// `G` is what [`build`](Self::build) returns: a [`Topology`] by default, or any type made from
+/// one (the facade's `spark_adk::GraphBuilder` is this builder with `G = Graph`), so a wrapper
+/// needs no copy of these methods.
+pub struct GraphBuilder<G = Topology> {
     id: u32,
     nodes: Vec<NodeSpec>,
     edges: Vec<EdgeSpec>,
@@ -153,15 +167,27 @@ pub struct GraphBuilder {
     mailbox_capacity: usize,
     initial_state: Map<String, Value>,
     events: Option<EventBus>,
+    output: PhantomData<fn() -> G>,
 }
 
-impl Default for GraphBuilder {
+impl<G> Default for GraphBuilder<G> {
     fn default() -> Self {
-        Self::new()
+        Self {
+            id: NEXT_BUILDER_ID.fetch_add(1, Ordering::Relaxed),
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            start: None,
+            dangling: Vec::new(),
+            step_limit: DEFAULT_STEP_LIMIT,
+            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            initial_state: Map::new(),
+            events: None,
+            output: PhantomData,
+        }
     }
 }
 
-impl fmt::Debug for GraphBuilder {
+impl<G> fmt::Debug for GraphBuilder<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GraphBuilder")
             .field(
@@ -174,21 +200,14 @@ impl fmt::Debug for GraphBuilder {
 }
 
 impl GraphBuilder {
-    /// An empty builder.
+    /// An empty builder whose [`build`](Self::build) returns a [`Topology`] (use
+    /// [`Default`] for another output type).
     pub fn new() -> Self {
-        Self {
-            id: NEXT_BUILDER_ID.fetch_add(1, Ordering::Relaxed),
-            nodes: Vec::new(),
-            edges: Vec::new(),
-            start: None,
-            dangling: Vec::new(),
-            step_limit: DEFAULT_STEP_LIMIT,
-            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
-            initial_state: Map::new(),
-            events: None,
-        }
+        Self::default()
     }
+}
 
+impl<G: From<Topology>> GraphBuilder<G> {
     /// Adds a node under a unique name and returns its handle.
     pub fn add(&mut self, name: impl Into<String>, node: impl Node) -> NodeRef {
         self.add_shared(name, Arc::new(node))
@@ -335,13 +354,18 @@ impl GraphBuilder {
     /// works on a `&mut` builder).
     ///
     /// # Errors
-    /// [`BuildErrors`] listing **every** problem: empty graph, duplicate names, unknown nodes in
+    /// [`BuildErrors`] listing **every** problem: empty graph, empty or duplicate names, unknown nodes in
     /// edges or as start, missing start, malformed expressions, conflicting or dangling
     /// conditions, zero capacities or step limit.
-    pub fn build(&mut self) -> Result<Topology, BuildErrors> {
+    pub fn build(&mut self) -> Result<G, BuildErrors> {
         let mut errors = Vec::new();
         if self.nodes.is_empty() {
             errors.push(BuildError::EmptyGraph);
+        }
+        for (position, n) in self.nodes.iter().enumerate() {
+            if n.name.is_empty() {
+                errors.push(BuildError::EmptyNodeName { position });
+            }
         }
         let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(self.nodes.len());
         let mut reported_dup = std::collections::HashSet::new();
@@ -441,9 +465,7 @@ impl GraphBuilder {
             errors.push(BuildError::InvalidStepLimit);
         }
         if self.mailbox_capacity == 0 {
-            errors.push(BuildError::InvalidMailboxCapacity {
-                node: "the graph default".to_owned(),
-            });
+            errors.push(BuildError::InvalidDefaultMailboxCapacity);
         }
         for n in &self.nodes {
             if n.mailbox_capacity == Some(0) {
@@ -476,7 +498,7 @@ impl GraphBuilder {
                 events: self.events.take().unwrap_or_default(),
             },
         );
-        *self = Self::new();
-        Ok(topology)
+        *self = Self::default();
+        Ok(G::from(topology))
     }
 }

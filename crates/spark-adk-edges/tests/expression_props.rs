@@ -651,3 +651,83 @@ proptest! {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Literal rules (the `spark_adk_edges::expr` module docs)
+// ---------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn signed_64_bit_integer_literals_compare_exactly(a in any::<i64>(), b in any::<i64>()) {
+        prop_assert_eq!(parse(&format!("{a} == {b}")).evaluate(&Value::Null), a == b);
+        prop_assert_eq!(parse(&format!("{a} < {b}")).evaluate(&Value::Null), a < b);
+        // Neighbours differ even where f64 cannot tell them apart.
+        if let Some(next) = a.checked_add(1) {
+            let holds = parse(&format!("{a} < {next}")).evaluate(&Value::Null);
+            prop_assert!(holds);
+        }
+    }
+
+    #[test]
+    fn unsigned_64_bit_integer_literals_compare_exactly(a in any::<u64>(), b in any::<u64>()) {
+        prop_assert_eq!(parse(&format!("{a} == {b}")).evaluate(&Value::Null), a == b);
+        prop_assert_eq!(parse(&format!("{a} >= {b}")).evaluate(&Value::Null), a >= b);
+        let out = serde_json::json!({ "n": a });
+        let holds = parse(&format!("$.outputs.n == {a}")).evaluate(&out);
+        prop_assert!(holds);
+    }
+
+    #[test]
+    fn leading_zeros_do_not_change_a_number(n in any::<u32>(), zeros in 1usize..6, neg in any::<bool>()) {
+        let sign = if neg { "-" } else { "" };
+        let source = format!("{sign}{}{n} == {sign}{n}", "0".repeat(zeros));
+        prop_assert!(parse(&source).evaluate(&Value::Null), "{}", source);
+    }
+
+    #[test]
+    fn a_non_zero_number_too_small_for_a_float_is_an_error_and_zero_is_not(
+        mantissa in 1u32..100_000,
+        exponent in 330u32..5_000,
+    ) {
+        let holds = Expression::parse(&format!("{mantissa}e-{exponent}")).is_err();
+        prop_assert!(holds);
+        let holds = Expression::parse(&format!("-{mantissa}e-{exponent}")).is_err();
+        prop_assert!(holds);
+        let holds = Expression::parse(&format!("{mantissa}e{exponent}")).is_err();
+        prop_assert!(holds);
+        let holds = parse(&format!("0e-{exponent} == 0")).evaluate(&Value::Null);
+        prop_assert!(holds);
+    }
+
+    #[test]
+    fn a_finite_float_written_in_rust_notation_reads_back_as_itself(x in any::<f64>()) {
+        prop_assume!(x.is_finite());
+        let out = serde_json::json!({ "x": x });
+        let source = format!("$.outputs.x == {x:e}");
+        prop_assert!(parse(&source).evaluate(&out), "{}", source);
+    }
+
+    #[test]
+    fn a_unicode_escape_decodes_to_its_scalar_value(c in any::<char>(), pad in 0usize..3) {
+        let hex = format!("{:x}", u32::from(c));
+        let digits = format!("{}{hex}", "0".repeat(pad.min(6 - hex.len())));
+        let out = serde_json::json!({ "s": c.to_string() });
+        let source = format!("$.outputs.s == '\\u{{{digits}}}'");
+        prop_assert!(parse(&source).evaluate(&out), "{}", source);
+    }
+
+    #[test]
+    fn a_unicode_escape_of_a_surrogate_is_an_error(code in 0xD800u32..=0xDFFF) {
+        let holds = Expression::parse(&format!("'\\u{{{code:x}}}'")).is_err();
+        prop_assert!(holds);
+    }
+
+    #[test]
+    fn an_escape_outside_the_list_is_an_error(c in any::<char>()) {
+        prop_assume!(!matches!(c, '\\' | '"' | '\'' | 'n' | 't' | 'r' | 'u'));
+        let source = format!("'a\\{c}b'");
+        prop_assert!(Expression::parse(&source).is_err(), "{:?}", source);
+    }
+}

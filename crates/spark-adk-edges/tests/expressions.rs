@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
-use spark_adk_edges::expr::{json_eq, lookup_path, truthy, ExprError, Expression, Position, MAX_DEPTH};
+use spark_adk_edges::expr::{
+    json_eq, lookup_path, truthy, ExprError, Expression, Position, MAX_DEPTH,
+};
 
 /// Parses `source` (panicking with the error if it does not parse) and evaluates it.
 fn eval(source: &str, outputs: &Value) -> bool {
@@ -257,6 +259,41 @@ fn integers_beyond_64_bits_become_floats() {
 }
 
 #[test]
+fn a_non_zero_number_that_rounds_to_zero_is_a_parse_error_like_one_that_overflows() {
+    for source in ["1e-400", "-1e-400", "0.1e-323", "2e-324", "1e400", "-1e400"] {
+        let e = parse_err(source);
+        assert!(
+            matches!(e, ExprError::InvalidNumber { .. }),
+            "{source}: {e:?}"
+        );
+    }
+    // Zero written with a tiny exponent is still zero, and the smallest subnormal is not zero.
+    assert!(eval("0e-400 == 0", &Value::Null));
+    assert!(eval("0.000e-999 == 0", &Value::Null));
+    assert!(eval("5e-324 > 0", &Value::Null));
+}
+
+#[test]
+fn leading_zeros_are_decimal() {
+    assert!(eval("01 == 1", &Value::Null));
+    assert!(eval("010 == 10", &Value::Null));
+    assert!(eval("-007 == -7", &Value::Null));
+    assert!(eval("00.5 == 0.5", &Value::Null));
+}
+
+#[test]
+fn a_number_immediately_followed_by_a_letter_is_a_parse_error() {
+    for source in ["1and true", "1or true", "2in [2]", "1e5x", "0x10"] {
+        let e = parse_err(source);
+        assert!(
+            matches!(e, ExprError::InvalidNumber { .. }),
+            "{source}: {e:?}"
+        );
+    }
+    assert!(eval("1 and true", &Value::Null));
+}
+
+#[test]
 fn malformed_numbers_are_parse_errors() {
     for source in [
         "1.", "1.e3", "1e", "1e+", "1abc", "1.2.3", "- 1", "-", "-x", "1e999", "1_000",
@@ -292,7 +329,7 @@ fn single_and_double_quoted_strings_are_literals() {
 fn string_escapes_are_decoded() {
     let out = json!({
         "q1": "it's", "q2": "say \"hi\"", "bs": "a\\b", "nl": "a\nb", "tab": "a\tb",
-        "cr": "\r", "nul": "\0", "uni": "é😀"
+        "cr": "\r", "uni": "é😀"
     });
     assert!(eval(r"$.outputs.q1 == 'it\'s'", &out));
     assert!(eval(r#"$.outputs.q1 == "it's""#, &out));
@@ -302,7 +339,6 @@ fn string_escapes_are_decoded() {
     assert!(eval(r"$.outputs.nl == 'a\nb'", &out));
     assert!(eval(r"$.outputs.tab == 'a\tb'", &out));
     assert!(eval(r"$.outputs.cr == '\r'", &out));
-    assert!(eval(r"$.outputs.nul == '\0'", &out));
     assert!(eval(r"$.outputs.uni == '\u{e9}\u{1F600}'", &out));
     assert!(eval("$.outputs.uni == 'é😀'", &out));
 }
@@ -314,6 +350,11 @@ fn unknown_escapes_are_parse_errors_with_their_position() {
         (r"'\u{110000}'", 1),
         (r"'\u1234'", 1),
         (r"'é\x'", 3),
+        (r"'a\0'", 2),
+        (r"'\u{D800}'", 1),
+        (r"'\u{DFFF}'", 1),
+        (r"'\u{}'", 1),
+        (r"'\u{1234567}'", 1),
     ] {
         match parse_err(source) {
             ExprError::InvalidEscape { at, .. } => assert_eq!(at.offset, offset, "{source}"),

@@ -38,6 +38,10 @@
 //! # Ok(()) }
 //! ```
 
+mod subgraph;
+
+pub use subgraph::{SubgraphNode, DEFAULT_SUBGRAPH_DEPTH_LIMIT};
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
@@ -68,7 +72,9 @@ impl SequentialExecutor {
     ///
     /// # Errors
     /// - [`RunError::InvalidTask`] for a task that is not [`TaskType::Standard`] or has a step
-    ///   limit of zero;
+    ///   limit of zero, and for a time budget when the run is polled outside a tokio runtime or
+    ///   on one without timers (the message says which); a run without a time budget needs no
+    ///   tokio runtime;
     /// - [`RunError::NodeFailed`] / [`RunError::NodePanicked`] naming the node;
     /// - [`RunError::ConditionPanicked`] naming the edge;
     /// - [`RunError::Timeout`] when the time budget runs out;
@@ -76,8 +82,9 @@ impl SequentialExecutor {
     ///   activation;
     /// - [`RunError::StepLimitExceeded`] when the step limit is reached.
     ///
-    /// Every error that happens during the run carries the run's counts
-    /// ([`RunError::counts`]).
+    /// Every error the run ends with carries the run's counts ([`RunError::counts`]),
+    /// [`RunError::Cancelled`] included; [`RunError::InvalidTask`], refused before the run
+    /// starts, carries none.
     ///
     /// # Cancel safety
     /// Dropping the future stops the run after the current `.await` point of the running node;
@@ -154,6 +161,11 @@ impl Activations {
 
     fn pop(&mut self) -> Option<(usize, NodeMessage)> {
         self.front.take().or_else(|| self.rest.pop_front())
+    }
+
+    /// How many activations wait.
+    fn len(&self) -> u64 {
+        u64::from(self.front.is_some()) + self.rest.len() as u64
     }
 }
 
@@ -247,6 +259,9 @@ async fn execute(
             "the step limit must be at least 1".to_owned(),
         ));
     }
+    if let Some(deadline) = scope.deadline() {
+        check_timers(deadline)?;
+    }
     let bus = topology.events();
     let events = bus.is_active();
     if events {
@@ -260,18 +275,28 @@ async fn execute(
     }
     let run_span = tracing::info_span!("spark.run", run_id = scope.run_id(), mode = "standard");
     let mut state = LoopState {
+        queue: Activations::new((topology.start(), inputs)),
+        in_hand: false,
         accepted: 1,
         processed: 0,
         sinks: SinkOutputs::new(),
         per_node: NodeCounts::new(Arc::clone(topology.names())),
     };
-    let outcome = run_loop(topology, inputs, limit, &scope, &mut state, events)
+    let outcome = run_loop(topology, limit, &scope, &mut state, events)
         .instrument(run_span)
         .await;
+    // Counted where they are: the activations still queued, and the one the loop held when it
+    // stopped (refused by a check, or cut off while it ran).
+    let unprocessed = state.queue.len() + u64::from(state.in_hand);
+    debug_assert_eq!(
+        state.accepted,
+        state.processed + unprocessed,
+        "every accepted activation is processed or unprocessed"
+    );
     let counts = RunCounts {
         accepted: state.accepted,
         processed: state.processed,
-        unprocessed: state.accepted.saturating_sub(state.processed),
+        unprocessed,
         tokens_used: scope.tokens_used(),
     };
     let outcome = match outcome {
@@ -297,8 +322,33 @@ async fn execute(
     outcome
 }
 
+/// A time budget needs a tokio runtime with timers (a node that waits is raced against the
+/// deadline): say which is missing rather than panic later. tokio cannot be asked whether the
+/// current runtime has timers except by making one, so the missing timers are found by catching
+/// the panic of that (its message still reaches the panic hook).
+fn check_timers(deadline: Instant) -> Result<(), RunError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(RunError::InvalidTask(
+            "a time budget needs a tokio runtime with timers, and there is no tokio runtime here: \
+             run the graph inside one (for example under #[tokio::main])"
+                .to_owned(),
+        ));
+    }
+    spark_adk_core::panic::catch_panic(|| drop(tokio::time::sleep_until(deadline))).map_err(|_| {
+        RunError::InvalidTask(
+            "a time budget needs a tokio runtime with timers, and timers are disabled on this \
+             runtime: call `enable_time` (or `enable_all`) on its builder"
+                .to_owned(),
+        )
+    })
+}
+
 /// What the loop produced and counted; it stays readable when the loop fails.
 struct LoopState {
+    /// The activations not started yet.
+    queue: Activations,
+    /// `true` while the loop holds an activation taken from the queue and not processed yet.
+    in_hand: bool,
     accepted: u64,
     processed: u64,
     sinks: SinkOutputs,
@@ -310,7 +360,6 @@ struct LoopState {
 /// when the node has to wait.
 async fn run_loop(
     topology: &Topology,
-    inputs: NodeMessage,
     limit: u64,
     scope: &Arc<RunScope>,
     state: &mut LoopState,
@@ -318,7 +367,6 @@ async fn run_loop(
 ) -> Result<(), RunError> {
     let bus = topology.events();
     let nodes = topology.nodes();
-    let mut queue = Activations::new((topology.start(), inputs));
 
     let budget = scope.budget();
     let timeout = |node: &str| RunError::Timeout {
@@ -331,16 +379,20 @@ async fn run_loop(
     // Without outside cancellation or deadline there is nothing to race a node against.
     let guarded = scope.external_cancellation().is_some() || scope.deadline().is_some();
 
-    while let Some((index, message)) = queue.pop() {
+    while let Some((index, message)) = state.queue.pop() {
+        state.in_hand = true;
         let Some(entry) = nodes.get(index) else {
             return Err(RunError::InvalidTask(format!(
                 "node index {index} is outside the graph"
             )));
         };
         if scope.is_cancelled() {
-            return Err(RunError::Cancelled);
+            return Err(RunError::Cancelled {
+                counts: RunCounts::default(),
+            });
         }
-        // The checks, in the order SEMANTICS section 9 fixes: time, tokens, step limit.
+        // The checks, in this order (docs/runtime-semantics.md, "Standard mode"): time budget,
+        // token budget, step limit; the first that fails is the error.
         if scope.deadline_passed() {
             return Err(timeout(&entry.name));
         }
@@ -392,7 +444,11 @@ async fn run_loop(
             };
             match waited {
                 Waited::Done(outcome) => outcome,
-                Waited::Cancelled => return Err(RunError::Cancelled),
+                Waited::Cancelled => {
+                    return Err(RunError::Cancelled {
+                        counts: RunCounts::default(),
+                    })
+                }
                 Waited::TimedOut => return Err(timeout(&entry.name)),
             }
         } else {
@@ -416,10 +472,13 @@ async fn run_loop(
             bus.publish(scope.run_id(), scope.elapsed(), kind);
         }
         state.processed += 1;
+        state.in_hand = false;
         if scope.is_cancelled() {
             // Cancelled from outside while the node ran: whatever it returned (often an error
             // caused by the cancellation, e.g. from a subgraph), the run was cancelled.
-            return Err(RunError::Cancelled);
+            return Err(RunError::Cancelled {
+                counts: RunCounts::default(),
+            });
         }
         state.per_node.increment(index);
         let output = match outcome {
@@ -446,9 +505,9 @@ async fn run_loop(
             None => state.sinks.push(Arc::clone(&entry.name), output),
             Some((last, rest)) => {
                 for &to in rest {
-                    queue.push((to, output.clone()));
+                    state.queue.push((to, output.clone()));
                 }
-                queue.push((last, output)); // the last target takes the output itself
+                state.queue.push((last, output)); // the last target takes the output itself
             }
         }
     }

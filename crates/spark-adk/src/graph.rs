@@ -3,10 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use spark_adk_core::{
-    DynNode, Event, EventBus, Node, NodeMessage, RunError, RunResult, Task, TaskType,
-};
-use spark_adk_edges::{BuildErrors, Chain, EdgeCondition, Endpoint, NodeRef, Topology};
+use spark_adk_core::{Event, EventBus, NodeMessage, RunError, RunResult, Task, TaskType};
+use spark_adk_edges::Topology;
 use spark_adk_mailbox::{LongRunningExecutor, RunHandle};
 use spark_adk_sequential::SequentialExecutor;
 
@@ -87,7 +85,9 @@ impl Graph {
         match task.task_type {
             TaskType::Standard => SequentialExecutor::new().run(&self.topology, task).await,
             // Boxed so that the standard-mode future stays small (it is moved on every run).
-            TaskType::LongRunning => Box::pin(crate::long_running::run(&self.topology, task)).await,
+            TaskType::LongRunning => {
+                Box::pin(LongRunningExecutor::new().run(Arc::clone(&self.topology), task)).await
+            }
         }
     }
 
@@ -119,6 +119,14 @@ impl Graph {
     }
 }
 
+/// A graph is a shared topology: this lets a [`Graph`] go wherever one is wanted, e.g.
+/// [`SubgraphNode::new`](crate::SubgraphNode::new).
+impl From<Graph> for Arc<Topology> {
+    fn from(graph: Graph) -> Self {
+        graph.topology
+    }
+}
+
 impl From<Topology> for Graph {
     fn from(topology: Topology) -> Self {
         Self {
@@ -129,8 +137,8 @@ impl From<Topology> for Graph {
 
 /// Builds a [`Graph`]: add nodes, connect them, set the start node, [`build`](Self::build).
 ///
-/// A thin wrapper around [`spark_adk_edges::GraphBuilder`] whose `build` returns a runnable
-/// [`Graph`].
+/// This is [`spark_adk_edges::GraphBuilder`] with [`Graph`] as what `build` returns: every
+/// method is documented there.
 ///
 /// # Example
 ///
@@ -146,118 +154,4 @@ impl From<Topology> for Graph {
 /// assert_eq!(graph.topology().len(), 3);
 /// # Ok::<(), spark_adk::BuildErrors>(())
 /// ```
-#[derive(Debug, Default)]
-pub struct GraphBuilder {
-    inner: spark_adk_edges::GraphBuilder,
-}
-
-impl GraphBuilder {
-    /// Adds a node under a unique name and returns its handle.
-    pub fn add(&mut self, name: impl Into<String>, node: impl Node) -> NodeRef {
-        self.inner.add(name, node)
-    }
-
-    /// Adds a node that is already shared.
-    pub fn add_shared(&mut self, name: impl Into<String>, node: Arc<dyn DynNode>) -> NodeRef {
-        self.inner.add_shared(name, node)
-    }
-
-    /// The handle of the node called `name`.
-    pub fn node(&self, name: &str) -> Option<NodeRef> {
-        self.inner.node(name)
-    }
-
-    /// Adds every edge of a chain (`a >> b >> c`, `a.on("k", v) >> b`, `a.otherwise() >> c`).
-    pub fn connect(&mut self, chain: impl Into<Chain>) -> &mut Self {
-        self.inner.connect(chain);
-        self
-    }
-
-    /// Adds an unconditional edge.
-    pub fn edge(&mut self, from: impl Into<Endpoint>, to: impl Into<Endpoint>) -> &mut Self {
-        self.inner.edge(from, to);
-        self
-    }
-
-    /// Adds a conditional edge.
-    pub fn edge_when(
-        &mut self,
-        from: impl Into<Endpoint>,
-        to: impl Into<Endpoint>,
-        condition: EdgeCondition,
-    ) -> &mut Self {
-        self.inner.edge_when(from, to, condition);
-        self
-    }
-
-    /// Adds an edge whose condition is an expression (errors reported by `build`).
-    pub fn edge_when_expr(
-        &mut self,
-        from: impl Into<Endpoint>,
-        to: impl Into<Endpoint>,
-        expression: &str,
-    ) -> &mut Self {
-        self.inner.edge_when_expr(from, to, expression);
-        self
-    }
-
-    /// Adds an edge with a condition and a priority (higher fires first).
-    pub fn edge_with(
-        &mut self,
-        from: impl Into<Endpoint>,
-        to: impl Into<Endpoint>,
-        condition: EdgeCondition,
-        priority: i32,
-    ) -> &mut Self {
-        self.inner.edge_with(from, to, condition, priority);
-        self
-    }
-
-    /// Sets the start node.
-    pub fn start(&mut self, node: impl Into<Endpoint>) -> &mut Self {
-        self.inner.start(node);
-        self
-    }
-
-    /// Sets the standard-mode step limit (default 10,000).
-    pub fn step_limit(&mut self, limit: u64) -> &mut Self {
-        self.inner.step_limit(limit);
-        self
-    }
-
-    /// Sets the default mailbox capacity of long-running runs (default
-    /// [`spark_adk_edges::DEFAULT_MAILBOX_CAPACITY`], 1024).
-    pub fn mailbox_capacity(&mut self, capacity: usize) -> &mut Self {
-        self.inner.mailbox_capacity(capacity);
-        self
-    }
-
-    /// Sets the initial graph state of every run (a task can replace it).
-    pub fn initial_state(
-        &mut self,
-        state: spark_adk_core::Map<String, spark_adk_core::Value>,
-    ) -> &mut Self {
-        self.inner.initial_state(state);
-        self
-    }
-
-    /// Uses `bus` for the events of every run (for example one with a replay buffer).
-    pub fn event_bus(&mut self, bus: EventBus) -> &mut Self {
-        self.inner.event_bus(bus);
-        self
-    }
-
-    /// Overrides one node's mailbox capacity.
-    pub fn node_mailbox_capacity(&mut self, node: NodeRef, capacity: usize) -> &mut Self {
-        self.inner.node_mailbox_capacity(node, capacity);
-        self
-    }
-
-    /// Validates and builds the graph; the builder is left empty.
-    ///
-    /// # Errors
-    /// Every problem at once: see [`spark_adk_edges::GraphBuilder::build`].
-    pub fn build(&mut self) -> Result<Graph, BuildErrors> {
-        self.inner.build().map(Graph::from)
-    }
-}
+pub type GraphBuilder = spark_adk_edges::GraphBuilder<Graph>;

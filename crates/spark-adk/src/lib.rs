@@ -161,13 +161,10 @@
 //! the subgraph node and the map node.
 
 mod graph;
-mod long_running;
 mod map;
-mod subgraph;
 
 pub use graph::{Graph, GraphBuilder};
 pub use map::{MapError, MapNode, OnItemError};
-pub use subgraph::SubgraphNode;
 
 /// Node policies (retry, timeout, shared limiter): the `spark-adk-policy` crate.
 pub use spark_adk_policy as policy;
@@ -186,7 +183,7 @@ pub use spark_adk_edges::{
     Topology, DEFAULT_MAILBOX_CAPACITY, DEFAULT_STEP_LIMIT,
 };
 pub use spark_adk_mailbox::{channel, HandleSendError, LongRunningExecutor, RunHandle};
-pub use spark_adk_sequential::SequentialExecutor;
+pub use spark_adk_sequential::{SequentialExecutor, SubgraphNode, DEFAULT_SUBGRAPH_DEPTH_LIMIT};
 
 /// Payloads are `serde_json` values; re-exported so that `serde_json` needs no entry in your
 /// `Cargo.toml` (add `serde` with its `derive` feature for your own typed payloads).

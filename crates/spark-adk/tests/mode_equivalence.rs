@@ -1,4 +1,4 @@
-//! Mode equivalence (SEMANTICS section 5): for an acyclic graph of deterministic, stateless
+//! Mode equivalence (docs/runtime-semantics.md, "Long-running mode"): for an acyclic graph of deterministic, stateless
 //! nodes, standard and long-running mode produce the same multiset of sink outputs, and the
 //! same result when the run has a single sink activation. A long-running run that ends at
 //! quiescence has processed everything it accepted.

@@ -1,4 +1,4 @@
-//! Graph state, events, tracing spans and pictures (SEMANTICS section 8).
+//! Graph state, events, tracing spans and pictures (docs/runtime-semantics.md, "Graph state", "Events and tracing", "Pictures").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;

@@ -76,7 +76,7 @@ pub enum ExprError {
     },
 
     /// An unsupported backslash escape inside a string literal.
-    #[error("invalid escape `{escape}` in string at {at}: supported escapes are \\\\ \\' \\\" \\n \\t \\r \\0 and \\u{{XXXX}}")]
+    #[error("invalid escape `{escape}` in string at {at}: supported escapes are \\\\ \\' \\\" \\n \\t \\r and \\u{{X}} with 1 to 6 hex digits naming a Unicode scalar value")]
     InvalidEscape {
         /// The escape sequence as written (e.g. `\q`).
         escape: String,

@@ -108,6 +108,14 @@ fn is_segment_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
+/// Is the number literal `text` (already known to be well-formed) zero as written: no
+/// non-zero digit before its exponent?
+fn is_written_zero(text: &str) -> bool {
+    text.chars()
+        .take_while(|c| !matches!(c, 'e' | 'E'))
+        .all(|c| !matches!(c, '1'..='9'))
+}
+
 /// Is `c` allowed after the first character of a bare word?
 fn is_word_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
@@ -239,7 +247,6 @@ impl<'s> Lexer<'s> {
             'n' => Ok('\n'),
             't' => Ok('\t'),
             'r' => Ok('\r'),
-            '0' => Ok('\0'),
             'u' => {
                 if !self.eat('{') {
                     return Err(invalid(self));
@@ -375,9 +382,11 @@ impl<'s> Lexer<'s> {
         } else {
             text.parse::<f64>().ok().and_then(Number::from_f64)
         };
-        number
-            .map(|n| Tok::Literal(Value::Number(n)))
-            .ok_or_else(|| invalid(self, "number is out of range"))
+        let number = number.ok_or_else(|| invalid(self, "number is out of range"))?;
+        if number.as_f64() == Some(0.0) && !is_written_zero(text) {
+            return Err(invalid(self, "non-zero number rounds to zero"));
+        }
+        Ok(Tok::Literal(Value::Number(number)))
     }
 
     /// A keyword, a word literal (`true`, `false`, `null`, `None`, any case) or an error.

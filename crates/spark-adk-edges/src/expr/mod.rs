@@ -14,12 +14,17 @@
 //!   non-object on the way (including non-object output content), reads as `null`.
 //!   Paths contain no whitespace.
 //! * **Literals**: numbers (`1`, `-1`, `0.5`, `-0.5`, `1e3`, `2.5E-3`; a `-` must be
-//!   directly followed by a digit, `.5` and `1.` are not numbers; integers that do not
-//!   fit 64 bits become the nearest float), strings in single or double quotes with
-//!   the escapes `\\` `\'` `\"` `\n` `\t` `\r` `\0` `\u{XXXX}`, `true`/`false`/`null`
+//!   directly followed by a digit, `.5` and `1.` are not numbers; leading zeros are
+//!   decimal, `01 == 1`; a number directly followed by a letter, `1and`, is an error;
+//!   integers that fit 64 bits, signed or unsigned, are exact, larger ones become the
+//!   nearest float; a number that overflows, `1e400`, or that is not zero but rounds to
+//!   zero, `1e-400`, is an error), strings in single or double quotes with the escapes
+//!   `\\` `\'` `\"` `\n` `\t` `\r` and `\u{X}` (1 to 6 hex digits naming a Unicode scalar
+//!   value, so no surrogates; any other escape is an error), `true`/`false`/`null`
 //!   in any letter case, `None` (any case) as another spelling of `null`, and list
 //!   literals `[1, 'a', null, [2]]` whose elements are literals (nested lists allowed;
-//!   `[]` allowed; one trailing comma allowed: `[1, 2,]`).
+//!   `[]` allowed; one trailing comma after at least one element allowed: `[1, 2,]`,
+//!   but not `[,]`).
 //! * **Operators**, loosest first: `or`; `and`; `not`; then the comparisons
 //!   `==`, `!=`, `<`, `<=`, `>`, `>=` and `x in [..]`. `and`/`or` are left-associative;
 //!   comparisons do not chain (`a < b < c` is an error). As in Python,

@@ -1,4 +1,4 @@
-//! Property test of standard-mode routing (SEMANTICS sections 3 and 4): on random small DAGs
+//! Property test of standard-mode routing (docs/runtime-semantics.md, "Edges and conditions" and "Standard mode"): on random small DAGs
 //! with random conditions and priorities, the executor's activation order, per-node counts and
 //! sink outputs equal those of an independent reference model of the FIFO rules.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use spark_adk::prelude::*;
+mod support;
+
+use support::prelude::*;
 
 /// A generated edge condition.
 #[derive(Clone, Debug)]
@@ -80,7 +82,7 @@ struct Prediction {
     sinks: Vec<(usize, Value)>,
 }
 
-/// SEMANTICS 3-4 written out directly: a FIFO queue starting at node 0; after a node runs,
+/// The standard-mode scheduling rule written out directly: a FIFO queue starting at node 0; after a node runs,
 /// the regular edges whose condition holds fire by priority (higher first), ties in insertion
 /// order; if none fired, every fallback edge fires in the same order; no edge fired = sink.
 fn model(case: &Case, input: &Value) -> Prediction {

@@ -1,13 +1,17 @@
-//! Integration tests of standard mode (SEMANTICS sections 3, 4, 7 and 9): data flow, edge
+//! Integration tests of standard mode (docs/runtime-semantics.md, "Edges and conditions" and "Standard mode"): data flow, edge
 //! conditions and routing order, FIFO scheduling, the result rule, cycles, errors, concurrent
-//! runs and subgraphs. Budgets are in `standard_budgets.rs`, build errors in `build_errors.rs`.
+//! runs and subgraphs. Budgets are in `standard_budgets.rs`, build errors beside the builder
+//! (`crates/spark-adk-edges/tests/build_errors.rs`). `support::GraphExt` gives a topology the facade's
+//! `Graph` methods, run by this crate's executor.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::error::Error as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use spark_adk::prelude::*;
+mod support;
+
+use support::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -1,10 +1,12 @@
-//! Integration tests of graph validation (SEMANTICS sections 3 and 9): every problem of a graph
+//! Integration tests of graph validation (docs/runtime-semantics.md, "Edges and conditions"): every problem of a graph
 //! is a typed build error that names the offending node or edge, and `build()` reports them all
 //! at once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use spark_adk::prelude::*;
-use spark_adk::{BuildError, BuildErrors, Chain, ExprError, Expression};
+use spark_adk_core::{json, node_fn, Node, NodeError};
+use spark_adk_edges::{
+    BuildError, BuildErrors, Chain, EdgeCondition, ExprError, Expression, GraphBuilder, NodeRef,
+};
 
 /// Makes the condition part of an edge from a node.
 type MakeChain = Box<dyn Fn(NodeRef) -> Chain>;
@@ -22,20 +24,20 @@ fn errors_of(g: &mut GraphBuilder) -> Vec<BuildError> {
 
 #[test]
 fn a_valid_graph_builds() {
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     let a = g.add("a", noop());
     let b = g.add("b", noop());
     g.connect(a.when("$.outputs.ok == true") >> b);
     g.connect(a.otherwise() >> "b");
     g.edge("b", a);
     let graph = g.start("a").build().unwrap();
-    assert_eq!(graph.topology().len(), 2);
-    assert_eq!(graph.topology().edges().count(), 3);
+    assert_eq!(graph.len(), 2);
+    assert_eq!(graph.edges().count(), 3);
 }
 
 #[test]
 fn unknown_node_in_an_edge_is_named() {
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     let a = g.add("a", noop());
     g.edge("a", "ghost");
     let errors = errors_of(g.start(a));
@@ -52,9 +54,9 @@ fn unknown_node_in_an_edge_is_named() {
 
 #[test]
 fn node_handle_from_another_builder_is_an_unknown_node() {
-    let mut other = Graph::builder();
+    let mut other = GraphBuilder::new();
     let foreign = other.add("elsewhere", noop());
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     // Same index as the foreign handle: only the builder identity tells them apart.
     let a = g.add("a", noop());
     assert_eq!(a.index(), foreign.index());
@@ -72,7 +74,7 @@ fn node_handle_from_another_builder_is_an_unknown_node() {
 
 #[test]
 fn unknown_start_node_is_named() {
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     g.add("a", noop());
     let errors = errors_of(g.start("ghost"));
     assert_eq!(
@@ -86,7 +88,7 @@ fn unknown_start_node_is_named() {
 
 #[test]
 fn duplicate_node_name_is_a_build_error() {
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     let a = g.add("worker", noop());
     g.add("worker", noop());
     g.add("worker", noop());
@@ -103,7 +105,7 @@ fn duplicate_node_name_is_a_build_error() {
 
 #[test]
 fn missing_start_node_is_a_build_error() {
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     let a = g.add("a", noop());
     let b = g.add("b", noop());
     g.connect(a >> b);
@@ -112,12 +114,15 @@ fn missing_start_node_is_a_build_error() {
 
 #[test]
 fn empty_graph_is_a_build_error() {
-    assert_eq!(errors_of(&mut Graph::builder()), [BuildError::EmptyGraph]);
+    assert_eq!(
+        errors_of(&mut GraphBuilder::new()),
+        [BuildError::EmptyGraph]
+    );
 }
 
 #[test]
 fn malformed_expression_is_reported_at_build_naming_the_edge() {
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     let a = g.add("a", noop());
     let b = g.add("b", noop());
     let c = g.add("c", noop());
@@ -143,7 +148,7 @@ fn expression_errors_can_be_had_eagerly() {
     assert!(Expression::parse("$.outputs.n >").is_err());
     assert!(EdgeCondition::expression("$.outputs.n >").is_err());
     // A parsed expression can then be used on an edge.
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     let a = g.add("a", noop());
     let b = g.add("b", noop());
     g.connect(a.when_expr(Expression::parse("$.outputs.n > 1").unwrap()) >> b);
@@ -171,7 +176,7 @@ fn each_malformed_expression_form_of_section_9_is_a_build_error() {
         ("nesting deeper than 64 (not)", deep_nots),
     ];
     for (what, source) in cases {
-        let mut g = Graph::builder();
+        let mut g = GraphBuilder::new();
         let a = g.add("a", noop());
         let b = g.add("b", noop());
         g.connect(a.when(&source) >> b);
@@ -188,10 +193,11 @@ fn each_malformed_expression_form_of_section_9_is_a_build_error() {
 
 #[test]
 fn all_build_errors_are_reported_at_once() {
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     let a = g.add("a", noop());
     let b = g.add("b", noop());
     g.add("a", noop()); // duplicate
+    g.add("", noop()); // empty name
     g.edge(b, "ghost"); // unknown node
     g.connect(a.when("$.outputs.x ==") >> b); // malformed expression
     g.connect(a.on("k", 1).when("$.outputs.k == 1") >> b); // conflicting conditions
@@ -220,12 +226,15 @@ fn all_build_errors_are_reported_at_once() {
     assert!(has(&|e| matches!(e, BuildError::InvalidStepLimit)));
     assert!(has(&|e| matches!(
         e,
-        BuildError::InvalidMailboxCapacity { .. }
+        BuildError::InvalidDefaultMailboxCapacity
     )));
+    assert!(has(
+        &|e| matches!(e, BuildError::EmptyNodeName { position } if *position == 3)
+    ));
     assert!(has(&|e| matches!(e, BuildError::MissingStart)));
-    assert_eq!(errors.len(), 8, "{errors:#?}");
+    assert_eq!(errors.len(), 9, "{errors:#?}");
     let text = BuildErrors(errors).to_string();
-    assert!(text.contains("8 problems"), "{text}");
+    assert!(text.contains("9 problems"), "{text}");
 }
 
 #[test]
@@ -253,7 +262,7 @@ fn conflicting_conditions_on_one_edge_are_an_error() {
         ),
     ];
     for (what, make) in conflicts {
-        let mut g = Graph::builder();
+        let mut g = GraphBuilder::new();
         let a = g.add("a", noop());
         let b = g.add("b", noop());
         g.connect(make(a) >> b);
@@ -268,7 +277,7 @@ fn conflicting_conditions_on_one_edge_are_an_error() {
         );
     }
     // Several `on` pairs are not a conflict: they are ANDed.
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     let a = g.add("a", noop());
     let b = g.add("b", noop());
     g.connect(a.on("k", 1).on("j", 2).priority(3) >> b);
@@ -277,7 +286,7 @@ fn conflicting_conditions_on_one_edge_are_an_error() {
 
 #[test]
 fn dangling_condition_is_an_error() {
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     let a = g.add("a", noop());
     let b = g.add("b", noop());
     g.connect(a >> b);
@@ -299,22 +308,20 @@ fn dangling_condition_is_an_error() {
 
 #[test]
 fn zero_step_limit_and_zero_mailbox_capacity_are_rejected() {
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     let a = g.add("a", noop());
     g.step_limit(0);
     assert_eq!(errors_of(g.start(a)), [BuildError::InvalidStepLimit]);
 
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     let a = g.add("a", noop());
     g.mailbox_capacity(0);
     assert_eq!(
         errors_of(g.start(a)),
-        [BuildError::InvalidMailboxCapacity {
-            node: "the graph default".to_owned()
-        }]
+        [BuildError::InvalidDefaultMailboxCapacity]
     );
 
-    let mut g = Graph::builder();
+    let mut g = GraphBuilder::new();
     let a = g.add("a", noop());
     g.node_mailbox_capacity(a, 0);
     assert_eq!(
@@ -325,14 +332,30 @@ fn zero_step_limit_and_zero_mailbox_capacity_are_rejected() {
     );
 }
 
-#[tokio::test]
-async fn zero_step_limit_on_a_task_is_rejected() {
-    let mut g = Graph::builder();
+#[test]
+fn a_zero_default_mailbox_capacity_says_it_is_about_the_graphs_default() {
+    let mut g = GraphBuilder::new();
     let a = g.add("a", noop());
-    let graph = g.start(a).build().unwrap();
-    let err = graph
-        .run(Task::default().with_max_steps(0))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, RunError::InvalidTask(_)), "{err:?}");
+    g.mailbox_capacity(0);
+    let message = g.start(a).build().unwrap_err().to_string();
+    assert!(
+        message.contains("the graph's default mailbox capacity must be at least 1"),
+        "{message}"
+    );
+    assert!(!message.contains("node `"), "{message}");
+}
+
+#[test]
+fn an_empty_node_name_is_a_build_error_naming_the_node_by_position() {
+    let mut g = GraphBuilder::new();
+    let a = g.add("a", noop());
+    let empty = g.add("", noop());
+    g.connect(a >> empty);
+    let err = g.start(a).build().unwrap_err();
+    assert_eq!(err.errors(), [BuildError::EmptyNodeName { position: 1 }]);
+    let message = err.to_string();
+    assert!(
+        message.contains("node #1") && message.contains("empty name"),
+        "{message}"
+    );
 }

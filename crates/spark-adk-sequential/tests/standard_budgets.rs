@@ -1,4 +1,4 @@
-//! Integration tests of standard-mode budgets and cancellation (SEMANTICS sections 4, 7, 9):
+//! Integration tests of standard-mode budgets and cancellation (docs/runtime-semantics.md, "Standard mode" and "Budgets"):
 //! time and token budgets, the order of the pre-activation checks, invalid budgets, and how
 //! budgets and cancellation reach a subgraph. Time is tokio's paused clock: no real sleeps.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spark_adk::crates::sequential::SequentialExecutor;
-use spark_adk::prelude::*;
-use spark_adk::{BudgetError, CancellationToken, RunScope};
+mod support;
+
+use spark_adk_core::{BudgetError, CancellationToken, RunScope};
+use support::prelude::*;
 use tokio::time::Instant;
 
 /// The names of the nodes that started, in order.
@@ -382,7 +383,10 @@ async fn cancelling_the_scope_stops_the_run_with_cancelled() {
         cancel_once_started(&slot, &token),
     );
 
-    assert!(matches!(outcome, Err(RunError::Cancelled)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(RunError::Cancelled { .. })),
+        "{outcome:?}"
+    );
     assert!(!finished.load(Ordering::SeqCst));
     assert_eq!(entries(&log), names(&["wait"]));
 }
@@ -423,7 +427,10 @@ async fn no_activation_starts_after_the_run_is_cancelled() {
         names(&["polite"]),
         "an activation started after the cancel"
     );
-    assert!(matches!(outcome, Err(RunError::Cancelled)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(RunError::Cancelled { .. })),
+        "{outcome:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -561,5 +568,20 @@ async fn cancelling_the_outer_scope_cancels_the_inner_run() {
     assert!(!finished.load(Ordering::SeqCst));
     assert_eq!(entries(&log), names(&["wait"]));
     // The outer run was cancelled from outside: it reports that, not a failure of `sub`.
-    assert!(matches!(outcome, Err(RunError::Cancelled)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(RunError::Cancelled { .. })),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn zero_step_limit_on_a_task_is_rejected() {
+    let mut g = Graph::builder();
+    let a = g.add("a", node_fn(|_| async { Ok::<_, NodeError>(json!({})) }));
+    let graph = g.start(a).build().unwrap();
+    let err = graph
+        .run(Task::default().with_max_steps(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::InvalidTask(_)), "{err:?}");
 }
