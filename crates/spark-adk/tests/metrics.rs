@@ -20,8 +20,11 @@ enum Recorded {
     Histogram(Vec<f64>),
 }
 
-/// Every metric recorded: name, labels, value.
-struct Metrics(Vec<(String, Vec<(String, String)>, Recorded)>);
+/// One recorded metric: name, labels, value.
+type Entry = (String, Vec<(String, String)>, Recorded);
+
+/// Every metric recorded.
+struct Metrics(Vec<Entry>);
 
 impl Metrics {
     /// Drains `exporter` into a fresh recorder and returns what it recorded.
