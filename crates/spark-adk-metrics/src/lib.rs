@@ -44,6 +44,11 @@
 //! `tokio::spawn(exporter.run())`: it ends by itself when the graph (every clone of its bus) is
 //! dropped. [`EventMetrics`] is the translation alone, for events you receive yourself.
 //!
+//! A [subgraph](https://docs.rs/spark-adk/latest/spark_adk/struct.SubgraphNode.html) or map
+//! node runs its inner graph on the inner graph's own bus: attach an exporter to the inner graph
+//! too, with its own `graph` label. (A map node also sends the retries of its inner nodes to the
+//! outer run's bus, where they count under the inner nodes' names.)
+//!
 //! No executor knows this crate: everything comes from the events every run publishes anyway.
 //! The cost is the bus's: once anyone subscribes, every run of the graph builds its events
 //! (without a subscriber it builds none).
