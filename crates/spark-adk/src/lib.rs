@@ -147,7 +147,8 @@
 //!   undelivered message back); envelopes: [`ChannelMessage`], [`AckHook`]; output retention:
 //!   [`SinkRetention`].
 //! - **Observe**: [`Graph::subscribe_events`] → [`Event`], [`EventKind`]; `tracing` spans
-//!   `spark.run` and `spark.node` (node spans at `DEBUG`).
+//!   `spark.run` and `spark.node` (node spans at `DEBUG`); with the `metrics` cargo feature,
+//!   `metrics` (counters, gauges, histograms per node and run: `MetricsExporter`).
 //! - **Lower level**: the executors [`SequentialExecutor`] and [`LongRunningExecutor`] (run a
 //!   [`Topology`] directly, with executor options), [`DynNode`], [`RunScope`], and the member
 //!   crates under [`crates`].
@@ -156,7 +157,8 @@
 //! original's module paths (`spark_adk::graphs::tasks::Task`, `spark_adk::nodes::types::NodeMessage`).
 //!
 //! **Layering**: the facade depends on every member crate (`spark-adk-core`, `spark-adk-edges`,
-//! `spark-adk-sequential`, `spark-adk-mailbox`, `spark-adk-policy`); nothing depends on it
+//! `spark-adk-sequential`, `spark-adk-mailbox`, `spark-adk-policy`, and `spark-adk-metrics` with
+//! the `metrics` feature); nothing depends on it
 //! except examples, tests and benches. It holds no execution logic of its own beyond dispatch,
 //! the subgraph node and the map node.
 
@@ -185,6 +187,12 @@ pub use spark_adk_edges::{
 pub use spark_adk_mailbox::{channel, HandleSendError, LongRunningExecutor, RunHandle};
 pub use spark_adk_sequential::{SequentialExecutor, SubgraphNode, DEFAULT_SUBGRAPH_DEPTH_LIMIT};
 
+/// Run events as `metrics` counters, gauges and histograms (activations, failures, retries and
+/// durations per node; runs by mode and stop reason): the `spark-adk-metrics` crate, with the
+/// `metrics` cargo feature. Start with `metrics::MetricsExporter::attach(graph.events(), "name")`.
+#[cfg(feature = "metrics")]
+pub use spark_adk_metrics as metrics;
+
 /// Payloads are `serde_json` values; re-exported so that `serde_json` needs no entry in your
 /// `Cargo.toml` (add `serde` with its `derive` feature for your own typed payloads).
 pub use serde_json;
@@ -195,6 +203,8 @@ pub mod crates {
     pub use spark_adk_core as core;
     pub use spark_adk_edges as edges;
     pub use spark_adk_mailbox as mailbox;
+    #[cfg(feature = "metrics")]
+    pub use spark_adk_metrics as metrics;
     pub use spark_adk_policy as policy;
     pub use spark_adk_sequential as sequential;
 }

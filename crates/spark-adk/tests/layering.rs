@@ -125,25 +125,29 @@ fn facade_reexports_every_member_crate() {
 }
 
 #[test]
-fn policies_depend_only_on_core_and_pull_in_no_tokio_runtime() {
-    let tree = dependency_tree("spark-adk-policy");
-    assert!(depends_on(&tree, "spark-adk-core"));
-    for krate in [
-        "spark-adk-edges",
-        "spark-adk-sequential",
-        "spark-adk-mailbox",
-        "spark-adk",
-    ] {
-        assert!(
-            !depends_on(&tree, krate),
-            "spark-adk-policy depends on {krate}"
-        );
-    }
-    let features = tokio_features(&tree);
-    for f in RUNTIME_FEATURES {
-        assert!(
-            !features.iter().any(|x| x == f),
-            "spark-adk-policy enables tokio feature `{f}`: {features:?}"
-        );
+fn policies_and_metrics_depend_only_on_core_and_pull_in_no_tokio_runtime() {
+    for package in ["spark-adk-policy", "spark-adk-metrics"] {
+        let tree = dependency_tree(package);
+        assert!(depends_on(&tree, "spark-adk-core"));
+        for krate in [
+            "spark-adk-edges",
+            "spark-adk-sequential",
+            "spark-adk-mailbox",
+            "spark-adk-policy",
+            "spark-adk-metrics",
+            "spark-adk",
+        ] {
+            assert!(
+                krate == package || !depends_on(&tree, krate),
+                "{package} depends on {krate}"
+            );
+        }
+        let features = tokio_features(&tree);
+        for f in RUNTIME_FEATURES {
+            assert!(
+                !features.iter().any(|x| x == f),
+                "{package} enables tokio feature `{f}`: {features:?}"
+            );
+        }
     }
 }
