@@ -1,1 +1,122 @@
-fn main() {}
+//! Appends per second through [`RunLog`] for each durability mode and store, the store's own
+//! batched-insert rate beside them, and bytes stored per step (printed once).
+//!
+//! `cargo bench -p spark-adk-durable --bench durable_append`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_main, Criterion, Throughput};
+use serde_json::json;
+use spark_adk_durable::conformance::{sample_activation, sample_header};
+use spark_adk_durable::{encode, Durability, MemoryStore, RunId, RunLog, Store, StoreExt};
+use spark_adk_sqlite::SqliteStore;
+
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+fn fresh_run() -> RunId {
+    RunId::new(format!("bench-{}", RUNS.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// `iters` appends of one activation record each (one routed message, one new state key), then
+/// the flush that commits what is left.
+async fn appends(store: Arc<dyn Store>, mode: Durability, iters: u64) -> Duration {
+    let run = fresh_run();
+    store.create(&sample_header(&run)).await.unwrap();
+    let log = RunLog::open(Arc::clone(&store), run, 0, mode).unwrap();
+    let value = json!("a state value of some 32 bytes.");
+    let start = Instant::now();
+    for i in 1..=iters {
+        log.append(sample_activation(i, value.clone()))
+            .await
+            .unwrap();
+    }
+    log.close().await.unwrap();
+    start.elapsed()
+}
+
+/// The store's own rate: `iters` records in batches of 512 straight into `Store::append`.
+async fn raw_batches(store: Arc<dyn Store>, iters: u64) -> Duration {
+    let run = fresh_run();
+    store.create(&sample_header(&run)).await.unwrap();
+    let value = json!("a state value of some 32 bytes.");
+    let records: Vec<Vec<u8>> = (1..=iters)
+        .map(|i| encode(&run, i, &sample_activation(i, value.clone())).unwrap())
+        .collect();
+    let start = Instant::now();
+    let mut head = 0;
+    for chunk in records.chunks(512) {
+        head = store.append(&run, head, chunk.to_vec()).await.unwrap();
+    }
+    start.elapsed()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("bench.db")).unwrap());
+    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+
+    // Bytes per step, once: a 1,000-step run whose state grows by a key per step.
+    rt.block_on(async {
+        for (name, store) in [("memory", &memory), ("sqlite", &sqlite)] {
+            let run = fresh_run();
+            store.create(&sample_header(&run)).await.unwrap();
+            let header = store.stored_bytes(&run).await.unwrap();
+            let log = RunLog::open(Arc::clone(store), run.clone(), 0, Durability::Async).unwrap();
+            for i in 1..=1000 {
+                log.append(sample_activation(
+                    i,
+                    json!("a state value of some 32 bytes."),
+                ))
+                .await
+                .unwrap();
+            }
+            log.close().await.unwrap();
+            let bytes = store.stored_bytes(&run).await.unwrap() - header;
+            eprintln!(
+                "durable_append: {name}: {} bytes per step (payload, 1,000 steps)",
+                bytes / 1000
+            );
+        }
+    });
+
+    let mut group = c.benchmark_group("durable_append");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_millis(500));
+    for (name, store) in [("memory", &memory), ("sqlite", &sqlite)] {
+        for (mode_name, mode) in [
+            ("sync", Durability::Sync),
+            ("async", Durability::Async),
+            ("exit", Durability::Exit),
+        ] {
+            group.bench_function(format!("{name}/{mode_name}"), |b| {
+                b.to_async(&rt)
+                    .iter_custom(|iters| appends(Arc::clone(store), mode, iters));
+            });
+        }
+        group.bench_function(format!("{name}/store_batched_insert"), |b| {
+            b.to_async(&rt)
+                .iter_custom(|iters| raw_batches(Arc::clone(store), iters));
+        });
+    }
+    group.finish();
+}
+
+mod group {
+    // `criterion_group!` defines an undocumented `pub fn`.
+    #![allow(missing_docs)]
+    use criterion::criterion_group;
+
+    criterion_group!(benches, super::bench);
+}
+
+criterion_main!(group::benches);

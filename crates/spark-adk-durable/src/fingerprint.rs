@@ -90,7 +90,7 @@ impl Fingerprint {
     /// Computes the fingerprint of a topology.
     pub fn of(shape: TopologyShape) -> Self {
         let mut canonical = String::new();
-        let _ = write!(canonical, "start={}\n", escape(&shape.start));
+        let _ = writeln!(canonical, "start={}", escape(&shape.start));
         for n in &shape.nodes {
             let _ = writeln!(canonical, "node={}", escape(n));
         }
@@ -184,6 +184,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,6 @@
 //! A PostgreSQL store in a schema of its own, dropped when the harness is dropped (also when the
 //! test fails: the guard runs during unwinding).
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::sync::Arc;
 
