@@ -53,6 +53,9 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// Jobs one transaction takes at most. Default 1,024.
     pub max_batch: usize,
+    /// `PRAGMA max_page_count`: caps the database's size (in pages); a write beyond it fails as a
+    /// full disk would. Default `None` (SQLite's own limit).
+    pub max_pages: Option<u64>,
 }
 
 impl Default for SqliteOptions {
@@ -61,6 +64,7 @@ impl Default for SqliteOptions {
             synchronous_full: true,
             busy_timeout: Duration::from_secs(5),
             max_batch: 1024,
+            max_pages: None,
         }
     }
 }
@@ -153,6 +157,11 @@ impl SqliteStore {
         )
         .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
+        if let Some(pages) = options.max_pages {
+            let pages = i64::try_from(pages).unwrap_or(i64::MAX);
+            conn.pragma_update(None, "max_page_count", pages)
+                .map_err(fail)?;
+        }
         let (tx, rx) = std_mpsc::channel();
         let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()

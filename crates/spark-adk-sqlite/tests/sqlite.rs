@@ -4,7 +4,11 @@
 
 use spark_adk_durable::conformance::{sample_header, sample_records};
 use spark_adk_durable::{DurableError, RunId, StoreExt};
-use spark_adk_sqlite::SqliteStore;
+use std::sync::Arc;
+
+use spark_adk_durable::conformance::sample_activation;
+use spark_adk_durable::{Durability, RunLog, Store};
+use spark_adk_sqlite::{SqliteOptions, SqliteStore};
 
 #[tokio::test]
 async fn committed_records_survive_closing_and_reopening_the_file() {
@@ -84,4 +88,40 @@ async fn a_database_that_cannot_be_opened_is_an_error_not_a_panic() {
         .expect("fails");
     assert!(matches!(err, DurableError::WriteFailed { .. }), "{err:?}");
     assert!(err.to_string().contains("no-such-dir"), "{err}");
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_sync_commit_and_keeps_every_committed_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.db");
+    let small = SqliteOptions {
+        max_pages: Some(24),
+        ..SqliteOptions::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_with(&path, small).unwrap());
+    let run = RunId::new("full");
+    let log = RunLog::create(Arc::clone(&store), &sample_header(&run), Durability::Sync)
+        .await
+        .unwrap();
+    let big = serde_json::json!("y".repeat(2000));
+    let mut committed = 0;
+    let err = loop {
+        match log
+            .append(sample_activation(committed + 1, big.clone()))
+            .await
+        {
+            Ok(()) => committed += 1,
+            Err(e) => break e,
+        }
+        assert!(committed < 10_000, "the size cap never bit");
+    };
+    assert!(matches!(err, DurableError::WriteFailed { .. }), "{err:?}");
+    assert_eq!(err.seq(), Some(committed + 1), "{err}");
+    assert!(err.to_string().contains("full"), "{err}");
+    assert!(committed > 0);
+    drop(log);
+    drop(store);
+    let reopened = SqliteStore::open(&path).unwrap();
+    let image = reopened.load_run(&run).await.unwrap().replay().unwrap();
+    assert_eq!(image.steps(), committed);
 }
