@@ -427,3 +427,54 @@ async fn resuming_with_another_topology_is_refused_saying_what_differs() {
         "{text}"
     );
 }
+
+#[test]
+fn a_mailbox_keeps_each_senders_messages_in_send_order() {
+    let route = |act: u64, ids: &[(u64, &str)]| {
+        Record::Activation(ActivationRecord {
+            activation: MessageId(act),
+            node: if act == 0 { "a".into() } else { "b".into() },
+            attempt: 1,
+            routed: ids
+                .iter()
+                .map(|(id, to)| RoutedMessage {
+                    id: MessageId(*id),
+                    target: (*to).into(),
+                    message: json!({"id": id}).into(),
+                })
+                .collect(),
+            sink: None,
+            state: vec![],
+            tokens: 0,
+        })
+    };
+    // a routes 1, 2 to b and 3 to c; b (consuming 1) routes 4 to c; outside sends 5 to c.
+    let log = vec![
+        (1, route(0, &[(1, "b"), (2, "b"), (3, "c")])),
+        (2, route(1, &[(4, "c")])),
+        (
+            3,
+            Record::Accepted(AcceptedRecord {
+                sender: None,
+                message: RoutedMessage {
+                    id: MessageId(5),
+                    target: "c".into(),
+                    message: json!({}).into(),
+                },
+            }),
+        ),
+    ];
+    let image = replay(&header(), None, &log).unwrap();
+    let c: Vec<_> = image
+        .mailbox("c")
+        .map(|m| (m.id.0, m.from.clone()))
+        .collect();
+    assert_eq!(
+        c,
+        vec![(3, Some("a".into())), (4, Some("b".into())), (5, None)]
+    );
+    let b: Vec<_> = image.mailbox("b").map(|m| m.id.0).collect();
+    assert_eq!(b, vec![2]);
+    assert_eq!(image.next_message_id(), MessageId(6));
+    assert!(image.counts_balance());
+}
