@@ -110,3 +110,61 @@ async fn two_stores_on_one_schema_see_the_same_runs() {
         .unwrap_err();
     assert!(err.is_conflict(), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_by_the_server_loses_nothing_committed() {
+    use spark_adk_durable::conformance::{sample_header, sample_records};
+    use spark_adk_durable::StoreExt;
+    let h = common::harness().await;
+    let run = spark_adk_durable::RunId::new("killed");
+    h.store.create(&sample_header(&run)).await.unwrap();
+    h.store
+        .append_records(&run, 0, &sample_records(1, 3))
+        .await
+        .unwrap();
+    // Kill every server process serving this test's pool.
+    let (admin, conn) = tokio_postgres::connect(&common::conninfo(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let pids: Vec<i32> = {
+        let client = h.store.pool().get().await.unwrap();
+        let row = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap();
+        vec![row.get(0)]
+    };
+    for pid in &pids {
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[pid])
+            .await
+            .unwrap();
+    }
+    // The next write either fails as a write failure naming the run and record, or runs on a
+    // fresh connection; it never panics, and what was committed stays.
+    let mut head = 3;
+    for attempt in 0..3 {
+        match h
+            .store
+            .append_records(&run, head, &sample_records(head + 1, head + 1))
+            .await
+        {
+            Ok(new_head) => {
+                head = new_head;
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    matches!(e, DurableError::WriteFailed { seq: 4, .. }),
+                    "attempt {attempt}: {e:?}"
+                );
+                assert_eq!(e.run(), &run);
+                eprintln!("attempt {attempt} failed as expected: {e}");
+            }
+        }
+    }
+    assert_eq!(head, 4, "the pool replaced the killed connection");
+    let image = h.store.load_run(&run).await.unwrap().replay().unwrap();
+    assert_eq!(image.steps(), 4);
+}
