@@ -272,8 +272,8 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
     if let Err(e) = tx.commit() {
         let e = StoreFailure(format!("the SQLite commit failed: {e}"));
         for (job, result) in results {
+            // Reads fail too: they may have seen this batch's writes, which are now undone.
             let result = match result {
-                Ok(out) if job.op.is_read() => Ok(out),
                 Ok(_) => Err(sql_error(&job.op, e.clone())),
                 Err(err) => Err(err),
             };
