@@ -30,9 +30,9 @@ pub enum Durability {
 }
 
 /// Records one commit takes at most.
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 4096;
 /// Appends queued at most before `append` waits (Async mode's backpressure).
-const QUEUE: usize = 4096;
+const QUEUE: usize = 8192;
 
 enum Command {
     Append(Record, Option<oneshot::Sender<Result<u64, DurableError>>>),
