@@ -23,6 +23,7 @@ pub struct PendingMessage {
     /// The message's id (the id of the activation that will consume it).
     pub id: MessageId,
     /// The node that routed it; `None` for the task input and messages from outside.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub from: Option<String>,
     /// The node it is for.
     pub to: String,

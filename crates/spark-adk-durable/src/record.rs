@@ -90,12 +90,16 @@ pub enum RunMode {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Budgets {
     /// The time budget in seconds.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub max_seconds: Option<f64>,
     /// The token budget.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub max_tokens: Option<u64>,
     /// The step limit (standard mode).
+    #[serde(deserialize_with = "Option::deserialize")]
     pub max_steps: Option<u64>,
     /// The grace period of a graceful stop, in seconds.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub grace_seconds: Option<f64>,
 }
 
@@ -186,6 +190,7 @@ pub struct ActivationRecord {
     /// The messages it routed, in routing order (logged, never recomputed on resume).
     pub routed: Vec<RoutedMessage>,
     /// Its output, when it matched no outgoing edge.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub sink: Option<NodeMessage>,
     /// The state changes it made, in order.
     pub state: Vec<StateChange>,
@@ -198,6 +203,7 @@ pub struct ActivationRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AcceptedRecord {
     /// Who sent it, free text (e.g. `"handle"`); `None` for an anonymous sender.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub sender: Option<String>,
     /// The message.
     pub message: RoutedMessage,
@@ -223,10 +229,13 @@ pub struct InterruptRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResumeRecord {
     /// The interrupted activation this resume answers.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub activation: Option<MessageId>,
     /// The answer given to the interrupted node.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub value: Option<Value>,
     /// Who resumed (the lease owner, free text).
+    #[serde(deserialize_with = "Option::deserialize")]
     pub owner: Option<String>,
 }
 
@@ -256,6 +265,7 @@ pub enum StopRecord {
     /// A node failed; its activation is not committed and runs again on resume.
     Failed {
         /// The node, when known.
+        #[serde(deserialize_with = "Option::deserialize")]
         node: Option<String>,
         /// The error, in words.
         message: String,
@@ -451,6 +461,13 @@ mod tests {
 
     #[test]
     fn a_missing_field_is_corrupt_not_defaulted() {
+        let err = decode::<Record>(
+            &RunId::new("r"),
+            3,
+            br#"{"v":1,"kind":"accepted","message":{"id":1,"target":"a","message":{"content":{}}}}"#,
+        )
+        .expect_err("no sender");
+        assert!(err.to_string().contains("sender"), "{err}");
         let err = decode::<Record>(&RunId::new("r"), 3, br#"{"v":1,"kind":"accepted"}"#)
             .expect_err("no message");
         assert!(
