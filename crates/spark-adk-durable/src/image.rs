@@ -13,8 +13,8 @@ use spark_adk_core::NodeMessage;
 
 use crate::error::DurableError;
 use crate::record::{
-    ActivationRecord, MessageId, Record, RoutedMessage, RunHeader, RunId, Snapshot, StateChange,
-    StopRecord,
+    ActivationRecord, MessageId, Record, ResumeRecord, RoutedMessage, RunHeader, RunId, Snapshot,
+    StateChange, StopRecord,
 };
 
 /// A message accepted but not yet processed.
@@ -453,6 +453,41 @@ impl RunImage {
     /// run appends with this as the expected head.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// The record a resume with `value` appends: it answers the pending interrupt of
+    /// `activation`, or with `None` the first pending interrupt in log order. A
+    /// [`DurableError::Conflict`] when there is none to answer (it was already resumed, or the
+    /// run was never interrupted). Appending the record with the image's [`RunImage::last_seq`]
+    /// as the expected head fences out a second resumer that loaded the same image.
+    pub fn answer_interrupt(
+        &self,
+        activation: Option<MessageId>,
+        value: Value,
+        owner: Option<String>,
+    ) -> Result<Record, DurableError> {
+        let pending = match activation {
+            Some(a) => self.interrupts.iter().find(|p| p.activation == a),
+            None => self.interrupts.first(),
+        };
+        let Some(pending) = pending else {
+            return Err(DurableError::conflict(
+                &self.run_id,
+                self.last_seq + 1,
+                match activation {
+                    Some(a) => format!(
+                        "activation {a} has no pending interrupt (already resumed, or never interrupted)"
+                    ),
+                    None => "the run has no pending interrupt (already resumed, or never interrupted)"
+                        .to_owned(),
+                },
+            ));
+        };
+        Ok(Record::Resume(ResumeRecord {
+            activation: Some(pending.activation),
+            value: Some(value),
+            owner,
+        }))
     }
 
     /// `accepted == processed + unprocessed`, checked: the counts balance.

@@ -68,3 +68,58 @@ async fn async_appends_are_all_committed_by_flush() {
     assert_eq!(store.load(&run).await.unwrap().head, 100);
     assert_eq!(log.durability(), Durability::Async);
 }
+
+/// A run interrupted by `a` on the task input, stored at head 1.
+async fn interrupted_run(store: &Arc<dyn Store>, run: &RunId) {
+    store.create(&sample_header(run)).await.unwrap();
+    let interrupt = Record::Interrupt(InterruptRecord {
+        activation: MessageId::INPUT,
+        node: "a".into(),
+        payload: json!({"approve?": true}),
+        tokens: 0,
+    });
+    store.append_records(run, 0, &[interrupt]).await.unwrap();
+}
+
+#[tokio::test]
+async fn resuming_an_answered_interrupt_again_is_a_conflict() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let run = RunId::new("answered");
+    interrupted_run(&store, &run).await;
+    let image = store.load_run(&run).await.unwrap().replay().unwrap();
+    let answer = image.answer_interrupt(None, json!("yes"), None).unwrap();
+    store
+        .append_records(&run, image.last_seq(), &[answer])
+        .await
+        .unwrap();
+    let image = store.load_run(&run).await.unwrap().replay().unwrap();
+    assert_eq!(image.resume_value(MessageId::INPUT), Some(&json!("yes")));
+    let err = image
+        .answer_interrupt(None, json!("again"), None)
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert!(err.to_string().contains("no pending interrupt"), "{err}");
+}
+
+#[tokio::test]
+async fn two_resumers_answering_one_interrupt_exactly_one_wins() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let run = RunId::new("race");
+    interrupted_run(&store, &run).await;
+    // Both loaded the same image before either wrote.
+    let image = store.load_run(&run).await.unwrap().replay().unwrap();
+    let yes = [image
+        .answer_interrupt(Some(MessageId::INPUT), json!("yes"), Some("one".into()))
+        .unwrap()];
+    let no = [image
+        .answer_interrupt(Some(MessageId::INPUT), json!("no"), Some("two".into()))
+        .unwrap()];
+    let (a, b) = tokio::join!(
+        store.append_records(&run, image.last_seq(), &yes),
+        store.append_records(&run, image.last_seq(), &no),
+    );
+    assert_eq!(u8::from(a.is_ok()) + u8::from(b.is_ok()), 1, "{a:?} {b:?}");
+    assert!(a.err().or(b.err()).unwrap().is_conflict());
+    let answered = store.load_run(&run).await.unwrap().replay().unwrap();
+    assert_eq!(answered.interrupts().len(), 0);
+}
