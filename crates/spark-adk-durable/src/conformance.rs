@@ -220,7 +220,7 @@ pub async fn two_concurrent_lease_takers_exactly_one_wins(h: &dyn Harness) {
 pub async fn an_expired_lease_lets_another_owner_take_over(h: &dyn Harness) {
     let (store, run) = created(h, "lease-expiry").await;
     let first = store
-        .acquire_lease(&run, "first", Duration::from_millis(400))
+        .acquire_lease(&run, "first", Duration::from_millis(1500))
         .await
         .expect("free lease");
     let err = store
@@ -232,7 +232,7 @@ pub async fn an_expired_lease_lets_another_owner_take_over(h: &dyn Harness) {
         "the conflict names the holder: {err}"
     );
     // The store's clock decides expiry (the database's, for a server), so this waits real time.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1800)).await;
     let second = store
         .acquire_lease(&run, "second", Duration::from_secs(60))
         .await

@@ -60,7 +60,7 @@ pub async fn harness() -> Pg {
         &conninfo(),
         PostgresOptions {
             schema,
-            pool_size: 8,
+            pool_size: 4,
         },
     )
     .await
