@@ -123,3 +123,43 @@ async fn two_resumers_answering_one_interrupt_exactly_one_wins() {
     let answered = store.load_run(&run).await.unwrap().replay().unwrap();
     assert_eq!(answered.interrupts().len(), 0);
 }
+
+#[tokio::test]
+async fn a_failure_at_every_record_k_keeps_exactly_the_records_before_it() {
+    use spark_adk_durable::testing::FailingStore;
+    const N: u64 = 12;
+    for k in 1..=N {
+        for mode in [Durability::Sync, Durability::Async, Durability::Exit] {
+            let inner = Arc::new(MemoryStore::new());
+            let store: Arc<dyn Store> = Arc::new(FailingStore::new(Arc::clone(&inner), k));
+            let run = RunId::new(format!("crash-{k}-{mode:?}"));
+            let log = RunLog::create(Arc::clone(&store), &sample_header(&run), mode)
+                .await
+                .unwrap();
+            let mut refused_at = None;
+            for i in 1..=N {
+                if log.append(sample_activation(i, json!(i))).await.is_err() && refused_at.is_none()
+                {
+                    refused_at = Some(i);
+                }
+            }
+            let flushed = log.flush().await;
+            assert!(
+                matches!(flushed, Err(DurableError::WriteFailed { .. })),
+                "k={k} {mode:?}: {flushed:?}"
+            );
+            let loaded = inner.load_run(&run).await.unwrap();
+            let image = loaded.replay().unwrap();
+            if mode == Durability::Sync {
+                // One commit per record: exactly the records before k, and k itself is refused.
+                assert_eq!(loaded.head, k - 1, "k={k}");
+                assert_eq!(refused_at, Some(k), "k={k}");
+            } else {
+                // Batches: a prefix that ends before k (the batch holding k is not written).
+                assert!(loaded.head < k, "k={k} {mode:?}: head {}", loaded.head);
+            }
+            assert_eq!(image.steps(), loaded.head);
+            assert!(image.counts_balance());
+        }
+    }
+}
