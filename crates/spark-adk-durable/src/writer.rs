@@ -1,0 +1,275 @@
+//! [`RunLog`]: the one writer task of a run's log, with group commit and the durability modes of
+//! SEMANTICS section 10.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::DurableError;
+use crate::record::{encode, Record, RunId};
+use crate::store::Store;
+
+/// When an appended record is committed, and when `append` returns.
+///
+/// The default is [`Durability::Async`]: an append costs a channel send, records are committed in
+/// batches by the writer task, and a crash loses at most the records not yet committed, never
+/// the log's consistency. `Sync` costs one commit per append when appends come one at a time (a
+/// standard-mode run): with SQLite's `synchronous = FULL` that is an fsync, 0.2-4.6 ms on the
+/// shared development VM, and about 3.7 ms with PostgreSQL, against 1.7-2.5 µs for an `Async`
+/// append call (2026-11-30, `cargo bench -p spark-adk-durable --bench durable_append`; the figures
+/// and how they were taken are in docs/benchmarks.md). Concurrent `Sync` appends (long-running
+/// workers) share commits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `append` returns after the record is committed (group commit: concurrent appends share a
+    /// commit). A record is durable before anything it caused is seen outside the run.
+    Sync,
+    /// `append` returns at once; the writer commits batches in order. The stored log is always a
+    /// prefix of what was appended.
+    #[default]
+    Async,
+    /// Records are kept in memory and written by [`RunLog::flush`] or [`RunLog::close`] (the run
+    /// stopping or being interrupted).
+    Exit,
+}
+
+/// Records one commit takes at most.
+const MAX_BATCH: usize = 4096;
+/// Appends queued at most before `append` waits (Async mode's backpressure).
+const QUEUE: usize = 8192;
+
+enum Command {
+    Append(Record, Option<oneshot::Sender<Result<u64, DurableError>>>),
+    Flush(oneshot::Sender<Result<u64, DurableError>>),
+}
+
+struct Shared {
+    /// The first failure; once set, nothing more is written (the log stays a consistent prefix).
+    failed: Mutex<Option<DurableError>>,
+}
+
+impl Shared {
+    fn failed(&self) -> Option<DurableError> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn fail(&self, e: DurableError) {
+        let mut slot = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+}
+
+/// The writer of one run's log: one tokio task that commits appended records in batches with
+/// compare-and-append on the log head.
+///
+/// After a failed commit (a [`DurableError::WriteFailed`], or a `Conflict` because another
+/// writer moved the head) the log refuses every later append with that error: nothing committed
+/// is lost, and nothing is written after a gap.
+///
+/// ```
+/// use spark_adk_durable::*;
+/// use serde_json::json;
+/// use std::sync::Arc;
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = Arc::new(MemoryStore::new());
+/// let shape = TopologyShape { nodes: vec!["a".into()], edges: vec![], start: "a".into() };
+/// let header = RunHeader::new("run-1", Fingerprint::of(shape), RunMode::Standard, json!({}).into());
+/// let log = RunLog::create(store.clone(), &header, Durability::Sync).await?;
+/// log.append(Record::Stop(StopRecord::Completed)).await?;
+/// assert_eq!(log.close().await?, 1);
+/// # Ok::<(), DurableError>(()) }).unwrap();
+/// ```
+pub struct RunLog {
+    run: RunId,
+    mode: Durability,
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl RunLog {
+    /// Creates the run in `store` (writing its header) and starts its writer.
+    pub async fn create(
+        store: Arc<dyn Store>,
+        header: &crate::RunHeader,
+        mode: Durability,
+    ) -> Result<Self, DurableError> {
+        let bytes = encode(&header.run_id, 0, header)?;
+        store.create_run(&header.run_id, bytes).await?;
+        Self::open(store, header.run_id.clone(), 0, mode)
+    }
+
+    /// Starts a writer that continues `run` after record `head` (e.g. [`crate::RunImage::last_seq`]
+    /// after a resume). Must be called inside a tokio runtime.
+    pub fn open(
+        store: Arc<dyn Store>,
+        run: RunId,
+        head: u64,
+        mode: Durability,
+    ) -> Result<Self, DurableError> {
+        let rt =
+            tokio::runtime::Handle::try_current().map_err(|_| DurableError::InvalidArgument {
+                run: run.clone(),
+                reason: "the log writer needs a tokio runtime (called outside one)".to_owned(),
+            })?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let shared = Arc::new(Shared {
+            failed: Mutex::new(None),
+        });
+        let task = rt.spawn(writer(
+            store,
+            run.clone(),
+            head,
+            mode,
+            rx,
+            Arc::clone(&shared),
+        ));
+        Ok(Self {
+            run,
+            mode,
+            tx,
+            shared,
+            task,
+        })
+    }
+
+    /// The run.
+    pub fn run_id(&self) -> &RunId {
+        &self.run
+    }
+
+    /// The durability mode.
+    pub fn durability(&self) -> Durability {
+        self.mode
+    }
+
+    /// The first failure of this log, if any.
+    pub fn failure(&self) -> Option<DurableError> {
+        self.shared.failed()
+    }
+
+    /// Appends a record. `Sync`: returns once it is committed. `Async`: returns at once (an
+    /// earlier commit's failure is returned here). `Exit`: buffers it.
+    pub async fn append(&self, record: Record) -> Result<(), DurableError> {
+        if let Some(e) = self.shared.failed() {
+            return Err(e);
+        }
+        if self.mode == Durability::Sync {
+            let (reply, rx) = oneshot::channel();
+            self.send(Command::Append(record, Some(reply))).await?;
+            rx.await.map_err(|_| self.closed())?.map(|_| ())
+        } else {
+            self.send(Command::Append(record, None)).await
+        }
+    }
+
+    /// Commits everything appended so far; returns the log head.
+    pub async fn flush(&self) -> Result<u64, DurableError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Flush(reply)).await?;
+        rx.await.map_err(|_| self.closed())?
+    }
+
+    /// Flushes and stops the writer; returns the log head.
+    pub async fn close(self) -> Result<u64, DurableError> {
+        let head = self.flush().await;
+        drop(self.tx);
+        // The writer ends once the channel is drained; a panic inside it cannot happen (it has
+        // no panicking code), and if it did, `head` above already reported the failure.
+        let _ = self.task.await;
+        head
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), DurableError> {
+        self.tx.send(cmd).await.map_err(|_| self.closed())
+    }
+
+    fn closed(&self) -> DurableError {
+        self.shared
+            .failed()
+            .unwrap_or_else(|| DurableError::Closed {
+                run: self.run.clone(),
+                seq: 0,
+            })
+    }
+}
+
+async fn writer(
+    store: Arc<dyn Store>,
+    run: RunId,
+    mut head: u64,
+    mode: Durability,
+    mut rx: mpsc::Receiver<Command>,
+    shared: Arc<Shared>,
+) {
+    let mut cmds = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<Record> = Vec::new();
+    let mut waiters: Vec<oneshot::Sender<Result<u64, DurableError>>> = Vec::new();
+    let mut flushes: Vec<oneshot::Sender<Result<u64, DurableError>>> = Vec::new();
+    loop {
+        let open = rx.recv_many(&mut cmds, MAX_BATCH).await > 0;
+        let mut flush_now = !open;
+        for cmd in cmds.drain(..) {
+            match cmd {
+                Command::Append(r, reply) => {
+                    batch.push(r);
+                    waiters.extend(reply);
+                }
+                Command::Flush(reply) => {
+                    flushes.push(reply);
+                    flush_now = true;
+                }
+            }
+        }
+        if mode != Durability::Exit || flush_now {
+            let result = commit(&*store, &run, &mut head, &mut batch, &shared).await;
+            for w in waiters.drain(..).chain(flushes.drain(..)) {
+                let _ = w.send(result.clone());
+            }
+        }
+        if !open {
+            return;
+        }
+    }
+}
+
+/// Commits `batch` in chunks of [`MAX_BATCH`]; on failure latches the error.
+async fn commit(
+    store: &dyn Store,
+    run: &RunId,
+    head: &mut u64,
+    batch: &mut Vec<Record>,
+    shared: &Shared,
+) -> Result<u64, DurableError> {
+    if let Some(e) = shared.failed() {
+        batch.clear();
+        return Err(e);
+    }
+    let records = std::mem::take(batch);
+    for chunk in records.chunks(MAX_BATCH) {
+        let mut bytes = Vec::with_capacity(chunk.len());
+        for (seq, r) in (*head + 1..).zip(chunk) {
+            match encode(run, seq, r) {
+                Ok(b) => bytes.push(b),
+                Err(e) => {
+                    shared.fail(e.clone());
+                    return Err(e);
+                }
+            }
+        }
+        match store.append(run, *head, bytes).await {
+            Ok(new_head) => *head = new_head,
+            Err(e) => {
+                shared.fail(e.clone());
+                return Err(e);
+            }
+        }
+    }
+    Ok(*head)
+}
