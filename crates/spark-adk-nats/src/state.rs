@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, kv, stream};
 use serde_json::Value;
 
 use crate::error::{broker, NatsError};
@@ -38,17 +38,31 @@ impl DistributedState {
         check_run_id(run_id)?;
         let js = jetstream::new(client);
         let bucket = Names::new(run_id).state_bucket();
-        let store = match js.get_key_value(&bucket).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    history: 1,
+        // async-nats 0.50's `create_key_value` cannot read nats-server 2.9's answer, so the
+        // bucket's stream is created here with the layout of a key-value bucket (one value
+        // per key, rollups allowed, direct get), then opened as a bucket.
+        if js.get_key_value(&bucket).await.is_err() {
+            let created = js
+                .create_stream(stream::Config {
+                    name: format!("KV_{bucket}"),
+                    subjects: vec![format!("$KV.{bucket}.>")],
+                    max_messages_per_subject: 1,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: stream::DiscardPolicy::New,
                     ..Default::default()
                 })
-                .await
-                .map_err(|e| broker(format!("creating key-value bucket `{bucket}`"), e))?,
-        };
+                .await;
+            if let Err(e) = created {
+                // Another process may have created it at the same moment.
+                tracing::debug!(error = %e, bucket, "creating the state bucket's stream");
+            }
+        }
+        let store = js
+            .get_key_value(&bucket)
+            .await
+            .map_err(|e| broker(format!("opening key-value bucket `{bucket}`"), e))?;
         Ok(Self { store, js, bucket })
     }
 
