@@ -202,7 +202,11 @@ async fn create_streams(g: &DistributedGraph, js: &jetstream::Context) -> Result
                 name: name.clone(),
                 subjects: nodes.iter().map(|&i| names.mailbox(i)).collect(),
                 retention: stream::RetentionPolicy::WorkQueue,
-                max_messages_per_subject: i64::try_from(capacity).unwrap_or(i64::MAX),
+                // The broker counts the message a node is processing (it stays in the stream
+                // until acked, and a node processes one at a time): one more than the capacity
+                // lets `capacity` messages wait behind it, as in memory.
+                max_messages_per_subject: i64::try_from(capacity.saturating_add(1))
+                    .unwrap_or(i64::MAX),
                 discard: stream::DiscardPolicy::New,
                 discard_new_per_subject: true,
                 duplicate_window: g.options.duplicate_window,

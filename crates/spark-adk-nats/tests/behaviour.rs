@@ -79,21 +79,21 @@ async fn a_full_mailbox_makes_the_sender_wait_until_the_receiver_takes_a_message
     bounded(60, async {
         let coordinator = process(&topology, &run).await;
         let handle = coordinator.start(Task::long_running(json!({})), Serve::All).await.unwrap();
-        // The input is being processed (held by the gate) and counts against the bound: the
-        // broker counts every message of the subject not yet acked. One more fits.
+        // The input is being processed (held by the gate); two more wait in the mailbox.
         handle.send("slow", json!({ "n": 1 })).await.unwrap();
-        let blocked = tokio::time::timeout(Duration::from_millis(500), handle.send("slow", json!({ "n": 2 }))).await;
-        assert!(blocked.is_err(), "the third message waits: the mailbox holds 2");
+        handle.send("slow", json!({ "n": 2 })).await.unwrap();
+        let blocked = tokio::time::timeout(Duration::from_millis(500), handle.send("slow", json!({ "n": 3 }))).await;
+        assert!(blocked.is_err(), "the fourth message waits: the mailbox holds 2");
         gate.add_permits(1);
-        bounded(10, handle.send("slow", json!({ "n": 2 }))).await.unwrap();
-        gate.add_permits(2);
-        while processed.load(Ordering::SeqCst) < 3 {
+        bounded(10, handle.send("slow", json!({ "n": 3 }))).await.unwrap();
+        gate.add_permits(3);
+        while processed.load(Ordering::SeqCst) < 4 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         handle.shutdown();
         let result = handle.wait().await.unwrap();
-        assert_eq!(result.metadata.processed, 3);
-        assert_eq!(result.metadata.accepted, 3, "the send that gave up was never accepted");
+        assert_eq!(result.metadata.processed, 4);
+        assert_eq!(result.metadata.accepted, 4, "the send that gave up was never accepted");
         assert_eq!(result.metadata.unprocessed, 0);
     })
     .await;
