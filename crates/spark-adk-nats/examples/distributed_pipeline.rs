@@ -18,7 +18,10 @@ use spark_adk_core::{Budget, Task};
 use spark_adk_nats::{connect, DistributedGraph, Options, Serve};
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]
@@ -48,8 +51,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         "coordinator" => {
             // The seed's task: long-running, at most 300 s; ends at quiescence.
-            let task = Task::long_running(serde_json::json!({}))
-                .with_budget(Budget::seconds(300.0)?);
+            let task =
+                Task::long_running(serde_json::json!({})).with_budget(Budget::seconds(300.0)?);
             let result = graph
                 .run(task, Serve::nodes(["sensor", "actuator"]))
                 .await?;

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{broker, DistributedError, NatsError, SendError};
 use crate::graph::{DistributedGraph, Serve};
 use crate::wire::{
-    capacity_groups, encode, publish_bounded, retry, Final, Hello, LeaseReply, LeaseRequest,
-    Names, PublishFailure, Record, RecordError, Stop, HEADER_ROOM,
+    capacity_groups, encode, publish_bounded, retry, Final, Hello, LeaseReply, LeaseRequest, Names,
+    PublishFailure, Record, RecordError, Stop, HEADER_ROOM,
 };
 use crate::worker::Process;
 
@@ -122,7 +122,12 @@ impl DistributedGraph {
         // The task input, before any worker can start.
         let start = self.topology.start();
         let input = encode(&task.inputs)?;
-        let start_name = self.topology.names().get(start).map_or("?", |n| &**n).to_owned();
+        let start_name = self
+            .topology
+            .names()
+            .get(start)
+            .map_or("?", |n| &**n)
+            .to_owned();
         let max = max_payload(&self.client);
         if input.len() + HEADER_ROOM > max {
             delete_streams(&js, &self.names, &self.topology).await;
@@ -169,7 +174,10 @@ impl DistributedGraph {
             js: js.clone(),
             shared: Arc::clone(&shared),
             sinks: sinks.clone(),
-            quiescence: self.options.stop_on_quiescence.unwrap_or(quiescence_default),
+            quiescence: self
+                .options
+                .stop_on_quiescence
+                .unwrap_or(quiescence_default),
             task,
             started: Instant::now(),
         };
@@ -213,7 +221,15 @@ async fn create_streams(g: &DistributedGraph, js: &jetstream::Context) -> Result
                 ..Default::default()
             })
             .await
-            .map_err(|e| broker(format!("creating stream `{name}` (is run id `{}` in use?)", names.run), e))?;
+            .map_err(|e| {
+                broker(
+                    format!(
+                        "creating stream `{name}` (is run id `{}` in use?)",
+                        names.run
+                    ),
+                    e,
+                )
+            })?;
         for &i in &nodes {
             stream
                 .create_consumer(pull::Config {
@@ -227,7 +243,9 @@ async fn create_streams(g: &DistributedGraph, js: &jetstream::Context) -> Result
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| broker(format!("creating the consumer of node #{i} on `{name}`"), e))?;
+                .map_err(|e| {
+                    broker(format!("creating the consumer of node #{i} on `{name}`"), e)
+                })?;
         }
     }
     let rec = names.record_stream();
@@ -252,7 +270,11 @@ async fn create_streams(g: &DistributedGraph, js: &jetstream::Context) -> Result
     Ok(())
 }
 
-async fn delete_streams(js: &jetstream::Context, names: &Names, topology: &spark_adk_edges::Topology) {
+async fn delete_streams(
+    js: &jetstream::Context,
+    names: &Names,
+    topology: &spark_adk_edges::Topology,
+) {
     for (capacity, _) in capacity_groups(topology) {
         let _ = js.delete_stream(names.mailbox_stream(capacity)).await;
     }
@@ -359,7 +381,8 @@ impl Coordinator {
             grace_ms: u64::try_from(g.options.grace.as_millis()).unwrap_or(u64::MAX),
         })?;
         let alive = g.options.heartbeat * 4;
-        let give_up = stop_began + g.options.grace + g.options.heartbeat * 4 + Duration::from_secs(2);
+        let give_up =
+            stop_began + g.options.grace + g.options.heartbeat * 4 + Duration::from_secs(2);
         let mut again = tokio::time::interval(Duration::from_millis(100));
         loop {
             let expected: Vec<_> = workers
@@ -375,7 +398,10 @@ impl Coordinator {
             }
             if Instant::now() >= give_up {
                 let missing: Vec<_> = expected.iter().filter(|w| !reported.contains(*w)).collect();
-                tracing::warn!(?missing, "workers did not report before the end of the grace period");
+                tracing::warn!(
+                    ?missing,
+                    "workers did not report before the end of the grace period"
+                );
                 break;
             }
             tokio::select! {
@@ -389,10 +415,21 @@ impl Coordinator {
             }
         }
         // Every record published before its input was acked: read them all.
-        let last = retry("reading the record stream", g.options.join_timeout, || async {
-            let mut s = self.js.get_stream(g.names.record_stream()).await.map_err(|e| e.to_string())?;
-            s.info().await.map(|i| i.state.last_sequence).map_err(|e| e.to_string())
-        })
+        let last = retry(
+            "reading the record stream",
+            g.options.join_timeout,
+            || async {
+                let mut s = self
+                    .js
+                    .get_stream(g.names.record_stream())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                s.info()
+                    .await
+                    .map(|i| i.state.last_sequence)
+                    .map_err(|e| e.to_string())
+            },
+        )
         .await?;
         let drain_until = Instant::now() + g.options.join_timeout;
         while tally.last_record_seq < last {
@@ -411,10 +448,14 @@ impl Coordinator {
         }
         // Sends of the handle that passed the stop check before the stop are stored by now.
         let sends_until = Instant::now() + g.options.join_timeout;
-        while self.shared.sends_in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < sends_until {
+        while self.shared.sends_in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < sends_until
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let (left, _) = retry("counting the messages left", g.options.join_timeout, || self.mailbox_state()).await?;
+        let (left, _) = retry("counting the messages left", g.options.join_timeout, || {
+            self.mailbox_state()
+        })
+        .await?;
         if !g.options.keep_streams {
             delete_streams(&self.js, &g.names, &g.topology).await;
         }
@@ -428,9 +469,15 @@ impl Coordinator {
         metadata.accepted = accepted;
         metadata.processed = tally.processed;
         metadata.unprocessed = unprocessed;
-        metadata.per_node = NodeCounts::from_counts(std::sync::Arc::clone(names), tally.per_node.iter().copied());
+        metadata.per_node =
+            NodeCounts::from_counts(std::sync::Arc::clone(names), tally.per_node.iter().copied());
         if accepted != tally.processed + unprocessed {
-            tracing::error!(accepted, processed = tally.processed, unprocessed, "distributed run counts disagree");
+            tracing::error!(
+                accepted,
+                processed = tally.processed,
+                unprocessed,
+                "distributed run counts disagree"
+            );
         }
         if let Some(error) = tally.error {
             return Err(DistributedError::Run(error.with_counts(RunCounts {
@@ -477,8 +524,15 @@ impl Coordinator {
         let mut seqs = Vec::new();
         for (capacity, _) in capacity_groups(&g.topology) {
             let name = g.names.mailbox_stream(capacity);
-            let mut stream = self.js.get_stream(&name).await.map_err(|e| broker(format!("reading `{name}`"), e))?;
-            let info = stream.info().await.map_err(|e| broker(format!("reading `{name}`"), e))?;
+            let mut stream = self
+                .js
+                .get_stream(&name)
+                .await
+                .map_err(|e| broker(format!("reading `{name}`"), e))?;
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| broker(format!("reading `{name}`"), e))?;
             left += info.state.messages;
             seqs.push(info.state.last_sequence);
         }
@@ -502,7 +556,9 @@ impl Coordinator {
             }
         };
         let names = self.graph.topology.names();
-        let name = names.get(record.node).map_or_else(|| "?".to_owned(), |n| n.to_string());
+        let name = names
+            .get(record.node)
+            .map_or_else(|| "?".to_owned(), |n| n.to_string());
         tally.processed += 1;
         if let Some(n) = tally.per_node.get_mut(record.node) {
             *n += 1;
@@ -511,7 +567,9 @@ impl Coordinator {
         tally.undelivered += record.undelivered;
         tally.tokens = tally.tokens.saturating_add(record.tokens);
         if let Some(sink) = record.sink {
-            let node: Arc<str> = names.get(record.node).map_or_else(|| Arc::from("?"), Arc::clone);
+            let node: Arc<str> = names
+                .get(record.node)
+                .map_or_else(|| Arc::from("?"), Arc::clone);
             let _ = self.sinks.send(SinkOutput {
                 node: Arc::clone(&node),
                 message: sink.clone(),
@@ -552,20 +610,34 @@ impl Coordinator {
     }
 
     async fn on_lease(&self, msg: async_nats::Message, tally: &mut Tally) {
-        let Some(reply) = msg.reply.clone() else { return };
+        let Some(reply) = msg.reply.clone() else {
+            return;
+        };
         let Ok(request) = serde_json::from_slice::<LeaseRequest>(&msg.payload) else {
             return;
         };
         let granted = match self.task.budget.and_then(|b| b.max_tokens()) {
             None => u64::MAX,
             Some(max) => {
-                let chunk = self.graph.options.token_chunk.unwrap_or((max / 16).max(1)).max(1);
-                let entry = tally.leases.entry(request.process.clone()).or_insert((0, 0));
+                let chunk = self
+                    .graph
+                    .options
+                    .token_chunk
+                    .unwrap_or((max / 16).max(1))
+                    .max(1);
+                let entry = tally
+                    .leases
+                    .entry(request.process.clone())
+                    .or_insert((0, 0));
                 entry.1 = entry.1.max(request.used);
                 let committed: u64 = tally.leases.values().map(|(g, u)| (*g).max(*u)).sum();
                 let available = max.saturating_sub(committed);
                 let entry = tally.leases.entry(request.process).or_insert((0, 0));
-                let extra = if tally.reason.is_some() { 0 } else { chunk.min(available) };
+                let extra = if tally.reason.is_some() {
+                    0
+                } else {
+                    chunk.min(available)
+                };
                 entry.0 = entry.0.max(entry.1) + extra;
                 let granted = entry.0;
                 if extra == 0 {
@@ -579,14 +651,23 @@ impl Coordinator {
         }
     }
 
-    async fn on_final(&self, msg: async_nats::Message, tally: &mut Tally, reported: &mut HashSet<(String, usize)>) {
+    async fn on_final(
+        &self,
+        msg: async_nats::Message,
+        tally: &mut Tally,
+        reported: &mut HashSet<(String, usize)>,
+    ) {
         if let Ok(report) = serde_json::from_slice::<Final>(&msg.payload) {
             if reported.insert((report.process.clone(), report.node)) {
                 tally.tokens = tally.tokens.saturating_add(report.extra_tokens);
             }
         }
         if let Some(reply) = msg.reply {
-            let _ = self.graph.client.publish(reply, bytes::Bytes::from_static(b"ok")).await;
+            let _ = self
+                .graph
+                .client
+                .publish(reply, bytes::Bytes::from_static(b"ok"))
+                .await;
         }
     }
 }
@@ -618,7 +699,12 @@ impl DistributedRunHandle {
         result
     }
 
-    async fn send_inner(&self, index: usize, node: &str, message: NodeMessage) -> Result<(), SendError> {
+    async fn send_inner(
+        &self,
+        index: usize,
+        node: &str,
+        message: NodeMessage,
+    ) -> Result<(), SendError> {
         if self.shared.stopping.load(Ordering::SeqCst) {
             return Err(SendError::Stopped(message));
         }
@@ -631,7 +717,11 @@ impl DistributedRunHandle {
             let size = payload.len();
             return Err(SendError::Nats(
                 message,
-                NatsError::PayloadTooLarge { node: node.to_owned(), size, max },
+                NatsError::PayloadTooLarge {
+                    node: node.to_owned(),
+                    size,
+                    max,
+                },
             ));
         }
         let n = self.shared.handle_seq.fetch_add(1, Ordering::Relaxed);
@@ -648,7 +738,14 @@ impl DistributedRunHandle {
                 stopping.cancel();
             })
         };
-        let result = publish_bounded(&self.js, &self.graph.names.mailbox(index), &id, payload, &stopping).await;
+        let result = publish_bounded(
+            &self.js,
+            &self.graph.names.mailbox(index),
+            &id,
+            payload,
+            &stopping,
+        )
+        .await;
         watch.abort();
         match result {
             Ok(_) => {
@@ -689,7 +786,9 @@ impl DistributedRunHandle {
             Err(e) => Err(RunError::Internal(format!("the coordinator task failed: {e}")).into()),
         };
         if let Some(local) = self.local_workers.take() {
-            match tokio::time::timeout(self.graph.options.grace + Duration::from_secs(5), local).await {
+            match tokio::time::timeout(self.graph.options.grace + Duration::from_secs(5), local)
+                .await
+            {
                 Ok(Ok(Ok(_))) => {}
                 Ok(Ok(Err(e))) => tracing::warn!(error = %e, "this process's workers failed"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "this process's workers panicked"),

@@ -36,7 +36,9 @@ pub enum NatsError {
     },
     /// A message is larger than the broker's `max_payload` (1 MiB by default): it is refused, not
     /// split.
-    #[error("message for node `{node}` is {size} bytes, above the broker's max_payload of {max} bytes")]
+    #[error(
+        "message for node `{node}` is {size} bytes, above the broker's max_payload of {max} bytes"
+    )]
     PayloadTooLarge {
         /// The node the message was meant for (or that produced it).
         node: String,

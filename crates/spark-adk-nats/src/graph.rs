@@ -156,8 +156,7 @@ impl DistributedGraph {
 /// [`NatsError::Connect`] naming the address and the last error when no attempt succeeded.
 pub async fn connect(url: &str, within: Duration) -> Result<Client, NatsError> {
     let deadline = tokio::time::Instant::now() + within;
-    let mut backoff =
-        crate::wire::Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+    let mut backoff = crate::wire::Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -165,8 +164,7 @@ pub async fn connect(url: &str, within: Duration) -> Result<Client, NatsError> {
         let attempt = async_nats::ConnectOptions::new()
             .connection_timeout(left.max(Duration::from_millis(10)))
             .connect(url);
-        let error = match tokio::time::timeout(left.max(Duration::from_millis(10)), attempt).await
-        {
+        let error = match tokio::time::timeout(left.max(Duration::from_millis(10)), attempt).await {
             Ok(Ok(client)) => return Ok(client),
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timed out".to_owned(),

@@ -85,7 +85,11 @@ impl Process {
             granted: Mutex::new(None),
             used: AtomicU64::new(0),
             state: GraphState::new(graph.topology.initial_state().clone()),
-            max_payload: if max_payload == 0 { 1 << 20 } else { max_payload },
+            max_payload: if max_payload == 0 {
+                1 << 20
+            } else {
+                max_payload
+            },
             processed: AtomicU64::new(0),
             shutdown_deliveries: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -93,7 +97,10 @@ impl Process {
         }
     }
 
-    pub(crate) async fn serve(self: Arc<Self>, indices: Vec<usize>) -> Result<WorkerSummary, NatsError> {
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        indices: Vec<usize>,
+    ) -> Result<WorkerSummary, NatsError> {
         let g = &self.graph;
         let mut stop_sub = g
             .client
@@ -117,7 +124,10 @@ impl Process {
                     let js = js.clone();
                     let stream_name = stream_name.clone();
                     async move {
-                        let stream = js.get_stream(&stream_name).await.map_err(|e| e.to_string())?;
+                        let stream = js
+                            .get_stream(&stream_name)
+                            .await
+                            .map_err(|e| e.to_string())?;
                         stream
                             .get_consumer(&crate::wire::Names::consumer(i))
                             .await
@@ -149,7 +159,11 @@ impl Process {
             tokio::spawn(async move {
                 let subject = me.graph.names.control("hello");
                 loop {
-                    let _ = me.graph.client.publish(subject.clone(), hello.clone()).await;
+                    let _ = me
+                        .graph
+                        .client
+                        .publish(subject.clone(), hello.clone())
+                        .await;
                     tokio::time::sleep(me.graph.options.heartbeat).await;
                 }
             })
@@ -203,7 +217,8 @@ impl Process {
             return false;
         };
         let subject = g.names.control("lease");
-        let mut backoff = crate::wire::Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
+        let mut backoff =
+            crate::wire::Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
         loop {
             if self.stop.is_cancelled() {
                 return false;
@@ -231,7 +246,12 @@ impl Process {
         }
     }
 
-    async fn run_worker(self: Arc<Self>, index: usize, consumer: PullConsumer, stream_name: String) {
+    async fn run_worker(
+        self: Arc<Self>,
+        index: usize,
+        consumer: PullConsumer,
+        stream_name: String,
+    ) {
         let g = &self.graph;
         let Some(entry) = g.topology.node(index) else {
             return;
@@ -283,7 +303,15 @@ impl Process {
                 break;
             }
             match self
-                .activate(index, &entry.name, &node, &mut ctx, &scope, msg, &mut shutdown_reported)
+                .activate(
+                    index,
+                    &entry.name,
+                    &node,
+                    &mut ctx,
+                    &scope,
+                    msg,
+                    &mut shutdown_reported,
+                )
                 .await
             {
                 Activation::Settled => {}
@@ -302,10 +330,7 @@ impl Process {
         let before = scope.tokens_used();
         let mut delivered = false;
         if !failed && !dropped {
-            drop(ctx.reset(
-                NodeMessage::empty().with_metadata("shutdown", true),
-                index,
-            ));
+            drop(ctx.reset(NodeMessage::empty().with_metadata("shutdown", true), index));
             let call = CatchUnwind::new(node.process_dyn(&ctx));
             tokio::select! {
                 r = call => {
@@ -338,7 +363,8 @@ impl Process {
         let Ok(payload) = encode(report) else { return };
         let subject = g.names.control("final");
         let give_up = tokio::time::Instant::now() + g.options.grace + Duration::from_secs(5);
-        let mut backoff = crate::wire::Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
+        let mut backoff =
+            crate::wire::Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
         while tokio::time::Instant::now() < give_up {
             let reply = tokio::time::timeout(
                 Duration::from_secs(1),
@@ -350,7 +376,10 @@ impl Process {
             }
             tokio::time::sleep(backoff.next_delay()).await;
         }
-        tracing::warn!(node = report.node, "the coordinator did not take this worker's final report");
+        tracing::warn!(
+            node = report.node,
+            "the coordinator did not take this worker's final report"
+        );
     }
 
     /// Runs one activation and settles it: outputs published (de-duplicated), record published,
@@ -385,7 +414,8 @@ impl Process {
                 let activation = pin!(CatchUnwind::new(node.process_dyn(ctx)));
                 let mut activation = activation;
                 let period = (g.options.ack_wait / 3).max(Duration::from_millis(10));
-                let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                let mut progress =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
                 loop {
                     tokio::select! {
                         biased;
@@ -430,7 +460,10 @@ impl Process {
         let failed = record.error.is_some();
         // The record: what the coordinator counts (de-duplicated like the outputs).
         let mut payload = encode(&record);
-        if payload.as_ref().is_ok_and(|p| p.len() + HEADER_ROOM > self.max_payload) {
+        if payload
+            .as_ref()
+            .is_ok_and(|p| p.len() + HEADER_ROOM > self.max_payload)
+        {
             let size = payload.as_ref().map_or(0, bytes::Bytes::len);
             record.sink = None;
             record.error = Some(RecordError::Failed(
@@ -448,7 +481,9 @@ impl Process {
             return Activation::Dropped;
         };
         let id = format!("{}.{seq}.rec", g.names.run);
-        if let Err(e) = publish_bounded(&self.js, &g.names.records(), &id, payload, &self.grace_over).await {
+        if let Err(e) =
+            publish_bounded(&self.js, &g.names.records(), &id, payload, &self.grace_over).await
+        {
             tracing::error!(node = name, error = ?e, "the activation record could not be published");
             return Activation::Dropped;
         }
@@ -466,12 +501,21 @@ impl Process {
         }
     }
 
-    async fn route(&self, index: usize, name: &str, seq: u64, output: NodeMessage, record: &mut Record) {
+    async fn route(
+        &self,
+        index: usize,
+        name: &str,
+        seq: u64,
+        output: NodeMessage,
+        record: &mut Record,
+    ) {
         let g = &self.graph;
         let mut targets = Vec::new();
         if let Err(e) = g.topology.route(index, &output, |t| targets.push(t)) {
             record.error = Some(match e {
-                RunError::ConditionPanicked { to, message, .. } => RecordError::Condition { to, message },
+                RunError::ConditionPanicked { to, message, .. } => {
+                    RecordError::Condition { to, message }
+                }
                 other => RecordError::Failed(other.to_string()),
             });
             return;
@@ -505,7 +549,15 @@ impl Process {
                 continue;
             }
             let id = format!("{}.{seq}.{k}", g.names.run);
-            match publish_bounded(&self.js, &g.names.mailbox(target), &id, payload.clone(), &self.stop).await {
+            match publish_bounded(
+                &self.js,
+                &g.names.mailbox(target),
+                &id,
+                payload.clone(),
+                &self.stop,
+            )
+            .await
+            {
                 Ok(_) => record.routed += 1,
                 Err(PublishFailure::Stopped) => {
                     stopped = true;
@@ -513,7 +565,9 @@ impl Process {
                 }
                 Err(PublishFailure::Refused(e)) => {
                     record.undelivered += (targets.len() - k) as u64;
-                    record.error = Some(RecordError::Failed(format!("output of `{name}` refused: {e}")));
+                    record.error = Some(RecordError::Failed(format!(
+                        "output of `{name}` refused: {e}"
+                    )));
                     return;
                 }
             }

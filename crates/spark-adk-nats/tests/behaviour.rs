@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::{bounded, client, process, unique_run, Cleanup};
 use serde_json::json;
-use spark_adk_core::{node_fn, Budget, BudgetKind, NodeError, NodeMessage, RunError, StopReason, Task};
+use spark_adk_core::{
+    node_fn, Budget, BudgetKind, NodeError, NodeMessage, RunError, StopReason, Task,
+};
 use spark_adk_edges::GraphBuilder;
 use spark_adk_nats::{connect, DistributedError, DistributedState, NatsError, SendError, Serve};
 
@@ -18,18 +20,26 @@ async fn messages_from_one_sender_arrive_in_send_order_across_processes() {
     let run = unique_run("order");
     let _cleanup = Cleanup(run.clone());
     let mut g = GraphBuilder::new();
-    let fwd = g.add("forward", node_fn(|ctx| async move { Ok::<_, NodeError>(ctx.inputs().clone()) }));
+    let fwd = g.add(
+        "forward",
+        node_fn(|ctx| async move { Ok::<_, NodeError>(ctx.inputs().clone()) }),
+    );
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
-    let sink = g.add("sink", node_fn(move |ctx| {
-        let s = Arc::clone(&s);
-        async move {
-            if !ctx.is_shutdown() {
-                s.lock().unwrap().push(ctx.inputs().content["n"].as_i64().unwrap_or(-1));
+    let sink = g.add(
+        "sink",
+        node_fn(move |ctx| {
+            let s = Arc::clone(&s);
+            async move {
+                if !ctx.is_shutdown() {
+                    s.lock()
+                        .unwrap()
+                        .push(ctx.inputs().content["n"].as_i64().unwrap_or(-1));
+                }
+                Ok::<_, NodeError>(json!({}))
             }
-            Ok::<_, NodeError>(json!({}))
-        }
-    }));
+        }),
+    );
     g.connect(fwd >> sink);
     let topology = Arc::new(g.start(fwd).build().unwrap());
     bounded(60, async {
@@ -37,7 +47,10 @@ async fn messages_from_one_sender_arrive_in_send_order_across_processes() {
         let worker = tokio::spawn(async move { worker.serve(Serve::nodes(["sink"])).await });
         let coordinator = process(&topology, &run).await;
         let handle = coordinator
-            .start(Task::long_running(json!({ "n": 0 })), Serve::nodes(["forward"]))
+            .start(
+                Task::long_running(json!({ "n": 0 })),
+                Serve::nodes(["forward"]),
+            )
             .await
             .unwrap();
         for n in 1..40 {
@@ -51,7 +64,10 @@ async fn messages_from_one_sender_arrive_in_send_order_across_processes() {
         worker.await.unwrap().unwrap();
         assert_eq!(*seen.lock().unwrap(), (0..40).collect::<Vec<_>>());
         assert_eq!(result.metadata.accepted, 80);
-        assert_eq!(result.metadata.accepted, result.metadata.processed + result.metadata.unprocessed);
+        assert_eq!(
+            result.metadata.accepted,
+            result.metadata.processed + result.metadata.unprocessed
+        );
     })
     .await;
 }
@@ -64,28 +80,43 @@ async fn a_full_mailbox_makes_the_sender_wait_until_the_receiver_takes_a_message
     let processed = Arc::new(AtomicU64::new(0));
     let mut g = GraphBuilder::new();
     let (gt, p) = (Arc::clone(&gate), Arc::clone(&processed));
-    let slow = g.add("slow", node_fn(move |ctx| {
-        let (gt, p) = (Arc::clone(&gt), Arc::clone(&p));
-        async move {
-            if !ctx.is_shutdown() {
-                gt.acquire().await.unwrap().forget();
-                p.fetch_add(1, Ordering::SeqCst);
+    let slow = g.add(
+        "slow",
+        node_fn(move |ctx| {
+            let (gt, p) = (Arc::clone(&gt), Arc::clone(&p));
+            async move {
+                if !ctx.is_shutdown() {
+                    gt.acquire().await.unwrap().forget();
+                    p.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok::<_, NodeError>(json!({}))
             }
-            Ok::<_, NodeError>(json!({}))
-        }
-    }));
+        }),
+    );
     g.node_mailbox_capacity(slow, 2);
     let topology = Arc::new(g.start(slow).build().unwrap());
     bounded(60, async {
         let coordinator = process(&topology, &run).await;
-        let handle = coordinator.start(Task::long_running(json!({})), Serve::All).await.unwrap();
+        let handle = coordinator
+            .start(Task::long_running(json!({})), Serve::All)
+            .await
+            .unwrap();
         // The input is being processed (held by the gate); two more wait in the mailbox.
         handle.send("slow", json!({ "n": 1 })).await.unwrap();
         handle.send("slow", json!({ "n": 2 })).await.unwrap();
-        let blocked = tokio::time::timeout(Duration::from_millis(500), handle.send("slow", json!({ "n": 3 }))).await;
-        assert!(blocked.is_err(), "the fourth message waits: the mailbox holds 2");
+        let blocked = tokio::time::timeout(
+            Duration::from_millis(500),
+            handle.send("slow", json!({ "n": 3 })),
+        )
+        .await;
+        assert!(
+            blocked.is_err(),
+            "the fourth message waits: the mailbox holds 2"
+        );
         gate.add_permits(1);
-        bounded(10, handle.send("slow", json!({ "n": 3 }))).await.unwrap();
+        bounded(10, handle.send("slow", json!({ "n": 3 })))
+            .await
+            .unwrap();
         gate.add_permits(3);
         while processed.load(Ordering::SeqCst) < 4 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -93,7 +124,10 @@ async fn a_full_mailbox_makes_the_sender_wait_until_the_receiver_takes_a_message
         handle.shutdown();
         let result = handle.wait().await.unwrap();
         assert_eq!(result.metadata.processed, 4);
-        assert_eq!(result.metadata.accepted, 4, "the send that gave up was never accepted");
+        assert_eq!(
+            result.metadata.accepted, 4,
+            "the send that gave up was never accepted"
+        );
         assert_eq!(result.metadata.unprocessed, 0);
     })
     .await;
@@ -102,18 +136,22 @@ async fn a_full_mailbox_makes_the_sender_wait_until_the_receiver_takes_a_message
 /// A cycle that never quiesces, recording `tokens` per activation.
 fn ping_pong(tokens: u64, shutdowns: Arc<AtomicU64>) -> Arc<spark_adk_edges::Topology> {
     let mut g = GraphBuilder::new();
-    let node = |shutdowns: Arc<AtomicU64>| node_fn(move |ctx| {
-        let shutdowns = Arc::clone(&shutdowns);
-        async move {
-            if ctx.is_shutdown() {
-                shutdowns.fetch_add(1, Ordering::SeqCst);
-            } else {
-                ctx.record_tokens(tokens);
-                tokio::time::sleep(Duration::from_millis(5)).await;
+    let node = |shutdowns: Arc<AtomicU64>| {
+        node_fn(move |ctx| {
+            let shutdowns = Arc::clone(&shutdowns);
+            async move {
+                if ctx.is_shutdown() {
+                    shutdowns.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    ctx.record_tokens(tokens);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok::<_, NodeError>(
+                    json!({ "n": ctx.inputs().content["n"].as_u64().unwrap_or(0) + 1 }),
+                )
             }
-            Ok::<_, NodeError>(json!({ "n": ctx.inputs().content["n"].as_u64().unwrap_or(0) + 1 }))
-        }
-    });
+        })
+    };
     let ping = g.add("ping", node(Arc::clone(&shutdowns)));
     let pong = g.add("pong", node(shutdowns));
     g.connect(ping >> pong >> ping);
@@ -163,7 +201,11 @@ async fn the_token_budget_across_processes_stops_the_run_within_the_documented_o
         let m = &result.metadata;
         assert_eq!(m.stop_reason, StopReason::Budget(BudgetKind::Tokens));
         // Overshoot: at most one activation per worker in flight (2 workers x 10 tokens).
-        assert!(m.tokens_used >= 200 - 2 * 13 && m.tokens_used <= 200 + 20, "{}", m.tokens_used);
+        assert!(
+            m.tokens_used >= 200 - 2 * 13 && m.tokens_used <= 200 + 20,
+            "{}",
+            m.tokens_used
+        );
         assert_eq!(m.tokens_used, 10 * m.processed);
         assert_eq!(m.accepted, m.processed + m.unprocessed);
     })
@@ -176,27 +218,41 @@ async fn a_node_error_on_a_worker_process_ends_the_run_with_an_error_naming_the_
     let _cleanup = Cleanup(run.clone());
     let mut g = GraphBuilder::new();
     let a = g.add("a", node_fn(|_| async { Ok::<_, NodeError>(json!({})) }));
-    let b = g.add("b", node_fn(|ctx| async move {
-        if ctx.is_shutdown() {
-            return Ok(json!({}));
-        }
-        Err::<serde_json::Value, _>(NodeError::new("sensor offline"))
-    }));
+    let b = g.add(
+        "b",
+        node_fn(|ctx| async move {
+            if ctx.is_shutdown() {
+                return Ok(json!({}));
+            }
+            Err::<serde_json::Value, _>(NodeError::new("sensor offline"))
+        }),
+    );
     g.connect(a >> b);
     let topology = Arc::new(g.start(a).build().unwrap());
     bounded(60, async {
         let worker = process(&topology, &run).await;
         let worker = tokio::spawn(async move { worker.serve(Serve::nodes(["b"])).await });
         let coordinator = process(&topology, &run).await;
-        let err = coordinator.run(Task::long_running(json!({})), Serve::nodes(["a"])).await.unwrap_err();
+        let err = coordinator
+            .run(Task::long_running(json!({})), Serve::nodes(["a"]))
+            .await
+            .unwrap_err();
         let summary = worker.await.unwrap().unwrap();
-        let DistributedError::Run(err) = err else { panic!("{err}") };
+        let DistributedError::Run(err) = err else {
+            panic!("{err}")
+        };
         assert!(matches!(err, RunError::NodeFailed { .. }), "{err}");
         assert_eq!(err.node(), Some("b"));
         assert!(err.to_string().contains("sensor offline"));
         let counts = err.counts().unwrap();
-        assert_eq!((counts.accepted, counts.processed, counts.unprocessed), (2, 2, 0));
-        assert_eq!(summary.shutdown_deliveries, 0, "the failed worker gets no shutdown delivery");
+        assert_eq!(
+            (counts.accepted, counts.processed, counts.unprocessed),
+            (2, 2, 0)
+        );
+        assert_eq!(
+            summary.shutdown_deliveries, 0,
+            "the failed worker gets no shutdown delivery"
+        );
     })
     .await;
 }
@@ -206,14 +262,22 @@ async fn an_output_above_the_broker_maximum_is_refused_with_an_error_naming_the_
     let run = unique_run("huge");
     let _cleanup = Cleanup(run.clone());
     let mut g = GraphBuilder::new();
-    let big = g.add("big", node_fn(|_| async { Ok::<_, NodeError>(json!({ "blob": "x".repeat(2 << 20) })) }));
+    let big = g.add(
+        "big",
+        node_fn(|_| async { Ok::<_, NodeError>(json!({ "blob": "x".repeat(2 << 20) })) }),
+    );
     let next = g.add("next", node_fn(|_| async { Ok::<_, NodeError>(json!({})) }));
     g.connect(big >> next);
     let topology = Arc::new(g.start(big).build().unwrap());
     bounded(60, async {
         let coordinator = process(&topology, &run).await;
-        let err = coordinator.run(Task::long_running(json!({})), Serve::All).await.unwrap_err();
-        let DistributedError::Run(err) = err else { panic!("{err}") };
+        let err = coordinator
+            .run(Task::long_running(json!({})), Serve::All)
+            .await
+            .unwrap_err();
+        let DistributedError::Run(err) = err else {
+            panic!("{err}")
+        };
         assert_eq!(err.node(), Some("big"));
         assert!(err.to_string().contains("max_payload"), "{err}");
     })
@@ -229,7 +293,10 @@ async fn a_send_after_the_stop_hands_the_message_back() {
     let topology = Arc::new(g.start(a).build().unwrap());
     bounded(60, async {
         let coordinator = process(&topology, &run).await;
-        let handle = coordinator.start(Task::long_running(json!({})), Serve::All).await.unwrap();
+        let handle = coordinator
+            .start(Task::long_running(json!({})), Serve::All)
+            .await
+            .unwrap();
         handle.shutdown();
         while !handle.is_stopping() {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -245,8 +312,13 @@ async fn a_send_after_the_stop_hands_the_message_back() {
 
 #[tokio::test]
 async fn an_unreachable_broker_is_a_clear_error_after_bounded_retries() {
-    let err = connect("127.0.0.1:1", Duration::from_millis(500)).await.unwrap_err();
-    assert!(matches!(err, NatsError::Connect { attempts, .. } if attempts > 1), "{err}");
+    let err = connect("127.0.0.1:1", Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, NatsError::Connect { attempts, .. } if attempts > 1),
+        "{err}"
+    );
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
 }
 
@@ -259,7 +331,9 @@ async fn a_worker_of_a_run_that_never_starts_gives_up_after_the_join_timeout() {
     let worker = process(&topology, &run).await;
     let mut options = worker.options().clone();
     options.join_timeout = Duration::from_millis(300);
-    let err = bounded(10, worker.with_options(options).serve(Serve::All)).await.unwrap_err();
+    let err = bounded(10, worker.with_options(options).serve(Serve::All))
+        .await
+        .unwrap_err();
     assert!(matches!(err, NatsError::Timeout { .. }), "{err}");
     assert!(err.to_string().contains(&run), "{err}");
 }

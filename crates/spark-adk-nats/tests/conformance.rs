@@ -25,14 +25,22 @@ enum Runtime {
     Nats(usize),
 }
 
-const RUNTIMES: [Runtime; 4] = [Runtime::InMemory, Runtime::Nats(1), Runtime::Nats(2), Runtime::Nats(3)];
+const RUNTIMES: [Runtime; 4] = [
+    Runtime::InMemory,
+    Runtime::Nats(1),
+    Runtime::Nats(2),
+    Runtime::Nats(3),
+];
 
 impl Runtime {
     /// Runs `task` to its end; also returns how many workers the run had.
     async fn run(self, topology: &Arc<Topology>, task: Task) -> (RunResult, u64) {
         match self {
             Runtime::InMemory => {
-                let result = LongRunningExecutor::new().run(Arc::clone(topology), task).await.unwrap();
+                let result = LongRunningExecutor::new()
+                    .run(Arc::clone(topology), task)
+                    .await
+                    .unwrap();
                 (result, topology.len() as u64)
             }
             Runtime::Nats(n) => {
@@ -40,7 +48,13 @@ impl Runtime {
                 let _cleanup = Cleanup(run.clone());
                 let names: Vec<String> = topology.names().iter().map(|s| s.to_string()).collect();
                 let serve_of = |p: usize| {
-                    Serve::nodes(names.iter().enumerate().filter(|(i, _)| i % n == p).map(|(_, s)| s.clone()))
+                    Serve::nodes(
+                        names
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| i % n == p)
+                            .map(|(_, s)| s.clone()),
+                    )
                 };
                 let mut workers = Vec::new();
                 for p in 1..n {
@@ -63,7 +77,10 @@ impl Runtime {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % below
     }
 }
@@ -76,10 +93,13 @@ fn random_dag(seed: u64) -> Arc<Topology> {
     let mut g = GraphBuilder::new();
     let nodes: Vec<_> = (0..n)
         .map(|i| {
-            g.add(format!("n{i}"), node_fn(move |ctx| async move {
-                let v = ctx.inputs().content["v"].as_u64().unwrap_or(1);
-                Ok::<_, NodeError>(json!({ "v": (v * 31 + i as u64 * 7) % 1000, "by": i }))
-            }))
+            g.add(
+                format!("n{i}"),
+                node_fn(move |ctx| async move {
+                    let v = ctx.inputs().content["v"].as_u64().unwrap_or(1);
+                    Ok::<_, NodeError>(json!({ "v": (v * 31 + i as u64 * 7) % 1000, "by": i }))
+                }),
+            )
         })
         .collect();
     for i in 0..n {
@@ -118,10 +138,20 @@ async fn random_acyclic_graphs_give_the_same_sink_multiset_and_counts_on_every_r
             for runtime in RUNTIMES {
                 let (result, _) = runtime.run(&topology, task()).await;
                 let m = &result.metadata;
-                assert_eq!(sink_multiset(&result), sink_multiset(&reference), "seed {seed} on {runtime:?}");
+                assert_eq!(
+                    sink_multiset(&result),
+                    sink_multiset(&reference),
+                    "seed {seed} on {runtime:?}"
+                );
                 assert_eq!(m.stop_reason, StopReason::Completed, "{runtime:?}");
-                assert_eq!(m.accepted, reference.metadata.accepted, "seed {seed} on {runtime:?}");
-                assert_eq!(m.per_node, reference.metadata.per_node, "seed {seed} on {runtime:?}");
+                assert_eq!(
+                    m.accepted, reference.metadata.accepted,
+                    "seed {seed} on {runtime:?}"
+                );
+                assert_eq!(
+                    m.per_node, reference.metadata.per_node,
+                    "seed {seed} on {runtime:?}"
+                );
                 assert_eq!(m.unprocessed, 0, "{runtime:?}");
                 assert_eq!(m.accepted, m.processed + m.unprocessed, "{runtime:?}");
             }
@@ -136,26 +166,44 @@ async fn one_sender_to_one_receiver_keeps_send_order_on_every_runtime() {
         for runtime in RUNTIMES {
             let seen = Arc::new(Mutex::new(Vec::new()));
             let mut g = GraphBuilder::new();
-            let gen = g.add("gen", node_fn(|ctx| async move {
-                let n = ctx.inputs().content["n"].as_u64().unwrap_or(0);
-                Ok::<_, NodeError>(json!({ "n": n + 1 }))
-            }));
+            let gen = g.add(
+                "gen",
+                node_fn(|ctx| async move {
+                    let n = ctx.inputs().content["n"].as_u64().unwrap_or(0);
+                    Ok::<_, NodeError>(json!({ "n": n + 1 }))
+                }),
+            );
             let s = Arc::clone(&seen);
-            let sink = g.add("sink", node_fn(move |ctx| {
-                let s = Arc::clone(&s);
-                async move {
-                    if !ctx.is_shutdown() {
-                        s.lock().unwrap().push(ctx.inputs().content["n"].as_u64().unwrap_or(0));
+            let sink = g.add(
+                "sink",
+                node_fn(move |ctx| {
+                    let s = Arc::clone(&s);
+                    async move {
+                        if !ctx.is_shutdown() {
+                            s.lock()
+                                .unwrap()
+                                .push(ctx.inputs().content["n"].as_u64().unwrap_or(0));
+                        }
+                        Ok::<_, NodeError>(json!({}))
                     }
-                    Ok::<_, NodeError>(json!({}))
-                }
-            }));
+                }),
+            );
             g.connect(gen.when("$.outputs.n < 25") >> gen);
             g.connect(gen >> sink);
             let topology = Arc::new(g.start(gen).build().unwrap());
-            let (result, _) = runtime.run(&topology, Task::long_running(json!({ "n": 0 }))).await;
-            assert_eq!(*seen.lock().unwrap(), (1..=25).collect::<Vec<_>>(), "{runtime:?}");
-            assert_eq!(result.metadata.processed_by("sink"), Some(25), "{runtime:?}");
+            let (result, _) = runtime
+                .run(&topology, Task::long_running(json!({ "n": 0 })))
+                .await;
+            assert_eq!(
+                *seen.lock().unwrap(),
+                (1..=25).collect::<Vec<_>>(),
+                "{runtime:?}"
+            );
+            assert_eq!(
+                result.metadata.processed_by("sink"),
+                Some(25),
+                "{runtime:?}"
+            );
         }
     })
     .await;
@@ -166,19 +214,27 @@ async fn a_capacity_one_pipeline_loses_nothing_under_backpressure_on_every_runti
     bounded(120, async {
         for runtime in RUNTIMES {
             let mut g = GraphBuilder::new();
-            let gen = g.add("gen", node_fn(|ctx| async move {
-                let n = ctx.inputs().content["n"].as_u64().unwrap_or(0);
-                Ok::<_, NodeError>(json!({ "n": n + 1 }))
-            }));
-            let slow = g.add("slow", node_fn(|ctx| async move {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                Ok::<_, NodeError>(json!({ "got": ctx.inputs().content["n"].clone() }))
-            }));
+            let gen = g.add(
+                "gen",
+                node_fn(|ctx| async move {
+                    let n = ctx.inputs().content["n"].as_u64().unwrap_or(0);
+                    Ok::<_, NodeError>(json!({ "n": n + 1 }))
+                }),
+            );
+            let slow = g.add(
+                "slow",
+                node_fn(|ctx| async move {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    Ok::<_, NodeError>(json!({ "got": ctx.inputs().content["n"].clone() }))
+                }),
+            );
             g.connect(gen.when("$.outputs.n < 20") >> gen);
             g.connect(gen >> slow);
             g.mailbox_capacity(1);
             let topology = Arc::new(g.start(gen).build().unwrap());
-            let (result, _) = runtime.run(&topology, Task::long_running(json!({ "n": 0 }))).await;
+            let (result, _) = runtime
+                .run(&topology, Task::long_running(json!({ "n": 0 })))
+                .await;
             let m = &result.metadata;
             assert_eq!(m.processed_by("slow"), Some(20), "{runtime:?}");
             assert_eq!((m.unprocessed, m.accepted), (0, m.processed), "{runtime:?}");
@@ -189,22 +245,25 @@ async fn a_capacity_one_pipeline_loses_nothing_under_backpressure_on_every_runti
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_time_budget_ends_a_cycle_gracefully_with_one_shutdown_delivery_per_worker_on_every_runtime() {
+async fn a_time_budget_ends_a_cycle_gracefully_with_one_shutdown_delivery_per_worker_on_every_runtime(
+) {
     bounded(120, async {
         for runtime in RUNTIMES {
             let shutdowns = Arc::new(AtomicU64::new(0));
             let mut g = GraphBuilder::new();
-            let make = |s: Arc<AtomicU64>| node_fn(move |ctx| {
-                let s = Arc::clone(&s);
-                async move {
-                    if ctx.is_shutdown() {
-                        s.fetch_add(1, Ordering::SeqCst);
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
+            let make = |s: Arc<AtomicU64>| {
+                node_fn(move |ctx| {
+                    let s = Arc::clone(&s);
+                    async move {
+                        if ctx.is_shutdown() {
+                            s.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                        Ok::<_, NodeError>(json!({}))
                     }
-                    Ok::<_, NodeError>(json!({}))
-                }
-            });
+                })
+            };
             let a = g.add("a", make(Arc::clone(&shutdowns)));
             let b = g.add("b", make(Arc::clone(&shutdowns)));
             let c = g.add("c", make(Arc::clone(&shutdowns)));
@@ -213,7 +272,11 @@ async fn a_time_budget_ends_a_cycle_gracefully_with_one_shutdown_delivery_per_wo
             let task = Task::long_running(json!({})).with_budget(Budget::seconds(0.5).unwrap());
             let (result, workers) = runtime.run(&topology, task).await;
             let m = &result.metadata;
-            assert_eq!(m.stop_reason, StopReason::Budget(BudgetKind::Time), "{runtime:?}");
+            assert_eq!(
+                m.stop_reason,
+                StopReason::Budget(BudgetKind::Time),
+                "{runtime:?}"
+            );
             assert!(m.processed > 3, "{runtime:?}");
             assert_eq!(m.accepted, m.processed + m.unprocessed, "{runtime:?}");
             assert_eq!(shutdowns.load(Ordering::SeqCst), workers, "{runtime:?}");

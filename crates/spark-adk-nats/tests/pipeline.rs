@@ -2,17 +2,17 @@
 //! process), against the in-memory runtime.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 #[path = "../examples/pipeline/graph.rs"]
 mod graph;
-mod common;
 
 use std::time::Duration;
 
 use common::{bounded, process, unique_run, Cleanup};
+use serde_json::json;
 use spark_adk_core::{StopReason, Task};
 use spark_adk_mailbox::LongRunningExecutor;
 use spark_adk_nats::Serve;
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_with_its_analyzer_on_a_second_process_gives_the_in_memory_result() {
@@ -28,7 +28,10 @@ async fn the_agent_with_its_analyzer_on_a_second_process_gives_the_in_memory_res
         let worker = tokio::spawn(async move { worker.serve(Serve::nodes(["analyzer"])).await });
         let coordinator = process(&topology, &run).await;
         let result = coordinator
-            .run(Task::long_running(json!({})), Serve::nodes(["sensor", "actuator"]))
+            .run(
+                Task::long_running(json!({})),
+                Serve::nodes(["sensor", "actuator"]),
+            )
             .await
             .unwrap();
         let summary = worker.await.unwrap().unwrap();
@@ -37,12 +40,21 @@ async fn the_agent_with_its_analyzer_on_a_second_process_gives_the_in_memory_res
         let m = &result.metadata;
         assert_eq!(m.stop_reason, StopReason::Completed);
         assert_eq!(m.processed_by("analyzer"), Some(12));
-        assert_eq!(m.processed_by("sensor"), expected.metadata.processed_by("sensor"));
-        assert_eq!(m.processed_by("actuator"), expected.metadata.processed_by("actuator"));
+        assert_eq!(
+            m.processed_by("sensor"),
+            expected.metadata.processed_by("sensor")
+        );
+        assert_eq!(
+            m.processed_by("actuator"),
+            expected.metadata.processed_by("actuator")
+        );
         assert_eq!(m.accepted, expected.metadata.accepted);
         assert_eq!(m.unprocessed, 0);
         assert_eq!(m.accepted, m.processed + m.unprocessed);
-        assert_eq!(summary.processed, 12, "the analyzer ran on the worker process");
+        assert_eq!(
+            summary.processed, 12,
+            "the analyzer ran on the worker process"
+        );
         assert_eq!(summary.shutdown_deliveries, 1);
     })
     .await;
@@ -57,10 +69,19 @@ fn example_binary() -> std::path::PathBuf {
         // `cargo test --test pipeline` does not build examples; `cargo test` does.
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "spark-adk-nats", "--example", "distributed_pipeline"])
+            .args([
+                "build",
+                "-p",
+                "spark-adk-nats",
+                "--example",
+                "distributed_pipeline",
+            ])
             .status()
             .unwrap();
-        assert!(status.success(), "building the distributed_pipeline example");
+        assert!(
+            status.success(),
+            "building the distributed_pipeline example"
+        );
     }
     path
 }
@@ -90,7 +111,10 @@ async fn a_worker_process_killed_mid_run_loses_nothing_and_its_work_is_redone_on
         let mut first = worker_child(&run);
         let coordinator = process(&topology, &run).await;
         let handle = coordinator
-            .start(Task::long_running(json!({})), Serve::nodes(["sensor", "actuator"]))
+            .start(
+                Task::long_running(json!({})),
+                Serve::nodes(["sensor", "actuator"]),
+            )
             .await
             .unwrap();
         // Let the first worker take a few readings, then kill it in the middle of the analyzer's
@@ -117,7 +141,10 @@ async fn a_worker_process_killed_mid_run_loses_nothing_and_its_work_is_redone_on
         // Every reading analysed exactly once as far as the run is concerned (the killed
         // activation ran again, its duplicate effects were dropped by the broker).
         assert_eq!(m.processed_by("analyzer"), Some(10));
-        assert_eq!(m.processed_by("sensor"), expected.metadata.processed_by("sensor"));
+        assert_eq!(
+            m.processed_by("sensor"),
+            expected.metadata.processed_by("sensor")
+        );
         assert_eq!(m.accepted, expected.metadata.accepted);
         assert_eq!(m.unprocessed, 0);
         assert_eq!(m.accepted, m.processed + m.unprocessed);

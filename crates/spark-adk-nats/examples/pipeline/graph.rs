@@ -4,16 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
 use spark_adk_core::{node_fn, NodeError};
 use spark_adk_edges::{GraphBuilder, Topology};
-use serde_json::json;
 
 /// The agent: the sensor reads `readings` values (one per activation), the analyzer flags
 /// values above 70 (`analyzer.on(anomaly=True) >> actuator` as in the seed; without an anomaly
 /// it asks the sensor for the next reading), the actuator reacts and loops back to the sensor
 /// (`actuator >> sensor`). After the last reading the sensor's output matches no edge: it is the
 /// run's result. `analyzer_delay` makes the analyzer slow.
-pub fn agent(readings: u64, analyzer_delay: Duration) -> Result<Arc<Topology>, spark_adk_edges::BuildErrors> {
+pub fn agent(
+    readings: u64,
+    analyzer_delay: Duration,
+) -> Result<Arc<Topology>, spark_adk_edges::BuildErrors> {
     let mut g = GraphBuilder::new();
     let sensor = g.add(
         "sensor",

@@ -19,7 +19,11 @@ pub fn unique_run(tag: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{tag}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{tag}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Deletes every stream of the run (mailboxes, records, the state bucket) when dropped, also
@@ -30,16 +34,23 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let run = self.0.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
-                let Ok(client) = connect(URL, Duration::from_secs(5)).await else { return };
+                let Ok(client) = connect(URL, Duration::from_secs(5)).await else {
+                    return;
+                };
                 let js = async_nats::jetstream::new(client);
                 let mut names = js.stream_names();
                 let mut doomed = Vec::new();
                 while let Some(Ok(name)) = names.next().await {
-                    if name.starts_with(&format!("SPARK_{run}_")) || name == format!("KV_SPARK_{run}_STATE") {
+                    if name.starts_with(&format!("SPARK_{run}_"))
+                        || name == format!("KV_SPARK_{run}_STATE")
+                    {
                         doomed.push(name);
                     }
                 }
@@ -53,7 +64,9 @@ impl Drop for Cleanup {
 }
 
 pub async fn client() -> async_nats::Client {
-    connect(URL, Duration::from_secs(10)).await.expect("the NATS server on 127.0.0.1:4222 (see .ci/run)")
+    connect(URL, Duration::from_secs(10))
+        .await
+        .expect("the NATS server on 127.0.0.1:4222 (see .ci/run)")
 }
 
 /// Options for tests: short ack wait, heartbeat and grace.
