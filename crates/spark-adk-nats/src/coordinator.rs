@@ -672,6 +672,22 @@ impl Coordinator {
     }
 }
 
+/// Counts one send in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn on_hello(msg: &async_nats::Message, workers: &mut HashMap<(String, usize), Instant>) {
     if let Ok(hello) = serde_json::from_slice::<Hello>(&msg.payload) {
         let now = Instant::now();
@@ -693,10 +709,9 @@ impl DistributedRunHandle {
         let Some(index) = self.graph.topology.index_of(node) else {
             return Err(SendError::UnknownNode(node.to_owned(), message));
         };
-        self.shared.sends_in_flight.fetch_add(1, Ordering::SeqCst);
-        let result = self.send_inner(index, node, message).await;
-        self.shared.sends_in_flight.fetch_sub(1, Ordering::SeqCst);
-        result
+        // Counted until the send ends, also when its future is dropped half-way.
+        let _in_flight = InFlight::new(&self.shared.sends_in_flight);
+        self.send_inner(index, node, message).await
     }
 
     async fn send_inner(

@@ -32,7 +32,8 @@ pub struct Options {
     /// How long a process retries reaching the run's streams, and a broker operation, before it
     /// gives up with an error. Default 30 s.
     pub join_timeout: Duration,
-    /// How often a worker process says it is alive. Default 250 ms.
+    /// How often a worker process says it is alive. The coordinator waits two of these after
+    /// the stop began for workers it has not heard of yet. Default 100 ms.
     pub heartbeat: Duration,
     /// Whether the run ends at quiescence; `None`: yes for [`DistributedGraph::run`], no for
     /// [`DistributedGraph::start`] (as in memory).
@@ -54,7 +55,7 @@ impl Default for Options {
             grace: Duration::from_secs(30),
             token_chunk: None,
             join_timeout: Duration::from_secs(30),
-            heartbeat: Duration::from_millis(250),
+            heartbeat: Duration::from_millis(100),
             stop_on_quiescence: None,
             duplicate_window: Duration::from_secs(120),
             keep_streams: false,

@@ -63,10 +63,10 @@
 //!   serving it, in stream order, so **per sender->receiver order holds** (a sender publishes
 //!   its outputs one after the other and awaits each publish ack).
 //! - **Records**: a work-queue stream `SPARK_R_REC` the coordinator reads. An activation is
-//!   **settled** by (1) publishing each routed output with `Nats-Msg-Id` `R.<input seq>.<k>`
-//!   (the input's stream sequence and the output's index), awaiting each publish ack; (2)
+//!   **settled** by (1) publishing each routed output with `Nats-Msg-Id` `R.<node>.<input seq>.<k>`
+//!   (the node, its input's stream sequence and the output's index), awaiting each publish ack; (2)
 //!   publishing its record (which node ran, outputs stored, outputs not delivered, its sink
-//!   output, its error, tokens recorded, a shutdown request) with id `R.<input seq>.rec`;
+//!   output, its error, tokens recorded, a shutdown request) with id `R.<node>.<input seq>.rec`;
 //!   (3) acking the input (`double_ack`, confirmed by the server). A process that dies before
 //!   (3) gets its message delivered again after `ack_wait`; the re-run's publishes carry the
 //!   same ids and JetStream drops them as duplicates (within

@@ -149,13 +149,19 @@ impl Process {
                 }
             })
         };
-        // Heartbeats: the coordinator learns which workers to wait for at the stop.
+        // Heartbeats: the coordinator learns which workers to wait for at the stop. The first
+        // one is out before any worker takes a message.
+        let hello = encode(&Hello {
+            process: self.id.clone(),
+            nodes: indices.clone(),
+        })?;
+        let _ = g
+            .client
+            .publish(g.names.control("hello"), hello.clone())
+            .await;
+        let _ = g.client.flush().await;
         let heartbeat = {
             let me = Arc::clone(&self);
-            let hello = encode(&Hello {
-                process: self.id.clone(),
-                nodes: indices.clone(),
-            })?;
             tokio::spawn(async move {
                 let subject = me.graph.names.control("hello");
                 loop {
@@ -371,7 +377,15 @@ impl Process {
                 g.client.request(subject.clone(), payload.clone()),
             )
             .await;
+            let nobody_listens = matches!(
+                &reply,
+                Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders
+            );
             if matches!(reply, Ok(Ok(_))) {
+                return;
+            }
+            // Nobody listens: if the run's streams are gone, the coordinator is done.
+            if nobody_listens && self.run_is_gone(&g.names.record_stream()).await {
                 return;
             }
             tokio::time::sleep(backoff.next_delay()).await;
@@ -480,7 +494,9 @@ impl Process {
         let Ok(payload) = payload else {
             return Activation::Dropped;
         };
-        let id = format!("{}.{seq}.rec", g.names.run);
+        // Sequences are per stream and a node's mailbox is in one stream: (node, sequence) names
+        // the input message for good, across redeliveries.
+        let id = format!("{}.{index}.{seq}.rec", g.names.run);
         if let Err(e) =
             publish_bounded(&self.js, &g.names.records(), &id, payload, &self.grace_over).await
         {
@@ -548,7 +564,7 @@ impl Process {
                 record.undelivered += 1;
                 continue;
             }
-            let id = format!("{}.{seq}.{k}", g.names.run);
+            let id = format!("{}.{index}.{seq}.{k}", g.names.run);
             match publish_bounded(
                 &self.js,
                 &g.names.mailbox(target),

@@ -122,7 +122,10 @@ async fn a_full_mailbox_makes_the_sender_wait_until_the_receiver_takes_a_message
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         handle.shutdown();
-        let result = handle.wait().await.unwrap();
+        // The send abandoned above (its future dropped while it waited for room) must not hold
+        // up the end of the run (the coordinator waits for sends in flight up to join_timeout,
+        // 30 s).
+        let result = bounded(10, handle.wait()).await.unwrap();
         assert_eq!(result.metadata.processed, 4);
         assert_eq!(
             result.metadata.accepted, 4,

@@ -9,13 +9,25 @@ fn the_nats_crate_depends_on_core_and_edges_but_on_no_executor_and_not_on_the_fa
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let out = Command::new(cargo)
         .args([
-            "tree", "--offline", "--package", "spark-adk-nats", "--edges", "normal", "--prefix",
-            "none", "--format", "{p}",
+            "tree",
+            "--offline",
+            "--package",
+            "spark-adk-nats",
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo tree runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let deps: Vec<&str> = text
         .lines()
