@@ -303,6 +303,8 @@ struct Tally {
     /// Per process: tokens granted and tokens it said it used.
     leases: HashMap<String, (u64, u64)>,
     last_record_seq: u64,
+    /// The messages whose activation was counted (their logical ids).
+    settled: HashSet<String>,
 }
 
 impl Coordinator {
@@ -336,6 +338,7 @@ impl Coordinator {
         tokio::pin!(time_out);
         let mut tick = tokio::time::interval(g.options.poll);
         let mut quiet: Option<Vec<u64>> = None;
+        let mut last_seqs: Option<Vec<u64>> = None;
         // Running.
         while tally.reason.is_none() {
             tokio::select! {
@@ -356,15 +359,15 @@ impl Coordinator {
                         quiet = None;
                         continue;
                     }
-                    match self.mailbox_state().await {
-                        Ok((0, seqs)) => {
+                    match self.idle(&mut last_seqs).await {
+                        Ok(Some(seqs)) => {
                             if quiet.as_ref() == Some(&seqs) {
                                 tally.reason.get_or_insert(StopReason::Completed);
                             } else {
                                 quiet = Some(seqs);
                             }
                         }
-                        Ok(_) => quiet = None,
+                        Ok(None) => quiet = None,
                         Err(e) => {
                             tracing::warn!(error = %e, "reading the mailbox streams failed");
                             quiet = None;
@@ -452,8 +455,8 @@ impl Coordinator {
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let (left, _) = retry("counting the messages left", g.options.join_timeout, || {
-            self.mailbox_state()
+        let left = retry("counting the messages left", g.options.join_timeout, || {
+            self.consumers_left()
         })
         .await?;
         if !g.options.keep_streams {
@@ -517,7 +520,50 @@ impl Coordinator {
         }))
     }
 
-    /// Messages left in the mailbox streams, and each stream's last sequence.
+    /// `Some(last sequences)` when no message waits in any mailbox and no activation is in
+    /// flight. The streams' message count answers in one request per stream; when it is not
+    /// zero but nothing was published since the last look, the consumers are asked (a
+    /// nats-server 2.9 restart can leave acked messages in a work-queue stream that no consumer
+    /// will ever deliver again: they are not work).
+    async fn idle(&self, last_seqs: &mut Option<Vec<u64>>) -> Result<Option<Vec<u64>>, NatsError> {
+        let (messages, seqs) = self.mailbox_state().await?;
+        let unchanged = last_seqs.as_ref() == Some(&seqs);
+        *last_seqs = Some(seqs.clone());
+        if messages == 0 || (unchanged && self.consumers_left().await? == 0) {
+            Ok(Some(seqs))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Messages the node consumers will still deliver or wait an ack for: what is left of the
+    /// mailboxes (JetStream `num_pending + num_ack_pending`, summed over the nodes).
+    async fn consumers_left(&self) -> Result<u64, NatsError> {
+        let g = &self.graph;
+        let mut left = 0;
+        for (capacity, nodes) in capacity_groups(&g.topology) {
+            let name = g.names.mailbox_stream(capacity);
+            let stream = self
+                .js
+                .get_stream(&name)
+                .await
+                .map_err(|e| broker(format!("reading `{name}`"), e))?;
+            for i in nodes {
+                let mut consumer: jetstream::consumer::PullConsumer = stream
+                    .get_consumer(&Names::consumer(i))
+                    .await
+                    .map_err(|e| broker(format!("reading the consumer of node #{i}"), e))?;
+                let info = consumer
+                    .info()
+                    .await
+                    .map_err(|e| broker(format!("reading the consumer of node #{i}"), e))?;
+                left += info.num_pending + info.num_ack_pending as u64;
+            }
+        }
+        Ok(left)
+    }
+
+    /// Messages in the mailbox streams, and each stream's last sequence.
     async fn mailbox_state(&self) -> Result<(u64, Vec<u64>), NatsError> {
         let g = &self.graph;
         let mut left = 0;
@@ -555,6 +601,13 @@ impl Coordinator {
                 return;
             }
         };
+        // A second record for the same message: an activation that ran again (its first
+        // settlement's ack was lost) whose record the broker did not drop (it forgets the ids
+        // of deleted messages when it restarts). Its effects were counted once already.
+        if !tally.settled.insert(record.input.clone()) {
+            tracing::debug!(input = %record.input, "a duplicate activation record ignored");
+            return;
+        }
         let names = self.graph.topology.names();
         let name = names
             .get(record.node)

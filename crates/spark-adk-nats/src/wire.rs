@@ -73,9 +73,12 @@ pub(crate) fn check_run_id(run: &str) -> Result<(), NatsError> {
 }
 
 /// What an activation settled, published to the record stream before its input is acked
-/// (de-duplicated by `Nats-Msg-Id` = run, input sequence, `rec`).
+/// (de-duplicated by `Nats-Msg-Id` = the input's id + `.rec`, and by the coordinator on
+/// `input`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Record {
+    /// The logical id of the message the activation consumed.
+    pub(crate) input: String,
     /// The node that ran.
     pub(crate) node: usize,
     /// Messages routed to a mailbox and stored by the broker.
@@ -258,4 +261,28 @@ pub(crate) fn capacity_groups(topology: &spark_adk_edges::Topology) -> Vec<(usiz
         }
     }
     groups
+}
+
+/// The logical id of output `k` of the activation that consumed message `input`:
+/// `<run>.<128-bit hash of (input, k)>`, the same whenever that activation runs again.
+pub(crate) fn output_id(run: &str, input: &str, k: usize) -> String {
+    // FNV-1a, twice with different offsets: stable across processes and builds (unlike std's
+    // hasher), 128 bits so that ids of one run do not collide in practice.
+    fn fnv(offset: u64, parts: &[&[u8]]) -> u64 {
+        let mut h = offset;
+        for part in parts {
+            for b in *part {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h ^= 0xff;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+    let k = (k as u64).to_le_bytes();
+    let parts: [&[u8]; 2] = [input.as_bytes(), &k];
+    let a = fnv(0xcbf2_9ce4_8422_2325, &parts);
+    let b = fnv(0x6c62_272e_07bb_0142, &parts);
+    format!("{run}.{a:016x}{b:016x}")
 }

@@ -410,12 +410,17 @@ impl Process {
         shutdown_reported: &mut bool,
     ) -> Activation {
         let g = &self.graph;
-        let seq = match msg.info() {
-            Ok(info) => info.stream_sequence,
-            Err(e) => {
-                tracing::error!(node = name, error = %e, "a mailbox message without JetStream info");
-                return Activation::Dropped;
-            }
+        // The message's logical id (its `Nats-Msg-Id`): the same for every delivery of it and
+        // for every copy a re-run activation publishes again, so outputs and records derived
+        // from it are recognised as duplicates by the broker and by the coordinator.
+        let input_id = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str().to_owned());
+        let Some(input_id) = input_id else {
+            tracing::error!(node = name, "a mailbox message without a Nats-Msg-Id");
+            return Activation::Dropped;
         };
         let decoded = serde_json::from_slice::<NodeMessage>(&msg.payload);
         let before = scope.tokens_used();
@@ -455,6 +460,7 @@ impl Process {
             return Activation::Dropped;
         };
         let mut record = Record {
+            input: input_id.clone(),
             node: index,
             routed: 0,
             undelivered: 0,
@@ -469,7 +475,10 @@ impl Process {
         }
         match outcome {
             Err(e) => record.error = Some(e),
-            Ok(output) => self.route(index, name, seq, output, &mut record).await,
+            Ok(output) => {
+                self.route(index, name, &input_id, output, &mut record)
+                    .await
+            }
         }
         let failed = record.error.is_some();
         // The record: what the coordinator counts (de-duplicated like the outputs).
@@ -494,9 +503,7 @@ impl Process {
         let Ok(payload) = payload else {
             return Activation::Dropped;
         };
-        // Sequences are per stream and a node's mailbox is in one stream: (node, sequence) names
-        // the input message for good, across redeliveries.
-        let id = format!("{}.{index}.{seq}.rec", g.names.run);
+        let id = format!("{input_id}.rec");
         if let Err(e) =
             publish_bounded(&self.js, &g.names.records(), &id, payload, &self.grace_over).await
         {
@@ -521,7 +528,7 @@ impl Process {
         &self,
         index: usize,
         name: &str,
-        seq: u64,
+        input_id: &str,
         output: NodeMessage,
         record: &mut Record,
     ) {
@@ -564,7 +571,7 @@ impl Process {
                 record.undelivered += 1;
                 continue;
             }
-            let id = format!("{}.{index}.{seq}.{k}", g.names.run);
+            let id = crate::wire::output_id(&g.names.run, input_id, k);
             match publish_bounded(
                 &self.js,
                 &g.names.mailbox(target),
