@@ -62,15 +62,18 @@
 //!   `max_ack_pending = 1`: a node processes one message at a time across every process
 //!   serving it, in stream order, so **per sender->receiver order holds** (a sender publishes
 //!   its outputs one after the other and awaits each publish ack).
-//! - **Records**: a work-queue stream `SPARK_R_REC` the coordinator reads. An activation is
-//!   **settled** by (1) publishing each routed output with `Nats-Msg-Id` `R.<node>.<input seq>.<k>`
-//!   (the node, its input's stream sequence and the output's index), awaiting each publish ack; (2)
-//!   publishing its record (which node ran, outputs stored, outputs not delivered, its sink
-//!   output, its error, tokens recorded, a shutdown request) with id `R.<node>.<input seq>.rec`;
-//!   (3) acking the input (`double_ack`, confirmed by the server). A process that dies before
-//!   (3) gets its message delivered again after `ack_wait`; the re-run's publishes carry the
-//!   same ids and JetStream drops them as duplicates (within
-//!   [`Options::duplicate_window`], 2 min), so **each settled activation's effect on the run
+//! - **Records**: a work-queue stream `SPARK_R_REC` the coordinator reads. Every mailbox
+//!   message has a logical id, its `Nats-Msg-Id`: `R.input` for the task input, `R.h.<n>` for
+//!   a handle send, and for output `k` of the activation that consumed message `m`,
+//!   `R.<128-bit hash of (m, k)>`: the same whenever that activation runs again. An activation
+//!   is **settled** by (1) publishing each routed output with its id, awaiting each publish
+//!   ack; (2) publishing its record (the message it consumed, which node ran, outputs stored,
+//!   outputs not delivered, its sink output, its error, tokens recorded, a shutdown request)
+//!   with id `<m>.rec`; (3) acking the input (`double_ack`, confirmed by the server). A process
+//!   that dies before (3) gets its message delivered again after `ack_wait`; the re-run's
+//!   publishes carry the same ids and JetStream drops them as duplicates (within
+//!   [`Options::duplicate_window`], 2 min), and the coordinator counts one record per message
+//!   id whatever the broker let through, so **each settled activation's effect on the run
 //!   (messages, counts, sink outputs) happens once**; the node's own code runs at least once.
 //!   An activation that outlives `ack_wait` keeps its message with a progress ack
 //!   (`AckKind::Progress`) every `ack_wait / 3`.
@@ -102,17 +105,21 @@
 //!   start up to 100 ms after room appeared. Nothing is dropped.
 //! - **Deadlock** of full mailboxes on a cycle is not detected: the blocked senders wait until
 //!   the run's stop (a time budget ends it). Give such runs a time budget.
-//! - **Quiescence** is decided by the coordinator from the broker: every mailbox stream holds
-//!   no message (in a work-queue stream a message stays until acked, and an activation
-//!   publishes its outputs before it acks its input, so "no message" means no queued message
-//!   and no activation in flight), seen twice in a row [`Options::poll`] apart with the
-//!   streams' last sequence unchanged, and no handle send in flight. It is never early; its
-//!   delay is one to two polls plus a stream-info round trip.
-//! - **Counts** come from the activation records (de-duplicated) and the broker:
+//! - **Quiescence** is decided by the coordinator from the broker: no message waits in any
+//!   mailbox and none is in flight (in a work-queue stream a message stays until acked, and an
+//!   activation publishes its outputs before it acks its input, so "nothing pending, nothing
+//!   awaiting an ack" means no queued message and no activation in flight), seen twice in a
+//!   row [`Options::poll`] apart with the streams' last sequence unchanged, and no handle send
+//!   in flight. It reads the streams' message counts (one request per stream) and, when those
+//!   are not zero but nothing was published since the last look, the node consumers'
+//!   `num_pending + num_ack_pending`. It is never early; its delay is one to two polls plus
+//!   the info round trips.
+//! - **Counts** come from the activation records (one per message id) and the broker:
 //!   `accepted` = task input + handle sends + outputs stored + outputs not delivered,
-//!   `processed` = records, `unprocessed` = messages left in the mailbox streams at the end
-//!   (counted by the broker) + outputs not delivered. `accepted == processed + unprocessed`
-//!   is checked at the end (a mismatch is logged at ERROR), never computed as a difference.
+//!   `processed` = records, `unprocessed` = what the node consumers still hold at the end
+//!   (`num_pending + num_ack_pending`, counted by the broker) + outputs not delivered.
+//!   `accepted == processed + unprocessed` is checked at the end (a mismatch is logged at
+//!   ERROR), never computed as a difference.
 //! - **Time budget**: the coordinator begins the stop at the deadline; workers finish their
 //!   in-flight activation (within the grace period), get their shutdown delivery, report.
 //! - **Token budget**: tokens are recorded per worker and reported in the records. A process
@@ -155,7 +162,15 @@
 //!   joining a run retries for [`Options::join_timeout`]; publishes retry with backoff until the
 //!   run stops; the coordinator gives every broker operation at its end `join_timeout` and
 //!   returns [`NatsError::Timeout`] naming the operation rather than hanging. The client
-//!   reconnects by itself when the broker comes back.
+//!   reconnects by itself when the broker comes back, and the run goes on (tested with a
+//!   private nats-server killed and restarted mid-run: every message counted once).
+//! - **A broker restart** (nats-server 2.9): the broker forgets the de-duplication ids of
+//!   messages already deleted, so an activation whose ack was lost may publish its outputs
+//!   again and they may run again (node code runs at least once); the coordinator still counts
+//!   each message once. The restarted server may also keep some acked messages in the
+//!   work-queue stream that no consumer delivers again: they are not counted as work, but they
+//!   take room under the per-subject bound (with the default capacity of 1024 this is a few
+//!   messages per restart).
 //! - **The coordinator dies**: a limit for now. Workers keep serving (their messages stay in
 //!   the broker), but nobody decides the end; the run's streams stay on the broker
 //!   (`SPARK_<run>_*`, delete them with `nats stream rm`). Resuming a coordinator from a
