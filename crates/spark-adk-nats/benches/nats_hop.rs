@@ -182,6 +182,30 @@ fn hop(c: &mut Criterion) {
         stop(&rt, handle, workers);
     }
     group.finish();
+
+    // A whole run of a one-node graph: streams created, input published, one activation,
+    // quiescence detected (two polls of 20 ms), stop, reports, streams deleted.
+    let mut whole = c.benchmark_group("nats_run");
+    let client = rt.block_on(async { connect(URL, Duration::from_secs(5)).await.unwrap() });
+    let mut g = GraphBuilder::new();
+    let one = g.add("one", node_fn(|_| async { Ok::<_, NodeError>(json!({})) }));
+    let topology = Arc::new(g.start(one).build().unwrap());
+    let mut n = 0_u64;
+    whole.bench_function("one_node_run_to_quiescence", |bch| {
+        bch.iter(|| {
+            n += 1;
+            let run = format!("bench-q-{}-{n}", std::process::id());
+            rt.block_on(async {
+                let graph =
+                    DistributedGraph::new(client.clone(), Arc::clone(&topology), &run).unwrap();
+                graph
+                    .run(Task::long_running(json!({})), Serve::All)
+                    .await
+                    .unwrap();
+            });
+        });
+    });
+    whole.finish();
 }
 
 criterion_group! {

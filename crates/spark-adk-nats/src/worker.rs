@@ -272,6 +272,11 @@ impl Process {
         let mut dropped = false;
         let mut shutdown_reported = false;
         let mut errors = 0u32;
+        let mut puller = Puller {
+            consumer,
+            wait: g.options.fetch_wait,
+            stream: None,
+        };
         loop {
             if self.stop.is_cancelled() {
                 break;
@@ -279,7 +284,7 @@ impl Process {
             let fetched = tokio::select! {
                 biased;
                 () = self.stop.cancelled() => break,
-                r = fetch_one(&consumer, g.options.fetch_wait) => r,
+                r = puller.next() => r,
             };
             let msg = match fetched {
                 Ok(Some(msg)) => {
@@ -512,8 +517,9 @@ impl Process {
         }
         // The input is settled only now: a crash before this ack delivers it again, and the
         // re-run's publishes are dropped as duplicates.
-        let ack = retry("ack", g.options.ack_wait, || msg.double_ack()).await;
-        if let Err(e) = ack {
+        // A plain ack (no confirmation round trip): if it is lost, the message comes again
+        // after `ack_wait` and the re-run is de-duplicated.
+        if let Err(e) = msg.ack().await {
             tracing::warn!(node = name, error = %e, "acking a settled activation failed (it will be re-run and de-duplicated)");
         }
         self.processed.fetch_add(1, Ordering::Relaxed);
@@ -604,20 +610,41 @@ enum Activation {
     Dropped,
 }
 
-async fn fetch_one(
-    consumer: &PullConsumer,
+/// The node's messages, pulled one at a time (`max_messages_per_batch(1)`: with
+/// `max_ack_pending = 1` the broker hands over the next message as soon as the previous one is
+/// acked, without a pull request round trip per message). Re-opened after an error.
+struct Puller {
+    consumer: PullConsumer,
     wait: Duration,
-) -> Result<Option<jetstream::Message>, NatsError> {
-    let mut batch = consumer
-        .fetch()
-        .max_messages(1)
-        .expires(wait)
-        .messages()
-        .await
-        .map_err(|e| broker("fetch", e))?;
-    match batch.next().await {
-        Some(Ok(msg)) => Ok(Some(msg)),
-        Some(Err(e)) => Err(broker("fetch", e)),
-        None => Ok(None),
+    stream: Option<async_nats::jetstream::consumer::pull::Stream>,
+}
+
+impl Puller {
+    async fn next(&mut self) -> Result<Option<jetstream::Message>, NatsError> {
+        if self.stream.is_none() {
+            let stream = self
+                .consumer
+                .stream()
+                .max_messages_per_batch(1)
+                .expires(self.wait.max(Duration::from_secs(1)))
+                .messages()
+                .await
+                .map_err(|e| broker("pulling from a mailbox", e))?;
+            self.stream = Some(stream);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(None);
+        };
+        match stream.next().await {
+            Some(Ok(msg)) => Ok(Some(msg)),
+            Some(Err(e)) => {
+                self.stream = None;
+                Err(broker("pulling from a mailbox", e))
+            }
+            None => {
+                self.stream = None;
+                Ok(None)
+            }
+        }
     }
 }
