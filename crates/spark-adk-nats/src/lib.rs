@@ -134,6 +134,10 @@
 //!   serving it) gets exactly one call with `metadata["shutdown"] == true` after its
 //!   in-flight message; a worker whose node failed gets none. Workers learn of the stop from
 //!   the coordinator's broadcast, or by finding the run's streams deleted.
+//! - **A node that requests shutdown** (`ctx.request_shutdown()`): its process begins the stop
+//!   as soon as that activation is settled; the other processes learn of it from the
+//!   coordinator (record, then broadcast: about a millisecond on one host), and may settle one
+//!   more activation each meanwhile.
 //! - **Node errors** and panics are recorded; the coordinator returns the first as
 //!   [`RunError`](spark_adk_core::RunError) (`NodeFailed`, `NodePanicked`,
 //!   `ConditionPanicked`) naming the node, with the run's counts.

@@ -195,7 +195,7 @@ impl Process {
         })
     }
 
-    fn begin_stop(self: &Arc<Self>, grace: Duration) {
+    fn begin_stop(&self, grace: Duration) {
         if self.stop.is_cancelled() {
             return;
         }
@@ -523,6 +523,11 @@ impl Process {
             tracing::warn!(node = name, error = %e, "acking a settled activation failed (it will be re-run and de-duplicated)");
         }
         self.processed.fetch_add(1, Ordering::Relaxed);
+        if record.shutdown_requested {
+            // The stop begins here and now for this process (the coordinator tells the others
+            // once it read the record).
+            self.begin_stop(g.options.grace);
+        }
         if failed {
             Activation::Failed
         } else {

@@ -367,3 +367,126 @@ async fn concurrent_update_with_from_three_processes_never_loses_an_increment() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_longer_than_ack_wait_keeps_its_message_with_progress_acks() {
+    let run = unique_run("progress");
+    let _cleanup = Cleanup(run.clone());
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut g = GraphBuilder::new();
+    let c = Arc::clone(&calls);
+    let slow = g.add(
+        "slow",
+        node_fn(move |ctx| {
+            let c = Arc::clone(&c);
+            async move {
+                if !ctx.is_shutdown() {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(2500)).await;
+                }
+                Ok::<_, NodeError>(json!({ "done": true }))
+            }
+        }),
+    );
+    let topology = Arc::new(g.start(slow).build().unwrap());
+    bounded(60, async {
+        // Two processes serve the node: without progress acks the broker would hand the
+        // message to the other one after ack_wait (1 s).
+        let other = process(&topology, &run).await;
+        let mut options = other.options().clone();
+        options.ack_wait = Duration::from_secs(1);
+        let other = other.with_options(options.clone());
+        let other = tokio::spawn(async move { other.serve(Serve::All).await });
+        let coordinator = process(&topology, &run).await.with_options(options);
+        let result = coordinator
+            .run(Task::long_running(json!({})), Serve::All)
+            .await
+            .unwrap();
+        other.await.unwrap().unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the message was never delivered again"
+        );
+        assert_eq!(result.content()["done"], true);
+        assert_eq!(result.metadata.processed, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_requests_shutdown_stops_the_run_after_its_activation() {
+    let run = unique_run("request");
+    let _cleanup = Cleanup(run.clone());
+    let mut g = GraphBuilder::new();
+    let a = g.add(
+        "a",
+        node_fn(|ctx| async move {
+            let n = ctx.inputs().content["n"].as_u64().unwrap_or(0);
+            if n == 5 {
+                ctx.request_shutdown();
+            }
+            Ok::<_, NodeError>(json!({ "n": n + 1 }))
+        }),
+    );
+    let b = g.add(
+        "b",
+        node_fn(|ctx| async move { Ok::<_, NodeError>(ctx.inputs().clone()) }),
+    );
+    g.connect(a >> b >> a);
+    let topology = Arc::new(g.start(a).build().unwrap());
+    bounded(60, async {
+        let worker = process(&topology, &run).await;
+        let worker = tokio::spawn(async move { worker.serve(Serve::nodes(["b"])).await });
+        let coordinator = process(&topology, &run).await;
+        let result = coordinator
+            .run(Task::long_running(json!({})), Serve::nodes(["a"]))
+            .await
+            .unwrap();
+        worker.await.unwrap().unwrap();
+        let m = &result.metadata;
+        assert_eq!(m.stop_reason, StopReason::Shutdown);
+        // The requesting process stops at once; the other learns of it from the coordinator
+        // and may finish one more activation meanwhile.
+        assert_eq!(m.processed_by("a"), Some(6), "{m:?}");
+        assert!(m.processed_by("b").unwrap() <= 6, "{m:?}");
+        assert_eq!(m.accepted, m.processed + m.unprocessed);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_panic_on_a_worker_process_is_reported_naming_the_node() {
+    let run = unique_run("panic");
+    let _cleanup = Cleanup(run.clone());
+    let mut g = GraphBuilder::new();
+    let a = g.add("a", node_fn(|_| async { Ok::<_, NodeError>(json!({})) }));
+    let b = g.add(
+        "b",
+        node_fn(|ctx| async move {
+            if !ctx.is_shutdown() {
+                panic!("wires crossed");
+            }
+            Ok::<_, NodeError>(json!({}))
+        }),
+    );
+    g.connect(a >> b);
+    let topology = Arc::new(g.start(a).build().unwrap());
+    bounded(60, async {
+        let worker = process(&topology, &run).await;
+        let worker = tokio::spawn(async move { worker.serve(Serve::nodes(["b"])).await });
+        let coordinator = process(&topology, &run).await;
+        let err = coordinator
+            .run(Task::long_running(json!({})), Serve::nodes(["a"]))
+            .await
+            .unwrap_err();
+        worker.await.unwrap().unwrap();
+        let DistributedError::Run(err) = err else {
+            panic!("{err}")
+        };
+        assert!(matches!(err, RunError::NodePanicked { .. }), "{err}");
+        assert_eq!(err.node(), Some("b"));
+        assert!(err.to_string().contains("wires crossed"));
+    })
+    .await;
+}
