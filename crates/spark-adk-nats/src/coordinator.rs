@@ -97,6 +97,15 @@ impl DistributedGraph {
     ) -> Result<DistributedRunHandle, NatsError> {
         let served = serve.indices(&self.topology)?;
         let js = jetstream::new(self.client.clone());
+        // JetStream "creates" an existing stream with the same settings without a word: a run
+        // id still in use (or left by a coordinator that crashed) must not be mixed in.
+        if js.get_stream(self.names.record_stream()).await.is_ok() {
+            return Err(NatsError::Invalid(format!(
+                "run id `{}` is in use: its streams (`SPARK_{}_*`) exist on the broker; \
+                 use another run id, or delete them if that run is over",
+                self.names.run, self.names.run
+            )));
+        }
         let created = create_streams(self, &js).await;
         if let Err(e) = created {
             delete_streams(&js, &self.names, &self.topology).await;

@@ -53,7 +53,8 @@
 //! # On the broker
 //!
 //! A run `R` owns (and the coordinator deletes at its end, unless
-//! [`Options::keep_streams`]):
+//! [`Options::keep_streams`]; starting a run whose streams exist is refused, so a run id is
+//! never shared by two runs):
 //!
 //! - **Mailboxes**: a work-queue stream `SPARK_R_MB_<capacity>` with one subject per node
 //!   (`spark.R.mb.<index>`): one stream per run when every node has the graph's mailbox

@@ -490,3 +490,38 @@ async fn a_node_panic_on_a_worker_process_is_reported_naming_the_node() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_a_run_whose_id_is_in_use_is_refused_and_leaves_the_running_one_alone() {
+    let run = unique_run("inuse");
+    let _cleanup = Cleanup(run.clone());
+    let mut g = GraphBuilder::new();
+    let a = g.add(
+        "a",
+        node_fn(|_| async { Ok::<_, NodeError>(json!({ "ok": true })) }),
+    );
+    let topology = Arc::new(g.start(a).build().unwrap());
+    bounded(60, async {
+        let first = process(&topology, &run).await;
+        let handle = first
+            .start(Task::long_running(json!({})), Serve::All)
+            .await
+            .unwrap();
+        let second = process(&topology, &run).await;
+        let err = second
+            .start(Task::long_running(json!({})), Serve::All)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NatsError::Invalid(_)), "{err}");
+        assert!(err.to_string().contains("in use"), "{err}");
+        handle.shutdown();
+        let result = handle.wait().await.unwrap();
+        assert_eq!(
+            result.content()["ok"],
+            true,
+            "the first run was not disturbed"
+        );
+        assert_eq!(result.metadata.processed, 1);
+    })
+    .await;
+}
