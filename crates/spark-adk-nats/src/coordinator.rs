@@ -155,6 +155,7 @@ impl DistributedGraph {
                 &format!("{}.input", self.names.run),
                 input,
                 &never,
+                None,
             ),
         )
         .await;
@@ -314,6 +315,8 @@ struct Tally {
     last_record_seq: u64,
     /// The messages whose activation was counted (their logical ids).
     settled: HashSet<String>,
+    /// When the last activation record was counted.
+    last_progress: Option<Instant>,
 }
 
 impl Coordinator {
@@ -348,12 +351,13 @@ impl Coordinator {
         let mut tick = tokio::time::interval(g.options.poll);
         let mut quiet: Option<Vec<u64>> = None;
         let mut last_seqs: Option<Vec<u64>> = None;
+        let mut blocked: HashMap<(String, usize), Instant> = HashMap::new();
         // Running.
         while tally.reason.is_none() {
             tokio::select! {
                 Some(msg) = records.next() => self.on_record(msg, &mut tally, &mut sinks).await,
                 Some(msg) = lease.next() => self.on_lease(msg, &mut tally).await,
-                Some(msg) = hello.next() => on_hello(&msg, &mut workers),
+                Some(msg) = hello.next() => on_hello(&msg, &mut workers, &mut blocked),
                 Some(msg) = finals.next() => self.on_final(msg, &mut tally, &mut reported).await,
                 command = commands.recv() => {
                     let reason = match command {
@@ -363,25 +367,11 @@ impl Coordinator {
                     tally.reason.get_or_insert(reason);
                 }
                 () = &mut time_out => { tally.reason.get_or_insert(StopReason::Budget(BudgetKind::Time)); }
-                _ = tick.tick(), if self.quiescence => {
-                    if self.shared.sends_in_flight.load(Ordering::SeqCst) > 0 {
-                        quiet = None;
-                        continue;
+                _ = tick.tick() => {
+                    if self.quiescence {
+                        self.check_quiescence(&mut tally, &mut quiet, &mut last_seqs).await;
                     }
-                    match self.idle(&mut last_seqs).await {
-                        Ok(Some(seqs)) => {
-                            if quiet.as_ref() == Some(&seqs) {
-                                tally.reason.get_or_insert(StopReason::Completed);
-                            } else {
-                                quiet = Some(seqs);
-                            }
-                        }
-                        Ok(None) => quiet = None,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "reading the mailbox streams failed");
-                            quiet = None;
-                        }
-                    }
+                    self.check_deadlock(&mut tally, &workers, &blocked).await;
                 }
             }
         }
@@ -419,7 +409,7 @@ impl Coordinator {
             tokio::select! {
                 Some(msg) = records.next() => self.on_record(msg, &mut tally, &mut sinks).await,
                 Some(msg) = lease.next() => self.on_lease(msg, &mut tally).await,
-                Some(msg) = hello.next() => on_hello(&msg, &mut workers),
+                Some(msg) = hello.next() => on_hello(&msg, &mut workers, &mut blocked),
                 Some(msg) = finals.next() => self.on_final(msg, &mut tally, &mut reported).await,
                 _ = again.tick() => {
                     let _ = g.client.publish(g.names.control("stop"), stop.clone()).await;
@@ -527,6 +517,110 @@ impl Coordinator {
                 }
             }
         }))
+    }
+
+    async fn check_quiescence(
+        &self,
+        tally: &mut Tally,
+        quiet: &mut Option<Vec<u64>>,
+        last_seqs: &mut Option<Vec<u64>>,
+    ) {
+        if self.shared.sends_in_flight.load(Ordering::SeqCst) > 0 {
+            *quiet = None;
+            return;
+        }
+        match self.idle(last_seqs).await {
+            Ok(Some(seqs)) => {
+                if quiet.as_ref() == Some(&seqs) {
+                    tally.reason.get_or_insert(StopReason::Completed);
+                } else {
+                    *quiet = Some(seqs);
+                }
+            }
+            Ok(None) => *quiet = None,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the mailbox streams failed");
+                *quiet = None;
+            }
+        }
+    }
+
+    /// Deadlock, by timeout (SEMANTICS 12): for `deadlock_timeout` no activation settled
+    /// anywhere, some live workers have been waiting for room all that time, and every node
+    /// with work (a message pending or in flight) is one of them. Then nothing can free a
+    /// mailbox: the run ends with `RunError::Deadlock` naming the waiting nodes.
+    async fn check_deadlock(
+        &self,
+        tally: &mut Tally,
+        workers: &HashMap<(String, usize), Instant>,
+        blocked: &HashMap<(String, usize), Instant>,
+    ) {
+        let Some(timeout) = self.graph.options.deadlock_timeout else {
+            return;
+        };
+        if tally.error.is_some() || tally.reason.is_some() {
+            return;
+        }
+        let since = tally.last_progress.unwrap_or(self.started);
+        if since.elapsed() < timeout {
+            return;
+        }
+        let alive = self.graph.options.heartbeat * 4;
+        let waiting: HashSet<usize> = blocked
+            .iter()
+            .filter(|(w, at)| {
+                at.elapsed() >= timeout
+                    && workers.get(*w).is_some_and(|seen| seen.elapsed() <= alive)
+            })
+            .map(|((_, node), _)| *node)
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let Ok(busy) = self.busy_nodes().await else {
+            return;
+        };
+        if busy.iter().all(|n| waiting.contains(n)) {
+            let names = self.graph.topology.names();
+            let mut nodes: Vec<String> = waiting
+                .iter()
+                .filter_map(|&i| names.get(i).map(|n| n.to_string()))
+                .collect();
+            nodes.sort();
+            tally.error = Some(RunError::Deadlock {
+                blocked: nodes,
+                counts: RunCounts::default(),
+            });
+            self.begin_stop(tally, StopReason::Shutdown);
+        }
+    }
+
+    /// The nodes with a message pending or in flight.
+    async fn busy_nodes(&self) -> Result<Vec<usize>, NatsError> {
+        let g = &self.graph;
+        let mut busy = Vec::new();
+        for (capacity, nodes) in capacity_groups(&g.topology) {
+            let name = g.names.mailbox_stream(capacity);
+            let stream = self
+                .js
+                .get_stream(&name)
+                .await
+                .map_err(|e| broker(format!("reading `{name}`"), e))?;
+            for i in nodes {
+                let mut consumer: jetstream::consumer::PullConsumer = stream
+                    .get_consumer(&Names::consumer(i))
+                    .await
+                    .map_err(|e| broker(format!("reading the consumer of node #{i}"), e))?;
+                let info = consumer
+                    .info()
+                    .await
+                    .map_err(|e| broker(format!("reading the consumer of node #{i}"), e))?;
+                if info.num_pending + info.num_ack_pending as u64 > 0 {
+                    busy.push(i);
+                }
+            }
+        }
+        Ok(busy)
     }
 
     /// `Some(last sequences)` when no message waits in any mailbox and no activation is in
@@ -750,11 +844,21 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn on_hello(msg: &async_nats::Message, workers: &mut HashMap<(String, usize), Instant>) {
+fn on_hello(
+    msg: &async_nats::Message,
+    workers: &mut HashMap<(String, usize), Instant>,
+    blocked: &mut HashMap<(String, usize), Instant>,
+) {
     if let Ok(hello) = serde_json::from_slice::<Hello>(&msg.payload) {
         let now = Instant::now();
         for node in hello.nodes {
-            workers.insert((hello.process.clone(), node), now);
+            let worker = (hello.process.clone(), node);
+            if hello.blocked.contains(&node) {
+                blocked.entry(worker.clone()).or_insert(now);
+            } else {
+                blocked.remove(&worker);
+            }
+            workers.insert(worker, now);
         }
     }
 }
@@ -821,6 +925,7 @@ impl DistributedRunHandle {
             &id,
             payload,
             &stopping,
+            None,
         )
         .await;
         watch.abort();

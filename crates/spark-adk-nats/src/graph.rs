@@ -41,6 +41,11 @@ pub struct Options {
     /// JetStream de-duplication window of the run's streams: a re-run activation's outputs are
     /// dropped as duplicates within it. Default 2 min (must exceed `ack_wait`).
     pub duplicate_window: Duration,
+    /// Deadlock detection by timeout: when no activation settled for this long, some workers
+    /// have waited for room in a full mailbox all that time and every node with work is one of
+    /// them, the run ends with `RunError::Deadlock` naming them. `None`: never (a blocked run
+    /// then ends with its budget). Default 5 s.
+    pub deadlock_timeout: Option<Duration>,
     /// Keep the run's streams after the run (for inspection); by default the coordinator
     /// deletes them.
     pub keep_streams: bool,
@@ -58,6 +63,7 @@ impl Default for Options {
             heartbeat: Duration::from_millis(100),
             stop_on_quiescence: None,
             duplicate_window: Duration::from_secs(120),
+            deadlock_timeout: Some(Duration::from_secs(5)),
             keep_streams: false,
         }
     }

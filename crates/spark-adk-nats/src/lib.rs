@@ -104,8 +104,13 @@
 //!   memory admits one fewer at that moment). A sender that finds the mailbox full (JetStream
 //!   error 10077) waits and retries with exponential backoff (1 ms to 100 ms), so it may
 //!   start up to 100 ms after room appeared. Nothing is dropped.
-//! - **Deadlock** of full mailboxes on a cycle is not detected: the blocked senders wait until
-//!   the run's stop (a time budget ends it). Give such runs a time budget.
+//! - **Deadlock** of full mailboxes on a cycle is detected by timeout
+//!   ([`Options::deadlock_timeout`], 5 s): when no activation settled for that long, some
+//!   workers (they say so in their heartbeats) waited for room all that time, and every node
+//!   with a message pending or in flight is one of them, the run ends with
+//!   `RunError::Deadlock` naming the waiting nodes. Not exact as in memory: a send through the
+//!   coordinator's handle into a full mailbox is not part of it, and a blocked node is only
+//!   named once it waited `deadlock_timeout`.
 //! - **Quiescence** is decided by the coordinator from the broker: no message waits in any
 //!   mailbox and none is in flight (in a work-queue stream a message stays until acked, and an
 //!   activation publishes its outputs before it acks its input, so "nothing pending, nothing

@@ -1,6 +1,7 @@
 //! Names on the broker, what travels on it, and the publish helpers shared by workers and the
 //! coordinator.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
@@ -108,6 +109,9 @@ pub(crate) enum RecordError {
 pub(crate) struct Hello {
     pub(crate) process: String,
     pub(crate) nodes: Vec<usize>,
+    /// The served nodes whose worker waits for room in a full mailbox right now.
+    #[serde(default)]
+    pub(crate) blocked: Vec<usize>,
 }
 
 /// A token lease request: the process has used `used` tokens in total.
@@ -173,7 +177,18 @@ pub(crate) async fn publish_bounded(
     id: &str,
     payload: Bytes,
     stop: &CancellationToken,
+    blocked: Option<&AtomicBool>,
 ) -> Result<bool, PublishFailure> {
+    // `blocked` is true while this send waits for room (what deadlock detection reads).
+    struct Unblock<'a>(Option<&'a AtomicBool>);
+    impl Drop for Unblock<'_> {
+        fn drop(&mut self) {
+            if let Some(flag) = self.0 {
+                flag.store(false, Ordering::Release);
+            }
+        }
+    }
+    let _unblock = Unblock(blocked);
     let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(100));
     loop {
         let msg = PublishMessage::build()
@@ -192,7 +207,11 @@ pub(crate) async fn publish_bounded(
                 )))
             }
             Err(e) => {
-                if !is_full(&e) {
+                if is_full(&e) {
+                    if let Some(flag) = blocked {
+                        flag.store(true, Ordering::Release);
+                    }
+                } else {
                     tracing::debug!(subject, error = %e, "publish failed, retrying");
                 }
                 tokio::select! {

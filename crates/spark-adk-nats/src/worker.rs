@@ -45,6 +45,8 @@ pub(crate) struct Process {
     granted: Mutex<Option<u64>>,
     used: AtomicU64,
     state: GraphState,
+    /// Per node: its worker waits for room in a full mailbox.
+    blocked: Vec<std::sync::atomic::AtomicBool>,
     max_payload: usize,
     processed: AtomicU64,
     shutdown_deliveries: AtomicU64,
@@ -85,6 +87,9 @@ impl Process {
             granted: Mutex::new(None),
             used: AtomicU64::new(0),
             state: GraphState::new(graph.topology.initial_state().clone()),
+            blocked: (0..graph.topology.len())
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect(),
             max_payload: if max_payload == 0 {
                 1 << 20
             } else {
@@ -151,25 +156,20 @@ impl Process {
         };
         // Heartbeats: the coordinator learns which workers to wait for at the stop. The first
         // one is out before any worker takes a message.
-        let hello = encode(&Hello {
-            process: self.id.clone(),
-            nodes: indices.clone(),
-        })?;
         let _ = g
             .client
-            .publish(g.names.control("hello"), hello.clone())
+            .publish(g.names.control("hello"), self.hello(&indices)?)
             .await;
         let _ = g.client.flush().await;
         let heartbeat = {
             let me = Arc::clone(&self);
+            let indices = indices.clone();
             tokio::spawn(async move {
                 let subject = me.graph.names.control("hello");
                 loop {
-                    let _ = me
-                        .graph
-                        .client
-                        .publish(subject.clone(), hello.clone())
-                        .await;
+                    if let Ok(hello) = me.hello(&indices) {
+                        let _ = me.graph.client.publish(subject.clone(), hello).await;
+                    }
                     tokio::time::sleep(me.graph.options.heartbeat).await;
                 }
             })
@@ -192,6 +192,23 @@ impl Process {
             processed: self.processed.load(Ordering::Relaxed),
             shutdown_deliveries: self.shutdown_deliveries.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+        })
+    }
+
+    /// This process's heartbeat: its workers, and which of them wait for room.
+    fn hello(&self, indices: &[usize]) -> Result<bytes::Bytes, NatsError> {
+        encode(&Hello {
+            process: self.id.clone(),
+            nodes: indices.to_vec(),
+            blocked: indices
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    self.blocked
+                        .get(i)
+                        .is_some_and(|b| b.load(Ordering::Acquire))
+                })
+                .collect(),
         })
     }
 
@@ -509,8 +526,15 @@ impl Process {
             return Activation::Dropped;
         };
         let id = format!("{input_id}.rec");
-        if let Err(e) =
-            publish_bounded(&self.js, &g.names.records(), &id, payload, &self.grace_over).await
+        if let Err(e) = publish_bounded(
+            &self.js,
+            &g.names.records(),
+            &id,
+            payload,
+            &self.grace_over,
+            None,
+        )
+        .await
         {
             tracing::error!(node = name, error = ?e, "the activation record could not be published");
             return Activation::Dropped;
@@ -589,6 +613,7 @@ impl Process {
                 &id,
                 payload.clone(),
                 &self.stop,
+                self.blocked.get(index),
             )
             .await
             {

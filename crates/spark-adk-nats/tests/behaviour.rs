@@ -525,3 +525,43 @@ async fn starting_a_run_whose_id_is_in_use_is_refused_and_leaves_the_running_one
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_mailboxes_on_a_cycle_end_the_run_with_a_deadlock_error_by_timeout() {
+    let run = unique_run("deadlock");
+    let _cleanup = Cleanup(run.clone());
+    let mut g = GraphBuilder::new();
+    let pass = || node_fn(|ctx| async move { Ok::<_, NodeError>(ctx.inputs().clone()) });
+    let a = g.add("a", pass());
+    let b = g.add("b", pass());
+    // Every activation sends two messages around the cycle: the mailboxes fill up.
+    g.connect(a >> b);
+    g.connect(a >> b);
+    g.connect(b >> a);
+    g.connect(b >> a);
+    g.mailbox_capacity(1);
+    let topology = Arc::new(g.start(a).build().unwrap());
+    bounded(60, async {
+        let worker = process(&topology, &run).await;
+        let mut options = worker.options().clone();
+        options.deadlock_timeout = Some(Duration::from_secs(1));
+        let worker = worker.with_options(options.clone());
+        let worker = tokio::spawn(async move { worker.serve(Serve::nodes(["b"])).await });
+        let coordinator = process(&topology, &run).await.with_options(options);
+        let err = coordinator
+            .run(Task::long_running(json!({})), Serve::nodes(["a"]))
+            .await
+            .unwrap_err();
+        worker.await.unwrap().unwrap();
+        let DistributedError::Run(err) = err else {
+            panic!("{err}")
+        };
+        let RunError::Deadlock { blocked, counts } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(blocked, &["a".to_owned(), "b".to_owned()]);
+        assert_eq!(counts.accepted, counts.processed + counts.unprocessed);
+        assert!(counts.unprocessed > 0);
+    })
+    .await;
+}
