@@ -565,3 +565,45 @@ async fn full_mailboxes_on_a_cycle_end_the_run_with_a_deadlock_error_by_timeout(
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_waiting_on_a_slow_busy_node_is_not_taken_for_a_deadlock() {
+    let run = unique_run("nodeadlock");
+    let _cleanup = Cleanup(run.clone());
+    let mut g = GraphBuilder::new();
+    let gen = g.add(
+        "gen",
+        node_fn(|ctx| async move {
+            let n = ctx.inputs().content["n"].as_u64().unwrap_or(0);
+            Ok::<_, NodeError>(json!({ "n": n + 1 }))
+        }),
+    );
+    let slow = g.add(
+        "slow",
+        node_fn(|ctx| async move {
+            if !ctx.is_shutdown() {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+            }
+            Ok::<_, NodeError>(json!({ "done": ctx.inputs().content["n"].clone() }))
+        }),
+    );
+    g.connect(gen.when("$.outputs.n < 5") >> gen);
+    g.connect(gen >> slow);
+    g.mailbox_capacity(1);
+    let topology = Arc::new(g.start(gen).build().unwrap());
+    bounded(60, async {
+        let coordinator = process(&topology, &run).await;
+        let mut options = coordinator.options().clone();
+        // Shorter than one slow activation: gen waits for room longer than this, but the slow
+        // node is busy, not waiting.
+        options.deadlock_timeout = Some(Duration::from_millis(300));
+        let result = coordinator
+            .with_options(options)
+            .run(Task::long_running(json!({ "n": 0 })), Serve::All)
+            .await
+            .unwrap();
+        assert_eq!(result.metadata.processed_by("slow"), Some(5));
+        assert_eq!(result.metadata.stop_reason, StopReason::Completed);
+    })
+    .await;
+}
