@@ -284,3 +284,46 @@ async fn a_time_budget_ends_a_cycle_gracefully_with_one_shutdown_delivery_per_wo
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_budget_ends_a_cycle_within_one_activation_per_worker_on_every_runtime() {
+    bounded(120, async {
+        for runtime in RUNTIMES {
+            let mut g = GraphBuilder::new();
+            let spend = || {
+                node_fn(|ctx| async move {
+                    if !ctx.is_shutdown() {
+                        ctx.record_tokens(10);
+                    }
+                    Ok::<_, NodeError>(json!({}))
+                })
+            };
+            let a = g.add("a", spend());
+            let b = g.add("b", spend());
+            let c = g.add("c", spend());
+            g.connect(a >> b >> c >> a);
+            let topology = Arc::new(g.start(a).build().unwrap());
+            let task = Task::long_running(json!({})).with_budget(Budget::tokens(150).unwrap());
+            let (result, workers) = runtime.run(&topology, task).await;
+            let m = &result.metadata;
+            assert_eq!(
+                m.stop_reason,
+                StopReason::Budget(BudgetKind::Tokens),
+                "{runtime:?}"
+            );
+            assert!(
+                m.tokens_used >= 150 - 10 * workers,
+                "{runtime:?}: {}",
+                m.tokens_used
+            );
+            assert!(
+                m.tokens_used <= 150 + 10 * workers,
+                "{runtime:?}: {}",
+                m.tokens_used
+            );
+            assert_eq!(m.tokens_used, 10 * m.processed, "{runtime:?}");
+            assert_eq!(m.accepted, m.processed + m.unprocessed, "{runtime:?}");
+        }
+    })
+    .await;
+}
