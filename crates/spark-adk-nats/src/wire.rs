@@ -305,3 +305,39 @@ pub(crate) fn output_id(run: &str, input: &str, k: usize) -> String {
     let b = fnv(0x6c62_272e_07bb_0142, &parts);
     format!("{run}.{a:016x}{b:016x}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_ids_differ_for_every_input_and_index() {
+        let mut seen = std::collections::HashSet::new();
+        for input in 0..1000 {
+            for k in 0..10 {
+                assert!(seen.insert(output_id("r", &format!("r.h.{input}"), k)));
+            }
+        }
+    }
+
+    #[test]
+    fn output_ids_are_the_same_in_every_process_and_build() {
+        // Processes of one run must derive the same id for the same output, whatever binary
+        // they run: the algorithm is pinned (FNV-1a, computed independently of this code),
+        // not std's hasher, which may change between Rust releases.
+        assert_eq!(
+            output_id("run", "run.input", 1),
+            "run.e24a4cdffed27b29b7cdbd9dbd21b900"
+        );
+    }
+
+    #[test]
+    fn run_ids_that_cannot_name_a_stream_or_subject_are_refused() {
+        for bad in ["", "a.b", "a b", "a*", "a>", &"x".repeat(65)] {
+            assert!(check_run_id(bad).is_err(), "{bad:?}");
+        }
+        for good in ["demo", "run-1_A", &"x".repeat(64)] {
+            assert!(check_run_id(good).is_ok(), "{good:?}");
+        }
+    }
+}
