@@ -55,14 +55,19 @@
 //! See [`LongRunningExecutor`] for `run` (until quiescence), [`RunHandle`] for spawned runs and
 //! [`channel`] for the reusable channel types.
 
+mod accounting;
+mod activation;
 mod blocked;
 pub mod channel;
 mod envelope;
 mod executor;
 mod handle;
 mod mailbox;
+mod mailboxes;
 mod outbox;
 mod shared;
+mod sinks;
+mod stop;
 mod worker;
 
 pub use executor::LongRunningExecutor;

@@ -1,0 +1,156 @@
+//! One call of a node's `process`, guarded: every panic on the node's behalf (making the
+//! future, polling it, dropping it, dropping a panic payload) becomes [`Ran::Panicked`], and
+//! the activation is dropped at once when the grace period of a stop ends ([`Ran::Dropped`]).
+//!
+//! While the node's future is polled, this thread records which worker of which run it belongs
+//! to ([`current_worker`]), so a send the node makes through a `RunHandle` of its own run takes
+//! part in deadlock detection as that worker.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::Poll;
+
+use spark_adk_core::panic::panic_message;
+use spark_adk_core::{Context, DynNode, NodeResult};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::stop::StopSignal;
+
+/// How an activation (or a shutdown delivery) ended.
+pub(crate) enum Ran {
+    /// `process` returned.
+    Done(NodeResult),
+    /// Something on the node's behalf panicked; the message says what.
+    Panicked(String),
+    /// The grace period ended first: the future was dropped unfinished. Carries the message of
+    /// a panic of that drop.
+    Dropped(Option<String>),
+}
+
+/// The text of a panic payload; the payload is dropped with its own panic caught (a payload
+/// whose `Drop` panics is leaked instead of unwinding through the runtime).
+pub(crate) fn payload_message(payload: Box<dyn Any + Send>) -> String {
+    let message = panic_message(payload.as_ref());
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+    message
+}
+
+/// Drops `value`, catching a panic of its `Drop`.
+pub(crate) fn drop_caught<T>(value: T) -> Result<(), String> {
+    catch_unwind(AssertUnwindSafe(move || drop(value))).map_err(payload_message)
+}
+
+/// Runs `f`, catching a panic.
+pub(crate) fn call_caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(payload_message)
+}
+
+thread_local! {
+    /// `(run id, worker index)` of the activation being polled on this thread; run id 0: none.
+    static CURRENT: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// The worker of run `run_id` whose node is being polled on this thread, if any: a handle
+/// send made from inside a node's `process` is that worker's send.
+pub(crate) fn current_worker(run_id: u64) -> Option<usize> {
+    let (run, worker) = CURRENT.with(Cell::get);
+    (run == run_id && run != 0).then_some(worker)
+}
+
+/// Marks this thread as polling worker `worker` of run `run` until dropped (restoring what was
+/// there: a node may poll another run inline).
+struct Polling((u64, usize));
+
+impl Polling {
+    fn enter(run: u64, worker: usize) -> Self {
+        Self(CURRENT.with(|c| c.replace((run, worker))))
+    }
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+/// Who runs the activation, and when it must give up.
+pub(crate) struct Runner<'a> {
+    /// The run's id (see [`current_worker`]).
+    pub(crate) run_id: u64,
+    /// The worker's index.
+    pub(crate) worker: usize,
+    /// Fired when the grace period ends (this worker's own child token: waiting on it locks
+    /// nothing other workers touch).
+    pub(crate) abandon: &'a CancellationToken,
+    /// The run's stop, checked before every poll: once the grace period is over, the node is
+    /// not polled again (not even if the cancellation token made it ready).
+    pub(crate) stop: &'a StopSignal,
+}
+
+impl Runner<'_> {
+    /// Calls `node.process_dyn(ctx)` and awaits it; `on_first_pending` runs the first time the
+    /// node's future returns `Pending` (the worker is about to wait; see `Deferred`).
+    pub(crate) async fn run(
+        &self,
+        node: &dyn DynNode,
+        ctx: &Context,
+        mut on_first_pending: impl FnMut(),
+    ) -> Ran {
+        let future = {
+            let _polling = Polling::enter(self.run_id, self.worker);
+            call_caught(|| node.process_dyn(ctx))
+        };
+        let mut future: Option<Pin<Box<dyn Future<Output = NodeResult> + Send + '_>>> = match future
+        {
+            Ok(f) => Some(f),
+            Err(message) => return Ran::Panicked(message),
+        };
+        let mut abandoned: Option<Pin<Box<WaitForCancellationFutureOwned>>> = None;
+        let mut pended = false;
+        poll_fn(|cx| {
+            let Some(running) = future.as_mut() else {
+                return Poll::Ready(Ran::Dropped(None));
+            };
+            if self.stop.is_abandoned() {
+                return Poll::Ready(Ran::Dropped(drop_caught(future.take()).err()));
+            }
+            let polled = {
+                let _polling = Polling::enter(self.run_id, self.worker);
+                catch_unwind(AssertUnwindSafe(|| running.as_mut().poll(cx)))
+            };
+            match polled {
+                Ok(Poll::Ready(result)) => Poll::Ready(match drop_caught(future.take()) {
+                    Ok(()) => Ran::Done(result),
+                    Err(message) => Ran::Panicked(message),
+                }),
+                Err(payload) => {
+                    let message = payload_message(payload);
+                    if let Err(again) = drop_caught(future.take()) {
+                        tracing::warn!(message = %again, "dropping a panicked node future panicked");
+                    }
+                    Poll::Ready(Ran::Panicked(message))
+                }
+                Ok(Poll::Pending) => {
+                    if !pended {
+                        pended = true;
+                        on_first_pending();
+                    }
+                    // Only a node that waits registers for the end of the grace period (one
+                    // box per waiting activation; quick activations never get here).
+                    let abandoned = abandoned
+                        .get_or_insert_with(|| Box::pin(self.abandon.clone().cancelled_owned()));
+                    if abandoned.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ran::Dropped(drop_caught(future.take()).err()))
+                }
+            }
+        })
+        .await
+    }
+}
