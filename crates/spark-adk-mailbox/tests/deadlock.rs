@@ -5,12 +5,38 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
-
 use serde_json::json;
 use spark_adk_core::{node_fn, Context, NodeError, RunError};
 use spark_adk_mailbox::{HandleSendError, LongRunningExecutor, RunHandle};
 use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_one_cycle_never_hangs() {
+    for _ in 0..20 {
+        let mut g = Graph::builder();
+        let a = g.add("a", pass());
+        let b = g.add("b", pass());
+        let _bystander = g.add("bystander", pass());
+        // `b` doubles every message: the cycle fills up.
+        g.connect(a >> b);
+        g.connect(b >> a);
+        g.connect(b >> a);
+        g.mailbox_capacity(1);
+        let graph = g.start(a).build().unwrap();
+
+        let outcome = tokio::time::timeout(GUARD, graph.run(Task::long_running(json!({}))))
+            .await
+            .expect("a full cycle of capacity-1 mailboxes hung the run");
+
+        match outcome {
+            Err(RunError::Deadlock { mut blocked, .. }) => {
+                blocked.sort();
+                assert_eq!(blocked, ["a", "b"]);
+            }
+            other => panic!("expected Deadlock, got {other:?}"),
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_names_every_node_blocked_on_a_send_not_only_the_cycle() {

@@ -1,19 +1,56 @@
 //! Helpers shared by the long-running behaviour tests of this crate (each test file declares
 //! `mod support;`). Not every file uses every helper.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
-use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+pub use std::collections::BTreeMap;
+pub use std::future::Future;
+pub use std::sync::atomic::{AtomicUsize, Ordering};
+pub use std::sync::{Arc, Mutex};
+pub use std::time::Duration;
 
-use serde_json::{json, Value};
-use spark_adk_core::{
-    node_fn, Context, Node, NodeError, RunCounts, RunError, RunMetadata, RunResult, SinkOutput,
-    Task,
+pub use serde_json::{json, Value};
+pub use spark_adk_core::{
+    node_fn, AckHook, Budget, BudgetKind, ChannelMessage, Context, EventKind, Node, NodeError,
+    NodeMessage, NodeResult, RunCounts, RunError, RunMetadata, RunResult, SinkOutput,
+    SinkRetention, StopReason, Task, TaskType,
 };
-use spark_adk_edges::{GraphBuilder, Topology};
-use spark_adk_mailbox::LongRunningExecutor;
+pub use spark_adk_edges::{GraphBuilder, Topology};
+pub use spark_adk_mailbox::{HandleSendError, LongRunningExecutor, RunHandle};
+pub use tokio::sync::{Barrier, Notify};
+pub use tokio::time::Instant;
+
+/// Graphs as the facade builds them, for tests written against its API: `Graph::builder()` is
+/// a `GraphBuilder`, and a built `Topology` runs in long-running mode through [`Runs`].
+pub struct Graph;
+
+impl Graph {
+    pub fn builder() -> GraphBuilder {
+        GraphBuilder::new()
+    }
+}
+
+/// `run` and `spawn` on a built graph, with a fresh `LongRunningExecutor`.
+pub trait Runs {
+    fn run(&self, task: Task) -> impl Future<Output = Result<RunResult, RunError>> + Send;
+    fn spawn(&self, task: Task) -> Result<RunHandle, RunError>;
+}
+
+impl Runs for Topology {
+    fn run(&self, task: Task) -> impl Future<Output = Result<RunResult, RunError>> + Send {
+        let topology = Arc::new(self.clone());
+        async move { LongRunningExecutor::new().run(topology, task).await }
+    }
+
+    fn spawn(&self, task: Task) -> Result<RunHandle, RunError> {
+        LongRunningExecutor::new().spawn(Arc::new(self.clone()), task)
+    }
+}
 
 /// A guard against hangs in tests whose failure mode would be "never returns" (virtual time in
 /// paused-clock tests, where waiting for it costs nothing; longer than any run they make).
@@ -143,4 +180,90 @@ pub fn sinks(outputs: &[SinkOutput]) -> Vec<(String, Value)> {
         .iter()
         .map(|s| (s.node.to_string(), Value::clone(&s.message.content)))
         .collect()
+}
+
+/// One call of `process` seen by a [`Probe`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    pub node: &'static str,
+    pub shutdown: bool,
+    pub content: Value,
+}
+
+/// Every `process` call of the probes of one graph, in call order.
+#[derive(Clone, Default)]
+pub struct Calls(pub Arc<Mutex<Vec<Call>>>);
+
+impl Calls {
+    pub fn all(&self) -> Vec<Call> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The contents of the data (non-shutdown) calls of `node`, in order.
+    pub fn data(&self, node: &str) -> Vec<Value> {
+        self.all()
+            .into_iter()
+            .filter(|c| c.node == node && !c.shutdown)
+            .map(|c| c.content)
+            .collect()
+    }
+
+    /// How many shutdown deliveries `node` received.
+    pub fn shutdowns(&self, node: &str) -> usize {
+        self.all()
+            .iter()
+            .filter(|c| c.node == node && c.shutdown)
+            .count()
+    }
+}
+
+/// A node that records every call in `calls`. A shutdown delivery returns
+/// `{"from_shutdown": name}` (so a test can see whether it was wrongly routed or kept as a sink
+/// output); a data call returns `f(input content)`.
+pub fn probe<F>(calls: &Calls, name: &'static str, f: F) -> impl Node
+where
+    F: Fn(&Value) -> Value + Send + Sync + 'static,
+{
+    let calls = calls.clone();
+    let f = Arc::new(f);
+    node_fn(move |ctx: Context| {
+        let calls = calls.clone();
+        let f = Arc::clone(&f);
+        async move {
+            let content = Value::clone(&ctx.inputs().content);
+            let shutdown = ctx.is_shutdown();
+            calls.0.lock().unwrap().push(Call {
+                node: name,
+                shutdown,
+                content: content.clone(),
+            });
+            if shutdown {
+                return Ok::<_, NodeError>(json!({ "from_shutdown": name }));
+            }
+            Ok(f(&content))
+        }
+    })
+}
+
+/// A probe that returns its input unchanged.
+pub fn echo(calls: &Calls, name: &'static str) -> impl Node {
+    probe(calls, name, Value::clone)
+}
+
+/// A counter shared between a test and its nodes.
+pub fn counter() -> Arc<AtomicUsize> {
+    Arc::new(AtomicUsize::new(0))
+}
+
+pub fn count(c: &AtomicUsize) -> usize {
+    c.load(Ordering::SeqCst)
+}
+
+/// A source emitting sequence numbers 0..n through a self-loop, each also sent to `receiver`.
+pub fn sequence_source(n: u64) -> impl Node {
+    node_fn(move |ctx: Context| async move {
+        let seq = ctx.inputs().content["next"].as_u64().unwrap_or(0);
+        let more = seq + 1 < n;
+        Ok::<_, NodeError>(json!({ "seq": seq, "next": seq + 1, "more": more }))
+    })
 }
