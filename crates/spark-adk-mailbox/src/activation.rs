@@ -10,12 +10,12 @@ use std::any::Any;
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::task::Poll;
 
 use spark_adk_core::panic::panic_message;
 use spark_adk_core::{Context, DynNode, NodeResult};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::stop::StopSignal;
 
@@ -110,7 +110,8 @@ impl Runner<'_> {
             Ok(f) => Some(f),
             Err(message) => return Ran::Panicked(message),
         };
-        let mut abandoned: Option<Pin<Box<WaitForCancellationFutureOwned>>> = None;
+        // Made only once the node waits: quick activations never touch the token.
+        let mut abandoned = pin!(None::<WaitForCancellationFuture<'_>>);
         let mut pended = false;
         poll_fn(|cx| {
             let Some(running) = future.as_mut() else {
@@ -140,11 +141,15 @@ impl Runner<'_> {
                         pended = true;
                         on_first_pending();
                     }
-                    // Only a node that waits registers for the end of the grace period (one
-                    // box per waiting activation; quick activations never get here).
-                    let abandoned = abandoned
-                        .get_or_insert_with(|| Box::pin(self.abandon.clone().cancelled_owned()));
-                    if abandoned.as_mut().poll(cx).is_pending() {
+                    // Only a node that waits registers for the end of the grace period.
+                    if abandoned.is_none() {
+                        abandoned.set(Some(self.abandon.cancelled()));
+                    }
+                    let grace_over = abandoned
+                        .as_mut()
+                        .as_pin_mut()
+                        .is_none_or(|f| f.poll(cx).is_ready());
+                    if !grace_over {
                         return Poll::Pending;
                     }
                     Poll::Ready(Ran::Dropped(drop_caught(future.take()).err()))
