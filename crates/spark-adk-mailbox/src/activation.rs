@@ -86,7 +86,7 @@ pub(crate) struct Runner<'a> {
     pub(crate) worker: usize,
     /// Fired when the grace period ends (this worker's own child token: waiting on it locks
     /// nothing other workers touch).
-    pub(crate) abandon: &'a CancellationToken,
+    pub(crate) abandon: CancellationToken,
     /// The run's stop, checked before every poll: once the grace period is over, the node is
     /// not polled again (not even if the cancellation token made it ready).
     pub(crate) stop: &'a StopSignal,

@@ -1,6 +1,6 @@
-//! One worker per node. [`run_worker`] follows a message's path: take it from the mailbox,
-//! start it, process it, route the output, settle the counts; and, once the run stops, the
-//! shutdown delivery.
+//! One worker per node. Its loop follows a message's path ([`Worker`]'s methods, in order):
+//! take it from the mailbox, start it, process it, route the output, settle (deliver or record
+//! it, count); and, once the run stops, the shutdown delivery.
 //!
 //! Nothing a worker holds is lost when it exits, however it exits: the messages left in its
 //! inbox and mailbox and the outputs it held are counted unprocessed by the guards that own them
@@ -12,12 +12,14 @@ use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::ops::{Deref, DerefMut};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use spark_adk_core::{
     AckHook, BudgetKind, Context, DynNode, EventKind, NodeMessage, RunCounts, RunError, StopReason,
 };
 use tokio::time::Instant;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument;
 
 use crate::accounting::Accounting;
@@ -62,138 +64,247 @@ enum End {
 }
 
 async fn work(shared: &Shared, index: usize) {
-    let (Some(entry), Some(mailbox)) =
-        (shared.topology().node(index), shared.mailboxes().get(index))
-    else {
+    let Some(mut worker) = Worker::new(shared, index) else {
         return;
     };
-    let accounting = shared.accounting();
-    let _close = CloseOnExit {
-        mailbox,
-        accounting,
-    };
-    let name = Arc::clone(&entry.name);
-    let node = Arc::clone(&entry.node);
-    let scope = shared.scope();
-    let abandon = shared.stop().abandon_token();
-    let runner = Runner {
-        run_id: scope.run_id(),
-        worker: index,
-        abandon: &abandon,
-        stop: shared.stop(),
-    };
-    let mut targets: Vec<usize> = Vec::new();
-    // Messages taken out of the mailbox, not started yet (their slots are still taken).
-    let mut inbox = Inbox {
-        items: VecDeque::new(),
-        accounting,
-    };
-    let mut deferred = Deferred::new(shared, mailbox);
-    // Whether the last activation ever waited (`Pending`): a node that waits gets no batching.
-    let mut pended = true;
-    // Whether anyone wants per-activation spans, probed once per worker: without a subscriber
-    // no span is built per message.
-    let node_spans = tracing::span_enabled!(tracing::Level::DEBUG);
-    // One context for all activations of this worker: only its input changes per message. The
-    // previous input is dropped when the next one replaces it, or before the worker idles.
-    let mut ctx = Context::new(NodeMessage::empty(), index, Arc::clone(scope));
-    let mut ctx_holds_input = false;
-    let stopped = shared.stop().token().clone().cancelled_owned();
-    tokio::pin!(stopped);
-
     let end = loop {
-        // Take.
-        if shared.stop().is_stopping() {
+        let Some(envelope) = worker.take().await else {
             break End::Stopped;
+        };
+        let Some(envelope) = worker.start(envelope) else {
+            break End::Stopped;
+        };
+        let Some(output) = worker.process(envelope).await else {
+            break End::Failed;
+        };
+        if !worker.route(&output) {
+            break End::Failed;
         }
-        let Some(envelope) = inbox.pop_front() else {
-            // Nothing to start: hand on what this worker batched before looking for more.
-            deferred.flush();
-            if ctx_holds_input {
-                drop(ctx.reset(NodeMessage::empty(), index));
-                ctx_holds_input = false;
+        worker.settle(output).await;
+    };
+    worker.deferred.flush();
+    if matches!(end, End::Stopped) && !shared.stop().is_abandoned() {
+        worker.shutdown_delivery().await;
+    }
+}
+
+/// The state of one worker between messages.
+struct Worker<'a> {
+    shared: &'a Shared,
+    index: usize,
+    mailbox: &'a Mailbox,
+    name: Arc<str>,
+    node: Arc<dyn DynNode>,
+    runner: Runner<'a>,
+    /// Messages taken out of the mailbox, not started yet (their slots are still taken).
+    inbox: Inbox<'a>,
+    deferred: Deferred<'a>,
+    /// The targets of the current output.
+    targets: Vec<usize>,
+    /// Whether the last activation ever waited (`Pending`): a node that waits gets no batching.
+    pended: bool,
+    /// Whether anyone wants per-activation spans, probed once per worker: without a subscriber
+    /// no span is built per message.
+    node_spans: bool,
+    /// One context for all activations of this worker: only its input changes per message. The
+    /// previous input is dropped when the next one replaces it, or before the worker idles.
+    ctx: Context,
+    ctx_holds_input: bool,
+    /// Completes when the stop begins (wakes the parked worker).
+    stopped: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Declared last, so it is dropped last: held outputs (`deferred`) are queued before the
+    /// worker's own mailbox closes.
+    _close: CloseOnExit<'a>,
+}
+
+impl<'a> Worker<'a> {
+    fn new(shared: &'a Shared, index: usize) -> Option<Self> {
+        let entry = shared.topology().node(index)?;
+        let mailbox = shared.mailboxes().get(index)?;
+        let accounting = shared.accounting();
+        let scope = shared.scope();
+        Some(Self {
+            shared,
+            index,
+            mailbox,
+            name: Arc::clone(&entry.name),
+            node: Arc::clone(&entry.node),
+            runner: Runner {
+                run_id: scope.run_id(),
+                worker: index,
+                abandon: shared.stop().abandon_token(),
+                stop: shared.stop(),
+            },
+            inbox: Inbox {
+                items: VecDeque::new(),
+                accounting,
+            },
+            deferred: Deferred::new(shared, mailbox),
+            targets: Vec::new(),
+            pended: true,
+            node_spans: tracing::span_enabled!(tracing::Level::DEBUG),
+            ctx: Context::new(NodeMessage::empty(), index, Arc::clone(scope)),
+            ctx_holds_input: false,
+            stopped: Box::pin(shared.stop().token().clone().cancelled_owned()),
+            _close: CloseOnExit {
+                mailbox,
+                accounting,
+            },
+        })
+    }
+
+    /// Take: the next message of the inbox, refilled from the mailbox (parking while it is
+    /// empty). `None` once the run is stopping.
+    async fn take(&mut self) -> Option<Envelope> {
+        loop {
+            if self.shared.stop().is_stopping() {
+                return None;
             }
-            if mailbox.take_all(&mut inbox) {
+            if let Some(envelope) = self.inbox.pop_front() {
+                return Some(envelope);
+            }
+            // Nothing to start: hand on what this worker batched before looking for more.
+            self.deferred.flush();
+            if self.ctx_holds_input {
+                drop(self.ctx.reset(NodeMessage::empty(), self.index));
+                self.ctx_holds_input = false;
+            }
+            if self.mailbox.take_all(&mut self.inbox) {
                 continue;
             }
             // Parking: give back the space a burst grew the inbox to.
-            if inbox.capacity() > IDLE_BUFFER {
-                inbox.items = VecDeque::new();
+            if self.inbox.capacity() > IDLE_BUFFER {
+                self.inbox.items = VecDeque::new();
             }
+            let mailbox = self.mailbox;
+            let inbox = &mut self.inbox;
             let received = tokio::select! {
                 biased;
-                () = &mut stopped => false,
-                received = poll_fn(|cx| mailbox.poll_take_all(cx, &mut inbox)) => received,
+                () = &mut self.stopped => false,
+                received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox)) => received,
             };
-            if received {
-                continue;
+            if !received {
+                return None;
             }
-            break End::Stopped;
-        };
-
-        // Start. The slot is free: given back at once to a node that waits (`Pending`) or when
-        // nothing else is queued here, otherwise with the batch.
-        deferred.slots.started(pended || inbox.is_empty());
-        if !may_start(shared) {
-            accounting.unprocessed(drop_all([envelope]) as u64);
-            break End::Stopped;
         }
+    }
 
-        // Process.
+    /// Start: the message's slot is free (given back at once to a node that waits, or when
+    /// nothing else is queued here, otherwise with the batch). `None`, with the message counted
+    /// unprocessed, when the run is stopping or the token budget is used up.
+    fn start(&mut self, envelope: Envelope) -> Option<Envelope> {
+        self.deferred
+            .slots
+            .started(self.pended || self.inbox.is_empty());
+        if may_start(self.shared) {
+            Some(envelope)
+        } else {
+            let n = drop_all([envelope]) as u64;
+            self.shared.accounting().unprocessed(n);
+            None
+        }
+    }
+
+    /// Process: runs the node (see `activation.rs`), counts and acknowledges the message.
+    /// `None` when the node failed or its activation was dropped (recorded; no shutdown
+    /// delivery then).
+    async fn process(&mut self, envelope: Envelope) -> Option<NodeMessage> {
+        let shared = self.shared;
         let Envelope { payload, ack } = envelope;
-        drop(ctx.reset(payload, index));
-        ctx_holds_input = true;
+        drop(self.ctx.reset(payload, self.index));
+        self.ctx_holds_input = true;
         shared.publish(|| EventKind::NodeStarted {
-            node: Arc::clone(&name),
+            node: Arc::clone(&self.name),
         });
         let started = shared.topology().events().is_active().then(Instant::now);
-        pended = false;
-        let activation = runner.run(node.as_ref(), &ctx, || {
-            pended = true;
+        self.pended = false;
+        let pended = &mut self.pended;
+        let deferred = &mut self.deferred;
+        let activation = self.runner.run(self.node.as_ref(), &self.ctx, || {
+            *pended = true;
             deferred.flush();
         });
-        let ran = if node_spans {
-            let span = tracing::debug_span!("spark.node", node = %name, mode = "long_running");
+        let ran = if self.node_spans {
+            let span = tracing::debug_span!("spark.node", node = %self.name, mode = "long_running");
             activation.instrument(span).await
         } else {
             activation.await
         };
-        let output = match finished(shared, index, &name, ran, ack, started) {
-            Some(output) => output,
-            None => break End::Failed,
-        };
-        if scope.take_shutdown_request(index) {
+        let output = finished(shared, self.index, &self.name, ran, ack, started)?;
+        if shared.scope().take_shutdown_request(self.index) {
             // The stop begins when the requesting activation finishes; its output is still
             // routed (accepted), and not delivered since the run is stopping (unprocessed).
             shared.stop().request(StopReason::Shutdown);
         }
+        Some(output)
+    }
 
-        // Route.
+    /// Route: the targets of `output` (`Topology::route`). `false` when a predicate panicked
+    /// (recorded as the run's error).
+    fn route(&mut self, output: &NodeMessage) -> bool {
+        let targets = &mut self.targets;
         targets.clear();
-        if let Err(error) = shared
+        match self
+            .shared
             .topology()
-            .route(index, &output, |to| targets.push(to))
+            .route(self.index, output, |to| targets.push(to))
         {
-            shared.stop().fail(error);
-            shared.finish_messages(1);
-            break End::Failed;
+            Ok(_) => true,
+            Err(error) => {
+                self.shared.stop().fail(error);
+                self.shared.finish_messages(1);
+                false
+            }
         }
+    }
 
-        // Settle.
-        if targets.is_empty() {
-            shared.sinks().record(&name, output);
-            deferred.finished += 1;
+    /// Settle: a sink output is recorded and its message finished (with the batch); otherwise
+    /// the targets' messages are accepted, and delivered or counted.
+    async fn settle(&mut self, output: NodeMessage) {
+        if self.targets.is_empty() {
+            self.shared.sinks().record(&self.name, output);
+            self.deferred.finished += 1;
         } else {
-            accounting.settle(index, targets.len() as u64);
+            self.shared
+                .accounting()
+                .settle(self.index, self.targets.len() as u64);
             // Outputs of an activation that never waited may be held while more messages are
             // queued here: they go out together (one lock, one wake-up per batch).
-            let may_hold = !pended && !inbox.is_empty();
-            deliver(shared, index, &targets, output, &mut deferred, may_hold).await;
+            let may_hold = !self.pended && !self.inbox.is_empty();
+            deliver(
+                self.shared,
+                self.index,
+                &self.targets,
+                output,
+                &mut self.deferred,
+                may_hold,
+            )
+            .await;
         }
-    };
-    deferred.flush();
-    if matches!(end, End::Stopped) && !shared.stop().is_abandoned() {
-        shutdown_delivery(shared, &runner, &name, node.as_ref()).await;
+    }
+
+    /// The shutdown delivery: `process` once with `metadata["shutdown"] == true`; its output is
+    /// neither routed nor a sink output, and it is not counted as processed. Dropped (and
+    /// counted in `activations_dropped`) if it still runs when the grace period ends.
+    async fn shutdown_delivery(&mut self) {
+        let ctx = Context::new(
+            NodeMessage::empty().with_metadata("shutdown", true),
+            self.index,
+            Arc::clone(self.shared.scope()),
+        );
+        let name = &self.name;
+        match self.runner.run(self.node.as_ref(), &ctx, || {}).await {
+            Ran::Done(_) => {}
+            Ran::Panicked(message) => {
+                tracing::warn!(node = %name, %message, "node panicked during its shutdown delivery");
+            }
+            Ran::Dropped(panic) => {
+                self.shared.accounting().activation_dropped();
+                if let Some(message) = panic {
+                    tracing::warn!(node = %name, %message, "dropping a shutdown delivery panicked");
+                }
+            }
+        }
     }
 }
 
@@ -372,34 +483,6 @@ fn name_of(shared: &Shared, index: usize) -> Arc<str> {
         .get(index)
         .cloned()
         .unwrap_or_else(|| Arc::from("?"))
-}
-
-/// The shutdown delivery: `process` once with `metadata["shutdown"] == true`; its output is
-/// neither routed nor a sink output, and it is not counted as processed. Dropped (and counted
-/// in `activations_dropped`) if it still runs when the grace period ends.
-async fn shutdown_delivery(
-    shared: &Shared,
-    runner: &Runner<'_>,
-    name: &Arc<str>,
-    node: &dyn DynNode,
-) {
-    let ctx = Context::new(
-        NodeMessage::empty().with_metadata("shutdown", true),
-        runner.worker,
-        Arc::clone(shared.scope()),
-    );
-    match runner.run(node, &ctx, || {}).await {
-        Ran::Done(_) => {}
-        Ran::Panicked(message) => {
-            tracing::warn!(node = %name, %message, "node panicked during its shutdown delivery");
-        }
-        Ran::Dropped(panic) => {
-            shared.accounting().activation_dropped();
-            if let Some(message) = panic {
-                tracing::warn!(node = %name, %message, "dropping a shutdown delivery panicked");
-            }
-        }
-    }
 }
 
 /// Closes the worker's mailbox when the worker exits, however it exits, and counts the

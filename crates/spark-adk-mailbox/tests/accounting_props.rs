@@ -7,7 +7,6 @@
 
 use std::sync::OnceLock;
 
-
 mod support;
 
 use proptest::prelude::*;
