@@ -1,5 +1,7 @@
 //! [`LongRunningExecutor`]: start one worker per node, drive the run to its end, collect.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +66,7 @@ pub struct LongRunningExecutor {
 pub(crate) struct Started {
     pub(crate) shared: Arc<Shared>,
     tracker: TaskTracker,
+    grace: Duration,
 }
 
 impl LongRunningExecutor {
@@ -203,9 +206,12 @@ fn start(
     for index in 0..shared.mailboxes().len() {
         tracker.spawn(run_worker(Arc::clone(&shared), index));
     }
-    tracker.spawn(keep_time(Arc::clone(&shared), grace));
     tracker.close();
-    Ok(Started { shared, tracker })
+    Ok(Started {
+        shared,
+        tracker,
+        grace,
+    })
 }
 
 /// `true` when the current tokio runtime has its timers enabled. Tokio has no query for it:
@@ -215,18 +221,22 @@ fn timers_enabled() -> bool {
     call_caught(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok()
 }
 
-/// The run's timekeeper: begins the stop at the time budget's deadline, then ends the grace
-/// period of whatever stop began (see [`StopSignal::abandon`](crate::stop::StopSignal::abandon)).
-/// Ends as soon as every worker exited. Being a task of the run (not part of the driver), it
-/// also ends the grace period of a run whose future was dropped.
-async fn keep_time(shared: Arc<Shared>, grace: Duration) {
+/// Keeps the run's time until `all_exited` completes: begins the stop at the time budget's
+/// deadline, then ends the grace period of whatever stop began (see
+/// [`StopSignal::abandon`](crate::stop::StopSignal::abandon)). The driver runs it; if the
+/// driver is dropped first, a task of its own does (see [`StopOnDrop`]), so the grace period
+/// also ends for a run whose future was dropped.
+async fn keep_time<F: Future<Output = ()>>(
+    shared: &Shared,
+    grace: Duration,
+    mut all_exited: Pin<&mut F>,
+) {
     let stop = shared.stop();
-    let exited = stop.exited();
     match shared.scope().deadline() {
         Some(deadline) => {
             tokio::select! {
                 biased;
-                () = exited.cancelled() => return,
+                () = all_exited.as_mut() => return,
                 () = stop.token().cancelled() => {}
                 () = tokio::time::sleep_until(deadline) => {
                     if !stop.is_stopping() {
@@ -241,37 +251,58 @@ async fn keep_time(shared: Arc<Shared>, grace: Duration) {
         None => {
             tokio::select! {
                 biased;
-                () = exited.cancelled() => return,
+                () = all_exited.as_mut() => return,
                 () = stop.token().cancelled() => {}
             }
         }
     }
     if grace.is_zero() {
         stop.abandon();
-        return;
+        return all_exited.await;
     }
     let end = stop.began().unwrap_or_else(Instant::now).checked_add(grace);
     // Without timers (possible only for a run without a time budget) or for a grace period
     // too long to represent, the stop waits for the workers as long as they take.
     let Some(grace_over) = end.and_then(|end| call_caught(|| tokio::time::sleep_until(end)).ok())
     else {
-        exited.cancelled().await;
-        return;
+        return all_exited.await;
     };
     tokio::select! {
         biased;
-        () = exited.cancelled() => {}
+        () = all_exited.as_mut() => return,
         () = grace_over => stop.abandon(),
+    }
+    all_exited.await;
+}
+
+/// Begins a graceful stop if the run is abandoned before it finished, and hands its
+/// timekeeping to a task of its own (the grace period must still end).
+struct StopOnDrop {
+    shared: Option<Arc<Shared>>,
+    grace: Duration,
+}
+
+impl StopOnDrop {
+    /// The run finished: nothing to do on drop.
+    fn disarm(&mut self) {
+        self.shared = None;
     }
 }
 
-/// Begins a graceful stop if the run is abandoned before it finished.
-struct StopOnDrop<'a>(&'a Shared);
-
-impl Drop for StopOnDrop<'_> {
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        if !self.0.stop().is_stopping() {
-            self.0.stop().request(StopReason::HandleDropped);
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
+        if !shared.stop().is_stopping() {
+            shared.stop().request(StopReason::HandleDropped);
+        }
+        let grace = self.grace;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let exited = shared.stop().exited().clone().cancelled_owned();
+                keep_time(&shared, grace, std::pin::pin!(exited)).await;
+            });
         }
     }
 }
@@ -290,13 +321,19 @@ pub(crate) async fn drive(started: Started) -> Result<RunResult, RunError> {
 }
 
 async fn drive_inner(started: Started) -> Result<RunResult, RunError> {
-    let Started { shared, tracker } = started;
-    let guard = StopOnDrop(&shared);
-    // Workers exit on their own once the stop begins (the timekeeper begins it at the
-    // deadline and ends its grace period), so the driver waits only for the last task (one
-    // wake-up).
-    tracker.wait().await;
-    drop(guard);
+    let Started {
+        shared,
+        tracker,
+        grace,
+    } = started;
+    let mut guard = StopOnDrop {
+        shared: Some(Arc::clone(&shared)),
+        grace,
+    };
+    // Workers exit on their own once the stop begins, so the driver waits only for the last
+    // of them (one wake-up), keeping the run's time meanwhile.
+    keep_time(&shared, grace, std::pin::pin!(tracker.wait())).await;
+    guard.disarm();
     shared.scope().cancel();
     let outcome = shared.finish();
     shared.publish(|| match &outcome {

@@ -42,7 +42,7 @@ pub(crate) struct StopSignal {
     /// Fired when the grace period ended: running activations are dropped.
     abandon: CancellationToken,
     outcome: Mutex<Outcome>,
-    /// Workers (and the timekeeper) still running; `exited` fires when the last worker exits.
+    /// Workers still running; `exited` fires when the last one exits.
     live_workers: AtomicUsize,
     exited: CancellationToken,
 }
