@@ -329,7 +329,8 @@ impl RunScope {
 
 /// What a node sees during one activation: its input, its name, and the run it belongs to.
 ///
-/// Cheap to clone (a few reference-count increments).
+/// Cloning shares the input's content and the run scope (reference-count increments) and copies
+/// the input's metadata map and id.
 ///
 /// # Example
 ///
