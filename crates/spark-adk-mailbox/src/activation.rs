@@ -6,17 +6,16 @@
 //! to ([`current_worker`]), so a send the node makes through a `RunHandle` of its own run takes
 //! part in deadlock detection as that worker.
 
-use std::any::Any;
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::task::Poll;
 
-use spark_adk_core::panic::panic_message;
 use spark_adk_core::{Context, DynNode, NodeResult};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+use crate::catch::{call_caught, drop_caught, payload_message};
 use crate::stop::StopSignal;
 
 /// How an activation (or a shutdown delivery) ended.
@@ -28,26 +27,6 @@ pub(crate) enum Ran {
     /// The grace period ended first: the future was dropped unfinished. Carries the message of
     /// a panic of that drop.
     Dropped(Option<String>),
-}
-
-/// The text of a panic payload; the payload is dropped with its own panic caught (a payload
-/// whose `Drop` panics is leaked instead of unwinding through the runtime).
-pub(crate) fn payload_message(payload: Box<dyn Any + Send>) -> String {
-    let message = panic_message(payload.as_ref());
-    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
-    }
-    message
-}
-
-/// Drops `value`, catching a panic of its `Drop`.
-pub(crate) fn drop_caught<T>(value: T) -> Result<(), String> {
-    catch_unwind(AssertUnwindSafe(move || drop(value))).map_err(payload_message)
-}
-
-/// Runs `f`, catching a panic.
-pub(crate) fn call_caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(payload_message)
 }
 
 thread_local! {

@@ -43,7 +43,7 @@ pub(crate) fn drop_all(envelopes: impl IntoIterator<Item = Envelope>) -> usize {
     let mut n = 0;
     for envelope in envelopes {
         n += 1;
-        if let Err(message) = crate::activation::drop_caught(envelope) {
+        if let Err(message) = crate::catch::drop_caught(envelope) {
             tracing::warn!(%message, "dropping an unprocessed message panicked");
         }
     }

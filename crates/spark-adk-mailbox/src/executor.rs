@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::activation::call_caught;
+use crate::catch::call_caught;
 use crate::envelope::Envelope;
 use crate::handle::RunHandle;
 use crate::shared::Shared;

@@ -17,7 +17,7 @@
 //! `accepted == processed + unprocessed` is a check, not a computation.
 //!
 //! Module map: `executor` (start, timekeeper, driver), `worker` (a message's path),
-//! `activation` (guarded calls of user code), `mailbox` / `mailboxes` / `blocked` (slots,
+//! `activation` and `catch` (guarded calls of user code), `mailbox` / `mailboxes` / `blocked` (slots,
 //! permits, the wait-for-room loop, deadlock detection), `outbox` (held outputs), `accounting`,
 //! `stop`, `sinks`, `shared` (the run's parts), `handle`, `envelope`, `channel`.
 //!
@@ -65,6 +65,7 @@
 mod accounting;
 mod activation;
 mod blocked;
+mod catch;
 pub mod channel;
 mod envelope;
 mod executor;

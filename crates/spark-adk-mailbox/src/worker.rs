@@ -23,7 +23,8 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument;
 
 use crate::accounting::Accounting;
-use crate::activation::{call_caught, payload_message, Ran, Runner};
+use crate::activation::{Ran, Runner};
+use crate::catch::{call_caught, drop_caught, payload_message};
 use crate::envelope::{drop_all, Envelope};
 use crate::mailbox::{Mailbox, StartedSlots, IDLE_BUFFER};
 use crate::mailboxes::{Sender, Undelivered};
@@ -43,7 +44,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
     .await;
     if let Err(payload) = outcome {
         let message = payload_message(payload);
-        if let Err(again) = crate::activation::drop_caught(work) {
+        if let Err(again) = drop_caught(work) {
             tracing::warn!(message = %again, "dropping a panicked worker panicked");
         }
         shared.stop().fail(RunError::NodePanicked {
@@ -346,7 +347,7 @@ fn finished(
             accounting.unprocessed(1);
             accounting.activation_dropped();
             if let Some(ack) = ack {
-                let _ = crate::activation::drop_caught(ack);
+                let _ = drop_caught(ack);
             }
             if let Some(message) = panic {
                 shared.stop().fail(RunError::NodePanicked {
