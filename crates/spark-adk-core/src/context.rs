@@ -490,6 +490,40 @@ mod tests {
         assert!(Arc::ptr_eq(ctx.scope(), &scope), "the run scope is kept");
     }
 
+    #[tokio::test]
+    async fn stopping_completes_when_the_stop_begins_and_at_once_after() {
+        let scope = Arc::new(RunScope::new(None));
+        let waiter = {
+            let scope = Arc::clone(&scope);
+            tokio::spawn(async move { scope.stopping().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "no stop began yet");
+        scope.begin_stop();
+        waiter
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let ctx = Context::new(NodeMessage::empty(), 0, scope);
+        assert!(ctx.is_stopping());
+        ctx.stopping().await;
+    }
+
+    #[test]
+    fn a_shutdown_request_is_taken_by_the_requesting_nodes_activation_only() {
+        let scope = RunScope::new(None);
+        assert!(!scope.take_shutdown_request(0));
+        scope.request_shutdown_from(1);
+        assert!(scope.shutdown_requested());
+        assert!(!scope.take_shutdown_request(0), "another node's request");
+        assert!(scope.take_shutdown_request(1));
+        assert!(!scope.take_shutdown_request(1), "taken once");
+        scope.request_shutdown();
+        assert!(
+            scope.take_shutdown_request(0),
+            "a request without a node: any node's"
+        );
+    }
+
     #[test]
     fn tokens_reach_the_budget_exactly() {
         let scope = RunScope::new(Budget::tokens(10).ok());

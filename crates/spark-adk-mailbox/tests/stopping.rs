@@ -106,6 +106,56 @@ async fn a_time_budget_returns_by_the_deadline_plus_the_grace_period() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_end_of_the_grace_period_fires_the_cancellation_token_and_skips_the_shutdown_delivery()
+{
+    let fired_at: Arc<Mutex<Option<Duration>>> = Arc::default();
+    let shutdowns = Counter::default();
+    let started = tokio::time::Instant::now();
+    let topology = {
+        let fired_at = Arc::clone(&fired_at);
+        let shutdowns = shutdowns.clone();
+        topology(move |g| {
+            let a = g.add(
+                "a",
+                node_fn(move |ctx: Context| {
+                    let fired_at = Arc::clone(&fired_at);
+                    let shutdowns = shutdowns.clone();
+                    async move {
+                        if ctx.is_shutdown() {
+                            shutdowns.add();
+                            return Ok::<_, NodeError>(json!({}));
+                        }
+                        // Background work the node started watches the run's token.
+                        let token = ctx.cancellation().clone();
+                        tokio::spawn(async move {
+                            token.cancelled().await;
+                            *fired_at.lock().unwrap() = Some(started.elapsed());
+                        });
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        Ok(json!({}))
+                    }
+                }),
+            );
+            g.start(a);
+        })
+    };
+    let task = task()
+        .with_budget(Budget::seconds(0.2).unwrap())
+        .with_grace(Duration::from_secs(1));
+    let result = run(&topology, task).await.unwrap();
+    tokio::task::yield_now().await;
+
+    assert_eq!(result.metadata.activations_dropped, 1);
+    assert_eq!(*fired_at.lock().unwrap(), Some(Duration::from_millis(1200)));
+    assert_eq!(
+        shutdowns.get(),
+        0,
+        "the worker whose activation was dropped got a delivery"
+    );
+    assert_balanced(&result.metadata);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_zero_grace_period_drops_running_activations_when_the_stop_begins() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let topology = topology(|g| {
