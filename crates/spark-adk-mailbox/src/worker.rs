@@ -293,18 +293,24 @@ impl<'a> Worker<'a> {
             self.index,
             Arc::clone(self.shared.scope()),
         );
-        let name = &self.name;
-        match self.runner.run(self.node.as_ref(), &ctx, || {}).await {
-            Ran::Done(_) => {}
-            Ran::Panicked(message) => {
-                tracing::warn!(node = %name, %message, "node panicked during its shutdown delivery");
+        let panic = match self.runner.run(self.node.as_ref(), &ctx, || {}).await {
+            Ran::Done(Ok(_)) => None,
+            Ran::Done(Err(error)) => {
+                tracing::warn!(node = %self.name, %error, "the shutdown delivery returned an error");
+                None
             }
+            Ran::Panicked(message) => Some(message),
             Ran::Dropped(panic) => {
                 self.shared.accounting().activation_dropped();
-                if let Some(message) = panic {
-                    tracing::warn!(node = %name, %message, "dropping a shutdown delivery panicked");
-                }
+                panic
             }
+        };
+        if let Some(message) = panic {
+            self.shared.stop().fail(RunError::NodePanicked {
+                node: self.name.to_string(),
+                message: format!("during its shutdown delivery: {message}"),
+                counts: RunCounts::default(),
+            });
         }
     }
 }

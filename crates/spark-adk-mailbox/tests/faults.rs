@@ -87,6 +87,33 @@ async fn a_panic_payload_whose_drop_panics_is_reported_as_the_nodes_panic() {
     assert_counts_balanced(&counts_of(&error));
 }
 
+#[tokio::test]
+async fn a_panic_in_a_shutdown_delivery_is_reported_as_the_nodes_panic() {
+    let topology = topology(|g| {
+        let a = g.add(
+            "a",
+            node_fn(|ctx: Context| async move {
+                if ctx.is_shutdown() {
+                    panic!("cleanup failed");
+                }
+                Ok::<_, NodeError>(json!({ "done": true }))
+            }),
+        );
+        g.start(a);
+    });
+    let error = run(&topology, task()).await.unwrap_err();
+    match &error {
+        RunError::NodePanicked { node, message, .. } => {
+            assert_eq!(node, "a");
+            assert!(message.contains("cleanup failed"), "{message}");
+        }
+        other => panic!("expected NodePanicked naming `a`, got {other:?}"),
+    }
+    let counts = counts_of(&error);
+    assert_eq!(counts.processed, 1);
+    assert_counts_balanced(&counts);
+}
+
 /// Polls `future` once without a runtime.
 fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
     let mut cx = TaskContext::from_waker(Waker::noop());
