@@ -10,6 +10,7 @@ use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
+use std::sync::OnceLock;
 use std::task::Poll;
 
 use spark_adk_core::{Context, DynNode, NodeResult};
@@ -63,9 +64,9 @@ pub(crate) struct Runner<'a> {
     pub(crate) run_id: u64,
     /// The worker's index.
     pub(crate) worker: usize,
-    /// Fired when the grace period ends (this worker's own child token: waiting on it locks
-    /// nothing other workers touch).
-    pub(crate) abandon: CancellationToken,
+    /// Fired when the grace period ends: this worker's own child of the run's token (waiting
+    /// on it locks nothing other workers touch), made when one of its activations first waits.
+    pub(crate) abandon: OnceLock<CancellationToken>,
     /// The run's stop, checked before every poll: once the grace period is over, the node is
     /// not polled again (not even if the cancellation token made it ready).
     pub(crate) stop: &'a StopSignal,
@@ -122,7 +123,8 @@ impl Runner<'_> {
                     }
                     // Only a node that waits registers for the end of the grace period.
                     if abandoned.is_none() {
-                        abandoned.set(Some(self.abandon.cancelled()));
+                        let token = self.abandon.get_or_init(|| self.stop.abandon_token());
+                        abandoned.set(Some(token.cancelled()));
                     }
                     let grace_over = abandoned
                         .as_mut()

@@ -12,8 +12,9 @@ use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::ops::{Deref, DerefMut};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
-use std::sync::Arc;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 
 use spark_adk_core::{
     AckHook, BudgetKind, Context, DynNode, EventKind, NodeMessage, RunCounts, RunError, StopReason,
@@ -34,17 +35,21 @@ use crate::shared::Shared;
 /// Runs the worker of node `index` until the run stops; reports a panic of the worker itself
 /// as the node's panic.
 pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
-    let mut work = Box::pin(work(&shared, index));
+    let mut work = pin!(Some(work(&shared, index)));
     let outcome = poll_fn(|cx| {
-        catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx))).map_or_else(
-            |payload| std::task::Poll::Ready(Err(payload)),
-            |p| p.map(Ok),
-        )
+        let polled = catch_unwind(AssertUnwindSafe(|| match work.as_mut().as_pin_mut() {
+            Some(work) => work.poll(cx),
+            None => Poll::Ready(()),
+        }));
+        match polled {
+            Ok(poll) => poll.map(Ok),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
     })
     .await;
     if let Err(payload) = outcome {
         let message = payload_message(payload);
-        if let Err(again) = drop_caught(work) {
+        if let Err(again) = call_caught(|| work.set(None)) {
             tracing::warn!(message = %again, "dropping a panicked worker panicked");
         }
         shared.stop().fail(RunError::NodePanicked {
@@ -133,7 +138,7 @@ impl<'a> Worker<'a> {
             runner: Runner {
                 run_id: scope.run_id(),
                 worker: index,
-                abandon: shared.stop().abandon_token(),
+                abandon: OnceLock::new(),
                 stop: shared.stop(),
             },
             inbox: Inbox {
