@@ -279,6 +279,7 @@ async fn keep_time<F: Future<Output = ()>>(
 /// timekeeping to a task of its own (the grace period must still end).
 struct StopOnDrop {
     shared: Option<Arc<Shared>>,
+    tracker: TaskTracker,
     grace: Duration,
 }
 
@@ -298,10 +299,10 @@ impl Drop for StopOnDrop {
             shared.stop().request(StopReason::HandleDropped);
         }
         let grace = self.grace;
+        let tracker = self.tracker.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let exited = shared.stop().exited().clone().cancelled_owned();
-                keep_time(&shared, grace, std::pin::pin!(exited)).await;
+                keep_time(&shared, grace, std::pin::pin!(tracker.wait())).await;
             });
         }
     }
@@ -328,6 +329,7 @@ async fn drive_inner(started: Started) -> Result<RunResult, RunError> {
     } = started;
     let mut guard = StopOnDrop {
         shared: Some(Arc::clone(&shared)),
+        tracker: tracker.clone(),
         grace,
     };
     // Workers exit on their own once the stop begins, so the driver waits only for the last

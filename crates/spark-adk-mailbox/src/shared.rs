@@ -48,7 +48,7 @@ impl Shared {
         Self {
             mailboxes: Mailboxes::new(topology.nodes().iter().map(|n| n.mailbox_capacity)),
             accounting: Accounting::new(n),
-            stop: StopSignal::new(Arc::clone(&scope), n),
+            stop: StopSignal::new(Arc::clone(&scope)),
             sinks: Sinks::new(sink_retention, outputs),
             scope,
             stop_on_quiescence,

@@ -4,8 +4,8 @@
 //! (the grace period counts from it), and everyone who waits is woken. When the grace period
 //! ends, [`abandon`](StopSignal::abandon) makes the workers drop what is still running.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use spark_adk_core::{RunError, RunScope, StopReason};
 use tokio::time::Instant;
@@ -28,36 +28,39 @@ struct Outcome {
     began: Option<Instant>,
 }
 
-/// The stop of one run (see the module docs).
-#[derive(Debug)]
-pub(crate) struct StopSignal {
-    scope: Arc<RunScope>,
+/// The flags every worker reads per message, on a cache line of their own (written once each):
+/// nothing written on the hot path evicts them from the readers' caches.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Flags {
     /// Set when the stop begins, before `token` fires (a plain load for the hot path:
     /// `CancellationToken::is_cancelled` takes a lock).
     stopping: AtomicBool,
-    /// Fired when the stop begins: wakes parked workers and waiting senders.
-    token: CancellationToken,
     /// Set when the grace period ended, before `abandon` fires.
     abandoned: AtomicBool,
-    /// Fired when the grace period ended: running activations are dropped.
-    abandon: CancellationToken,
+}
+
+/// The stop of one run (see the module docs).
+#[derive(Debug)]
+pub(crate) struct StopSignal {
+    flags: Flags,
+    scope: Arc<RunScope>,
+    /// Fired when the stop begins: wakes parked workers and waiting senders.
+    token: CancellationToken,
+    /// Fired when the grace period ended: running activations are dropped. Made when a worker
+    /// first needs it (see [`abandon_token`](Self::abandon_token)).
+    abandon: OnceLock<CancellationToken>,
     outcome: Mutex<Outcome>,
-    /// Workers still running; `exited` fires when the last one exits.
-    live_workers: AtomicUsize,
-    exited: CancellationToken,
 }
 
 impl StopSignal {
-    pub(crate) fn new(scope: Arc<RunScope>, workers: usize) -> Self {
+    pub(crate) fn new(scope: Arc<RunScope>) -> Self {
         Self {
+            flags: Flags::default(),
             scope,
-            stopping: AtomicBool::new(false),
             token: CancellationToken::new(),
-            abandoned: AtomicBool::new(false),
-            abandon: CancellationToken::new(),
+            abandon: OnceLock::new(),
             outcome: Mutex::new(Outcome::default()),
-            live_workers: AtomicUsize::new(workers),
-            exited: CancellationToken::new(),
         }
     }
 
@@ -76,7 +79,7 @@ impl StopSignal {
             }
             outcome.began.get_or_insert_with(Instant::now);
         }
-        self.stopping.store(true, Ordering::Release);
+        self.flags.stopping.store(true, Ordering::Release);
         self.scope.begin_stop();
         self.token.cancel();
     }
@@ -93,7 +96,7 @@ impl StopSignal {
 
     /// `true` once the stop began.
     pub(crate) fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
+        self.flags.stopping.load(Ordering::Acquire)
     }
 
     /// Fired when the stop begins.
@@ -109,31 +112,29 @@ impl StopSignal {
     /// The grace period is over: running activations are dropped, and the run's cancellation
     /// token fires.
     pub(crate) fn abandon(&self) {
-        self.abandoned.store(true, Ordering::Release);
-        self.abandon.cancel();
+        // `SeqCst` pairs with `abandon_token`: a token made after the `get` below sees the flag.
+        self.flags.abandoned.store(true, Ordering::SeqCst);
+        if let Some(abandon) = self.abandon.get() {
+            abandon.cancel();
+        }
         self.scope.cancel();
     }
 
     /// `true` once the grace period is over.
     pub(crate) fn is_abandoned(&self) -> bool {
-        self.abandoned.load(Ordering::Acquire)
+        self.flags.abandoned.load(Ordering::Acquire)
     }
 
     /// A token of one worker's own that fires when the grace period ends.
     pub(crate) fn abandon_token(&self) -> CancellationToken {
-        self.abandon.child_token()
-    }
-
-    /// One worker exited; the last one fires [`exited`](Self::exited).
-    pub(crate) fn worker_exited(&self) {
-        if self.live_workers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.exited.cancel();
+        let token = self
+            .abandon
+            .get_or_init(CancellationToken::new)
+            .child_token();
+        if self.flags.abandoned.load(Ordering::SeqCst) {
+            token.cancel();
         }
-    }
-
-    /// Fired once every worker exited.
-    pub(crate) fn exited(&self) -> &CancellationToken {
-        &self.exited
+        token
     }
 
     /// Takes the outcome: the first error, or the first reason (`Completed` if none).

@@ -58,7 +58,6 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
             counts: RunCounts::default(),
         });
     }
-    shared.stop().worker_exited();
 }
 
 /// How the message loop ended.
