@@ -121,7 +121,11 @@ impl Runner<'_> {
                         pended = true;
                         on_first_pending();
                     }
-                    // Only a node that waits registers for the end of the grace period.
+                    // Only a node that waits registers for the end of the grace period (and,
+                    // once the stop began, makes sure the grace period is kept).
+                    if self.stop.is_stopping() {
+                        self.stop.need_grace();
+                    }
                     if abandoned.is_none() {
                         let token = self.abandon.get_or_init(|| self.stop.abandon_token());
                         abandoned.set(Some(token.cancelled()));

@@ -222,7 +222,8 @@ fn timers_enabled() -> bool {
 }
 
 /// Keeps the run's time until `all_exited` completes: begins the stop at the time budget's
-/// deadline, then ends the grace period of whatever stop began (see
+/// deadline, then, once the grace period must be kept
+/// ([`StopSignal::need_grace`](crate::stop::StopSignal::need_grace)), ends it (see
 /// [`StopSignal::abandon`](crate::stop::StopSignal::abandon)). The driver runs it; if the
 /// driver is dropped first, a task of its own does (see [`StopOnDrop`]), so the grace period
 /// also ends for a run whose future was dropped.
@@ -237,7 +238,7 @@ async fn keep_time<F: Future<Output = ()>>(
             tokio::select! {
                 biased;
                 () = all_exited.as_mut() => return,
-                () = stop.token().cancelled() => {}
+                () = stop.grace_needed().cancelled() => {}
                 () = tokio::time::sleep_until(deadline) => {
                     if !stop.is_stopping() {
                         shared.publish(|| EventKind::BudgetExhausted {
@@ -252,7 +253,7 @@ async fn keep_time<F: Future<Output = ()>>(
             tokio::select! {
                 biased;
                 () = all_exited.as_mut() => return,
-                () = stop.token().cancelled() => {}
+                () = stop.grace_needed().cancelled() => {}
             }
         }
     }

@@ -38,6 +38,8 @@ struct Flags {
     stopping: AtomicBool,
     /// Set when the grace period ended, before `abandon` fires.
     abandoned: AtomicBool,
+    /// Set once the grace period must be kept (see [`StopSignal::grace_needed`]).
+    grace_needed: AtomicBool,
 }
 
 /// The stop of one run (see the module docs).
@@ -47,6 +49,8 @@ pub(crate) struct StopSignal {
     scope: Arc<RunScope>,
     /// Fired when the stop begins: wakes parked workers and waiting senders.
     token: CancellationToken,
+    /// Fired when the grace period must be kept: wakes the run's timekeeping.
+    grace: CancellationToken,
     /// Fired when the grace period ended: running activations are dropped. Made when a worker
     /// first needs it (see [`abandon_token`](Self::abandon_token)).
     abandon: OnceLock<CancellationToken>,
@@ -59,6 +63,7 @@ impl StopSignal {
             flags: Flags::default(),
             scope,
             token: CancellationToken::new(),
+            grace: CancellationToken::new(),
             abandon: OnceLock::new(),
             outcome: Mutex::new(Outcome::default()),
         }
@@ -67,6 +72,7 @@ impl StopSignal {
     /// Begins the stop (or, if it began already, adds `cause` where it is the first of its
     /// kind: an error after a graceful reason still makes the run fail).
     pub(crate) fn begin(&self, cause: Cause) {
+        let quiescent = matches!(cause, Cause::Reason(StopReason::Completed));
         {
             let mut outcome = lock(&self.outcome);
             match cause {
@@ -82,6 +88,25 @@ impl StopSignal {
         self.flags.stopping.store(true, Ordering::Release);
         self.scope.begin_stop();
         self.token.cancel();
+        if !quiescent {
+            self.need_grace();
+        }
+    }
+
+    /// The grace period must be kept: activations may still run. Every stop but quiescence
+    /// needs it at once; at quiescence no activation runs (the in-flight count is zero), so the
+    /// run's timekeeping is woken only if a shutdown delivery waits (see `activation.rs`).
+    /// Cheap after the first call.
+    pub(crate) fn need_grace(&self) {
+        if !self.flags.grace_needed.load(Ordering::Acquire) {
+            self.flags.grace_needed.store(true, Ordering::Release);
+            self.grace.cancel();
+        }
+    }
+
+    /// Fired once the grace period must be kept (see [`need_grace`](Self::need_grace)).
+    pub(crate) fn grace_needed(&self) -> &CancellationToken {
+        &self.grace
     }
 
     /// Begins the stop with `reason` (see [`begin`](Self::begin)).
