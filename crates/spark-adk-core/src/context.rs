@@ -279,10 +279,16 @@ impl RunScope {
     /// Takes the shutdown request of the node at `node_index` (or one made without a node),
     /// if there is one: executors call this when an activation of that node finished. A plain
     /// atomic load while nobody asked.
+    #[inline]
     pub fn take_shutdown_request(&self, node_index: usize) -> bool {
-        if !self.shutdown_requested() {
+        if !self.shutdown_requested.load(Ordering::Acquire) {
             return false;
         }
+        self.take_shutdown_request_slow(node_index)
+    }
+
+    #[cold]
+    fn take_shutdown_request_slow(&self, node_index: usize) -> bool {
         let mut requests = self
             .shutdown_requests
             .lock()

@@ -2,9 +2,9 @@
 //! future, polling it, dropping it, dropping a panic payload) becomes [`Ran::Panicked`], and
 //! the activation is dropped at once when the grace period of a stop ends ([`Ran::Dropped`]).
 //!
-//! While the node's future is polled, this thread records which worker of which run it belongs
-//! to ([`current_worker`]), so a send the node makes through a `RunHandle` of its own run takes
-//! part in deadlock detection as that worker.
+//! While a worker's task is polled (and so its node's future), this thread records which worker
+//! of which run it is ([`Polling`], [`current_worker`]), so a send the node makes through a
+//! `RunHandle` of its own run takes part in deadlock detection as that worker.
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
@@ -43,11 +43,12 @@ pub(crate) fn current_worker(run_id: u64) -> Option<usize> {
 }
 
 /// Marks this thread as polling worker `worker` of run `run` until dropped (restoring what was
-/// there: a node may poll another run inline).
-struct Polling((u64, usize));
+/// there: a node may poll another run inline). Set once per poll of the worker's task, not per
+/// activation.
+pub(crate) struct Polling((u64, usize));
 
 impl Polling {
-    fn enter(run: u64, worker: usize) -> Self {
+    pub(crate) fn enter(run: u64, worker: usize) -> Self {
         Self(CURRENT.with(|c| c.replace((run, worker))))
     }
 }
@@ -60,10 +61,6 @@ impl Drop for Polling {
 
 /// Who runs the activation, and when it must give up.
 pub(crate) struct Runner<'a> {
-    /// The run's id (see [`current_worker`]).
-    pub(crate) run_id: u64,
-    /// The worker's index.
-    pub(crate) worker: usize,
     /// Fired when the grace period ends: this worker's own child of the run's token (waiting
     /// on it locks nothing other workers touch), made when one of its activations first waits.
     pub(crate) abandon: OnceLock<CancellationToken>,
@@ -81,10 +78,7 @@ impl Runner<'_> {
         ctx: &Context,
         mut on_first_pending: impl FnMut(),
     ) -> Ran {
-        let future = {
-            let _polling = Polling::enter(self.run_id, self.worker);
-            call_caught(|| node.process_dyn(ctx))
-        };
+        let future = call_caught(|| node.process_dyn(ctx));
         let mut future: Option<Pin<Box<dyn Future<Output = NodeResult> + Send + '_>>> = match future
         {
             Ok(f) => Some(f),
@@ -100,10 +94,7 @@ impl Runner<'_> {
             if self.stop.is_abandoned() {
                 return Poll::Ready(Ran::Dropped(drop_caught(future.take()).err()));
             }
-            let polled = {
-                let _polling = Polling::enter(self.run_id, self.worker);
-                catch_unwind(AssertUnwindSafe(|| running.as_mut().poll(cx)))
-            };
+            let polled = catch_unwind(AssertUnwindSafe(|| running.as_mut().poll(cx)));
             match polled {
                 Ok(Poll::Ready(result)) => Poll::Ready(match drop_caught(future.take()) {
                     Ok(()) => Ran::Done(result),

@@ -24,7 +24,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument;
 
 use crate::accounting::Accounting;
-use crate::activation::{Ran, Runner};
+use crate::activation::{Polling, Ran, Runner};
 use crate::catch::{call_caught, drop_caught, payload_message};
 use crate::envelope::{drop_all, Envelope};
 use crate::mailbox::{Mailbox, StartedSlots, IDLE_BUFFER};
@@ -36,7 +36,9 @@ use crate::shared::Shared;
 /// as the node's panic.
 pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
     let mut work = pin!(Some(work(&shared, index)));
+    let run_id = shared.scope().run_id();
     let outcome = poll_fn(|cx| {
+        let _polling = Polling::enter(run_id, index);
         let polled = catch_unwind(AssertUnwindSafe(|| match work.as_mut().as_pin_mut() {
             Some(work) => work.poll(cx),
             None => Poll::Ready(()),
@@ -76,9 +78,11 @@ async fn work(shared: &Shared, index: usize) {
         let Some(envelope) = worker.take().await else {
             break End::Stopped;
         };
-        let Some(envelope) = worker.start(envelope) else {
+        if !worker.start() {
+            let unprocessed = drop_all([envelope]) as u64;
+            shared.accounting().unprocessed(unprocessed);
             break End::Stopped;
-        };
+        }
         let Some(output) = worker.process(envelope).await else {
             break End::Failed;
         };
@@ -135,8 +139,6 @@ impl<'a> Worker<'a> {
             name: Arc::clone(&entry.name),
             node: Arc::clone(&entry.node),
             runner: Runner {
-                run_id: scope.run_id(),
-                worker: index,
                 abandon: OnceLock::new(),
                 stop: shared.stop(),
             },
@@ -195,19 +197,15 @@ impl<'a> Worker<'a> {
     }
 
     /// Start: the message's slot is free (given back at once to a node that waits, or when
-    /// nothing else is queued here, otherwise with the batch). `None`, with the message counted
-    /// unprocessed, when the run is stopping or the token budget is used up.
-    fn start(&mut self, envelope: Envelope) -> Option<Envelope> {
+    /// nothing else is queued here, otherwise with the batch). `false` when the run is
+    /// stopping or the token budget is used up: the message does not start (the caller counts
+    /// it unprocessed).
+    #[inline]
+    fn start(&mut self) -> bool {
         self.deferred
             .slots
             .started(self.pended || self.inbox.is_empty());
-        if may_start(self.shared) {
-            Some(envelope)
-        } else {
-            let n = drop_all([envelope]) as u64;
-            self.shared.accounting().unprocessed(n);
-            None
-        }
+        may_start(self.shared)
     }
 
     /// Process: runs the node (see `activation.rs`), counts and acknowledges the message.
@@ -246,6 +244,7 @@ impl<'a> Worker<'a> {
 
     /// Route: the targets of `output` (`Topology::route`). `false` when a predicate panicked
     /// (recorded as the run's error).
+    #[inline]
     fn route(&mut self, output: &NodeMessage) -> bool {
         let targets = &mut self.targets;
         targets.clear();
@@ -342,6 +341,7 @@ fn may_start(shared: &Shared) -> bool {
 /// Settles an activation that ended: counts it, publishes its event, fires its
 /// acknowledgement hook. Returns the output to route, or `None` when the node failed (the
 /// run's failure is recorded) or its activation was dropped.
+#[inline]
 fn finished(
     shared: &Shared,
     index: usize,
@@ -350,69 +350,92 @@ fn finished(
     ack: Option<AckHook>,
     started: Option<Instant>,
 ) -> Option<NodeMessage> {
-    let accounting = shared.accounting();
-    let outcome = match ran {
+    let output = match ran {
+        Ran::Done(Ok(output)) => output,
+        Ran::Done(Err(source)) => {
+            let error = RunError::NodeFailed {
+                node: name.to_string(),
+                source,
+                counts: RunCounts::default(),
+            };
+            return failed(shared, index, name, error, ack, started);
+        }
+        Ran::Panicked(message) => {
+            let error = RunError::NodePanicked {
+                node: name.to_string(),
+                message,
+                counts: RunCounts::default(),
+            };
+            return failed(shared, index, name, error, ack, started);
+        }
         Ran::Dropped(panic) => {
-            // The grace period ended while it ran: not processed.
-            accounting.unprocessed(1);
-            accounting.activation_dropped();
-            if let Some(ack) = ack {
-                let _ = drop_caught(ack);
-            }
-            if let Some(message) = panic {
-                shared.stop().fail(RunError::NodePanicked {
-                    node: name.to_string(),
-                    message,
-                    counts: RunCounts::default(),
-                });
-            }
+            dropped(shared, name, ack, panic);
             return None;
         }
-        Ran::Done(Ok(output)) => Ok(output),
-        Ran::Done(Err(source)) => Err(RunError::NodeFailed {
-            node: name.to_string(),
-            source,
-            counts: RunCounts::default(),
-        }),
-        Ran::Panicked(message) => Err(RunError::NodePanicked {
+    };
+    if let Some(started) = started {
+        shared.publish(|| EventKind::NodeFinished {
+            node: Arc::clone(name),
+            duration: started.elapsed(),
+        });
+    }
+    shared.accounting().record_processed(index);
+    if let Some(ack) = ack {
+        if let Err(message) = call_caught(move || ack.fire()) {
+            shared.stop().fail(RunError::NodePanicked {
+                node: name.to_string(),
+                message: format!("its acknowledgement hook panicked: {message}"),
+                counts: RunCounts::default(),
+            });
+            shared.finish_messages(1);
+            return None;
+        }
+    }
+    Some(output)
+}
+
+/// The node's activation ended with `error` (its message was processed).
+#[cold]
+fn failed(
+    shared: &Shared,
+    index: usize,
+    name: &Arc<str>,
+    error: RunError,
+    ack: Option<AckHook>,
+    started: Option<Instant>,
+) -> Option<NodeMessage> {
+    if started.is_some() {
+        shared.publish(|| EventKind::NodeFailed {
+            node: Arc::clone(name),
+            error: error.to_string(),
+        });
+    }
+    shared.accounting().record_processed(index);
+    if let Some(ack) = ack {
+        if let Err(message) = call_caught(move || ack.fire()) {
+            tracing::warn!(node = %name, %message, "an acknowledgement hook panicked after the node failed");
+        }
+    }
+    shared.stop().fail(error);
+    shared.finish_messages(1);
+    None
+}
+
+/// The activation was dropped at the end of the grace period: its message is not processed.
+#[cold]
+fn dropped(shared: &Shared, name: &Arc<str>, ack: Option<AckHook>, panic: Option<String>) {
+    let accounting = shared.accounting();
+    accounting.unprocessed(1);
+    accounting.activation_dropped();
+    if let Some(ack) = ack {
+        let _ = drop_caught(ack);
+    }
+    if let Some(message) = panic {
+        shared.stop().fail(RunError::NodePanicked {
             node: name.to_string(),
             message,
             counts: RunCounts::default(),
-        }),
-    };
-    if let Some(started) = started {
-        shared.publish(|| match &outcome {
-            Ok(_) => EventKind::NodeFinished {
-                node: Arc::clone(name),
-                duration: started.elapsed(),
-            },
-            Err(e) => EventKind::NodeFailed {
-                node: Arc::clone(name),
-                error: e.to_string(),
-            },
         });
-    }
-    accounting.record_processed(index);
-    let acked = match ack {
-        Some(ack) => call_caught(move || ack.fire()),
-        None => Ok(()),
-    };
-    let outcome = match (outcome, acked) {
-        (Ok(output), Ok(())) => Ok(output),
-        (Err(error), _) => Err(error),
-        (Ok(_), Err(message)) => Err(RunError::NodePanicked {
-            node: name.to_string(),
-            message: format!("its acknowledgement hook panicked: {message}"),
-            counts: RunCounts::default(),
-        }),
-    };
-    match outcome {
-        Ok(output) => Some(output),
-        Err(error) => {
-            shared.stop().fail(error);
-            shared.finish_messages(1);
-            None
-        }
     }
 }
 
