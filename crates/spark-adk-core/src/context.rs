@@ -1,7 +1,7 @@
 //! The per-activation [`Context`] and the per-run [`RunScope`] it points to.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -12,6 +12,9 @@ use serde_json::{Map, Value};
 use crate::{Budget, EventBus, EventKind, GraphState, NodeMessage};
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A shutdown request made without a node: taken by the next activation of any node.
+const ANY_NODE: usize = usize::MAX;
 
 fn no_names() -> Arc<[Arc<str>]> {
     static EMPTY: OnceLock<Arc<[Arc<str>]>> = OnceLock::new();
@@ -34,7 +37,12 @@ pub struct RunScope {
     cancel: OnceLock<CancellationToken>,
     external_cancel: bool,
     shutdown_requested: AtomicBool,
+    /// The nodes (indices) that asked for a shutdown and whose request no executor took yet;
+    /// [`ANY_NODE`] for a request made without a node.
+    shutdown_requests: Mutex<Vec<usize>>,
     stopping: AtomicBool,
+    /// Fired when the graceful stop begins; created on first use (see [`RunScope::stopping`]).
+    stop_signal: OnceLock<CancellationToken>,
     state: OnceLock<GraphState>,
     initial_state: Map<String, Value>,
     /// The names of the graph's nodes, by index (what `Context::node_name` reads).
@@ -86,7 +94,9 @@ impl RunScope {
             cancel: OnceLock::new(),
             external_cancel: false,
             shutdown_requested: AtomicBool::new(false),
+            shutdown_requests: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
+            stop_signal: OnceLock::new(),
             state: OnceLock::new(),
             initial_state,
             node_names,
@@ -290,8 +300,20 @@ impl RunScope {
         }
     }
 
-    /// Asks the run to stop gracefully after the current activation (long-running mode).
+    /// Asks the run to stop gracefully (long-running mode) once the next activation of any
+    /// node finishes. A node asks through [`Context::request_shutdown`] instead, which waits
+    /// for *its* activation.
     pub fn request_shutdown(&self) {
+        self.request_shutdown_from(ANY_NODE);
+    }
+
+    /// Asks the run to stop gracefully (long-running mode) once the current activation of the
+    /// node at `node_index` finishes.
+    pub fn request_shutdown_from(&self, node_index: usize) {
+        self.shutdown_requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(node_index);
         self.shutdown_requested.store(true, Ordering::Release);
     }
 
@@ -300,10 +322,54 @@ impl RunScope {
         self.shutdown_requested.load(Ordering::Acquire)
     }
 
+    /// Takes the shutdown request of the node at `node_index` (or one made without a node),
+    /// if there is one: executors call this when an activation of that node finished. A plain
+    /// atomic load while nobody asked.
+    #[inline]
+    pub fn take_shutdown_request(&self, node_index: usize) -> bool {
+        if !self.shutdown_requested.load(Ordering::Acquire) {
+            return false;
+        }
+        self.take_shutdown_request_slow(node_index)
+    }
+
+    #[cold]
+    fn take_shutdown_request_slow(&self, node_index: usize) -> bool {
+        let mut requests = self
+            .shutdown_requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match requests
+            .iter()
+            .position(|&n| n == node_index || n == ANY_NODE)
+        {
+            Some(i) => {
+                requests.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Marks that the run's graceful stop began (long-running executors call this; in-flight
-    /// activations still finish).
+    /// activations still finish) and fires the stop signal ([`RunScope::stopping`]).
     pub fn begin_stop(&self) {
-        self.stopping.store(true, Ordering::Release);
+        // `SeqCst` pairs with `stopping`: a waiter either sees the flag or the token it
+        // created is found here.
+        self.stopping.store(true, Ordering::SeqCst);
+        if let Some(signal) = self.stop_signal.get() {
+            signal.cancel();
+        }
+    }
+
+    /// Completes once the run's graceful stop began (at once if it already did); see
+    /// [`Context::stopping`].
+    pub async fn stopping(&self) {
+        let signal = self.stop_signal.get_or_init(CancellationToken::new);
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        signal.cancelled().await;
     }
 
     /// `true` once the run's graceful stop began (budget, shutdown, another node's error,
@@ -471,7 +537,9 @@ impl Context {
     /// including a standard-mode timeout), so background work a node started can stop with it;
     /// and cancelling it from outside cancels a standard run given that token
     /// ([`RunScope::with_cancellation`]). A long-running graceful stop does **not** cancel it
-    /// while activations are still finishing: it fires after every worker has exited.
+    /// while activations are still finishing: it fires when the grace period ends (see
+    /// `Task::with_grace`) or after every worker has exited, whichever comes first. To wind
+    /// down at the start of a graceful stop, watch [`Context::stopping`].
     pub fn cancellation(&self) -> &CancellationToken {
         self.scope.cancellation()
     }
@@ -482,9 +550,10 @@ impl Context {
     }
 
     /// Asks the run to stop gracefully once this activation has finished (long-running mode; in
-    /// standard mode it has no effect).
+    /// standard mode it has no effect). The stop begins when *this* node's activation finishes,
+    /// not when some other worker's does.
     pub fn request_shutdown(&self) {
-        self.scope.request_shutdown();
+        self.scope.request_shutdown_from(self.node_index);
     }
 
     /// The run's graph state: a key/value store shared by every node of the run.
@@ -498,6 +567,15 @@ impl Context {
     /// `false` in standard mode, where a time budget cuts the node off instead.
     pub fn is_stopping(&self) -> bool {
         self.scope.is_stopping()
+    }
+
+    /// Completes once the run began its graceful stop (at once if it already did): the
+    /// awaitable form of [`Context::is_stopping`]. A long operation can race it to wind down
+    /// early, for example `tokio::select! { r = work => r, () = ctx.stopping() => partial }`.
+    /// Activations still running when the grace period ends are dropped (see
+    /// `Task::with_grace`).
+    pub async fn stopping(&self) {
+        self.scope.stopping().await;
     }
 
     /// The run this activation belongs to.
@@ -525,6 +603,40 @@ mod tests {
         assert_eq!(*ctx.inputs().content, serde_json::json!(2));
         assert_eq!(ctx.node_name(), "b");
         assert!(Arc::ptr_eq(ctx.scope(), &scope), "the run scope is kept");
+    }
+
+    #[tokio::test]
+    async fn stopping_completes_when_the_stop_begins_and_at_once_after() {
+        let scope = Arc::new(RunScope::new(None));
+        let waiter = {
+            let scope = Arc::clone(&scope);
+            tokio::spawn(async move { scope.stopping().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "no stop began yet");
+        scope.begin_stop();
+        waiter
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let ctx = Context::new(NodeMessage::empty(), 0, scope);
+        assert!(ctx.is_stopping());
+        ctx.stopping().await;
+    }
+
+    #[test]
+    fn a_shutdown_request_is_taken_by_the_requesting_nodes_activation_only() {
+        let scope = RunScope::new(None);
+        assert!(!scope.take_shutdown_request(0));
+        scope.request_shutdown_from(1);
+        assert!(scope.shutdown_requested());
+        assert!(!scope.take_shutdown_request(0), "another node's request");
+        assert!(scope.take_shutdown_request(1));
+        assert!(!scope.take_shutdown_request(1), "taken once");
+        scope.request_shutdown();
+        assert!(
+            scope.take_shutdown_request(0),
+            "a request without a node: any node's"
+        );
     }
 
     #[test]

@@ -222,11 +222,12 @@ pub enum RunError {
         /// What the run had counted when it failed (messages accepted, processed, unprocessed).
         counts: RunCounts,
     },
-    /// Long-running mode: no worker can make progress and some are blocked sending to full
-    /// mailboxes.
-    #[error("deadlock: nodes {} are blocked sending to full mailboxes and no worker can make progress", blocked.join(", "))]
+    /// Long-running mode: workers blocked sending to full mailboxes form a cycle, so none of
+    /// them can ever make progress.
+    #[error("deadlock: nodes {} are blocked sending to full mailboxes on a cycle that can never drain", blocked.join(", "))]
     Deadlock {
-        /// The nodes blocked on a send.
+        /// Every node blocked on a send when the cycle was found (also those blocked on a
+        /// cycle member without being on the cycle), in graph order.
         blocked: Vec<String>,
         /// What the run had counted when it failed (messages accepted, processed, unprocessed).
         counts: RunCounts,

@@ -275,7 +275,9 @@ impl fmt::Debug for AckHook {
     }
 }
 
-/// The envelope that carries a [`NodeMessage`] between mailboxes in long-running mode.
+/// A [`NodeMessage`] in an envelope, as it is sent into a long-running run (`RunHandle::send_channel`)
+/// or through the long-running runtime's public channels: metadata, a shutdown flag and an
+/// acknowledgement hook. (Inside the runtime, mailboxes hold a smaller envelope of their own.)
 ///
 /// # Example
 ///

@@ -351,6 +351,10 @@ pub struct RunMetadata {
     pub processed: u64,
     /// Messages accepted but never processed (queued at the stop, or not delivered).
     pub unprocessed: u64,
+    /// Long-running mode: activations (and shutdown deliveries) still running when the grace
+    /// period of a graceful stop ended, and therefore dropped (see `Task::with_grace`). Their
+    /// messages are among `unprocessed`.
+    pub activations_dropped: u64,
     /// Activations per node, in the graph's node order.
     pub per_node: NodeCounts,
     /// Sink outputs produced but not kept in the result ([`SinkRetention::Last`]); they were
@@ -370,6 +374,7 @@ impl RunMetadata {
             accepted: 0,
             processed: 0,
             unprocessed: 0,
+            activations_dropped: 0,
             per_node: NodeCounts::default(),
             sink_outputs_discarded: 0,
         }

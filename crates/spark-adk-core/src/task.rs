@@ -1,5 +1,7 @@
 //! Tasks: what to run, in which mode, under which budget.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use serde_json::{Map, Value};
@@ -46,6 +48,9 @@ pub struct Task {
     pub max_steps: Option<u64>,
     /// The initial graph state of this run; `None` uses the graph's initial state.
     pub state: Option<Map<String, Value>>,
+    /// Long-running mode: how long a graceful stop waits for running activations (and
+    /// shutdown deliveries) before they are dropped. `None` means [`Task::DEFAULT_GRACE`].
+    pub grace: Option<Duration>,
 }
 
 impl Task {
@@ -57,7 +62,27 @@ impl Task {
             budget: None,
             max_steps: None,
             state: None,
+            grace: None,
         }
+    }
+
+    /// The grace period of a graceful stop when the task sets none: 30 seconds.
+    pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+    /// Sets the grace period (long-running mode): when a graceful stop begins (budget,
+    /// shutdown, another node's failure), activations still running get this long to finish;
+    /// then the run's cancellation token fires, they are dropped (their messages counted
+    /// unprocessed, their number in `RunMetadata::activations_dropped`) and the run returns.
+    /// Zero drops them at once. So a run with a time budget returns by `max_seconds + grace`.
+    #[must_use]
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = Some(grace);
+        self
+    }
+
+    /// The grace period this task uses: [`Task::grace`], or [`Task::DEFAULT_GRACE`].
+    pub fn grace_period(&self) -> Duration {
+        self.grace.unwrap_or(Self::DEFAULT_GRACE)
     }
 
     /// A standard-mode task (the same as [`Task::new`], named for symmetry).

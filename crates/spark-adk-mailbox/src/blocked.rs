@@ -1,112 +1,94 @@
-//! Exact deadlock detection for bounded mailboxes.
+//! Exact deadlock detection for bounded mailboxes: the registry of senders blocked on a full
+//! mailbox.
 //!
-//! A worker that finds a target mailbox full registers "blocked on target" under one lock,
-//! retries, and then checks whether the blocked-on relation has a cycle through it in which
-//! every mailbox is full. A worker that is registered as blocked cannot start a message, so its
-//! own mailbox cannot free a slot: such a cycle can never resolve, and the run ends with
-//! `RunError::Deadlock`. No timeout or polling is involved.
+//! A worker that finds a target mailbox full registers "blocked on target" under the registry's
+//! lock, retries, and then checks whether the blocked-on relation has a cycle through it in
+//! which every mailbox is full ([`find_cycle`]). A worker registered as blocked cannot start a
+//! message, so its own mailbox cannot free a slot: the workers of such a cycle can never make
+//! progress, and the run ends with `RunError::Deadlock`, naming every worker registered as
+//! blocked at that moment or woken from a blocked send by the stop that followed (also those
+//! blocked on a cycle member without being on the cycle). No timeout or polling is involved.
 //!
 //! A worker gives every output it holds to its mailboxes before it blocks (see `worker.rs`), so
 //! a full mailbox of a blocked cycle holds queued messages only.
 
-use std::sync::Mutex;
+use std::collections::BTreeSet;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::envelope::Envelope;
 use crate::mailbox::Mailbox;
-use crate::shared::lock;
 
-pub(crate) struct BlockedSenders {
+/// Who is blocked on which mailbox.
+#[derive(Debug)]
+pub(crate) struct Registry {
     /// `blocked_on[worker] = Some(target)` while the worker waits for room in `target`.
-    blocked_on: Mutex<Vec<Option<usize>>>,
+    blocked_on: Vec<Option<usize>>,
+    /// Once a deadlock was found: every worker blocked then, or woken from a blocked send by
+    /// the stop.
+    deadlocked: Option<BTreeSet<usize>>,
 }
 
-/// Why a blocking send did not deliver.
-pub(crate) enum Undelivered {
-    /// The run is stopping; the message was not delivered.
-    Stopped,
-    /// The target mailbox is closed.
-    Closed,
-    /// Sending would deadlock: these workers (indices) form a cycle of full mailboxes.
-    Deadlock(Vec<usize>),
-}
-
-impl BlockedSenders {
+impl Registry {
+    /// A registry for `n` workers, none blocked.
     pub(crate) fn new(n: usize) -> Self {
         Self {
-            blocked_on: Mutex::new(vec![None; n]),
+            blocked_on: vec![None; n],
+            deadlocked: None,
         }
     }
 
-    /// Sends `message` from worker `from` to mailbox `to`, waiting for room. The fast path
-    /// (room available) takes no lock of this registry.
-    pub(crate) async fn send(
-        &self,
-        mailboxes: &[Mailbox],
-        from: usize,
-        to: usize,
-        message: Envelope,
-        stop: &CancellationToken,
-    ) -> Result<(), Undelivered> {
-        let Some(mailbox) = mailboxes.get(to) else {
-            return Err(Undelivered::Closed);
-        };
-        loop {
-            if mailbox.try_reserve() {
-                return mailbox.push(message).map_err(|_| Undelivered::Closed);
-            }
-            if mailbox.is_closed() {
-                return Err(Undelivered::Closed);
-            }
-            mailbox.begin_wait();
-            // Created before the retry: a slot freed after this point wakes it.
-            let room_freed = mailbox.room().notified();
-            tokio::pin!(room_freed);
-            {
-                let mut blocked_on = lock(&self.blocked_on);
-                set(&mut blocked_on, from, Some(to));
-                let outcome = if mailbox.try_reserve() {
-                    Some(Ok(()))
-                } else if mailbox.is_closed() {
-                    Some(Err(Undelivered::Closed))
-                } else {
-                    find_cycle(&blocked_on, mailboxes, from).map(|c| Err(Undelivered::Deadlock(c)))
-                };
-                if let Some(outcome) = outcome {
-                    set(&mut blocked_on, from, None);
-                    drop(blocked_on);
-                    mailbox.end_wait();
-                    return outcome
-                        .and_then(|()| mailbox.push(message).map_err(|_| Undelivered::Closed));
-                }
-            }
-            let stopped = tokio::select! {
-                biased;
-                () = stop.cancelled() => true,
-                () = &mut room_freed => false,
-            };
-            set(&mut lock(&self.blocked_on), from, None);
-            mailbox.end_wait();
-            if stopped {
-                return Err(Undelivered::Stopped);
-            }
+    /// Records that worker `from` waits for room in `to` (`None`: no longer waits).
+    pub(crate) fn set(&mut self, from: usize, to: Option<usize>) {
+        if let Some(slot) = self.blocked_on.get_mut(from) {
+            *slot = to;
         }
+    }
+
+    /// Checks whether the registered worker `from` is on a cycle of full mailboxes; if so,
+    /// records every blocked worker as deadlocked and returns `true`.
+    pub(crate) fn detect(&mut self, mailboxes: &[Mailbox], from: usize) -> bool {
+        let full = |i: usize| mailboxes.get(i).is_some_and(Mailbox::is_full);
+        if find_cycle(&self.blocked_on, full, from).is_none() {
+            return false;
+        }
+        let blocked = self
+            .blocked_on
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| b.map(|_| i));
+        self.deadlocked
+            .get_or_insert_with(BTreeSet::new)
+            .extend(blocked);
+        true
+    }
+
+    /// Worker `from` stopped waiting because the run stopped: if a deadlock was found, it was
+    /// blocked on a send then, and is named too.
+    pub(crate) fn woken_by_stop(&mut self, from: usize) {
+        if let Some(deadlocked) = &mut self.deadlocked {
+            deadlocked.insert(from);
+        }
+    }
+
+    /// The workers named by a deadlock, in graph order (empty if none was found).
+    pub(crate) fn deadlocked(&self) -> Vec<usize> {
+        self.deadlocked
+            .as_ref()
+            .map(|d| d.iter().copied().collect())
+            .unwrap_or_default()
     }
 }
 
 /// Follows the blocked-on relation from `start`; returns the cycle if it comes back to `start`
 /// through full mailboxes only.
-fn find_cycle(
+pub(crate) fn find_cycle(
     blocked_on: &[Option<usize>],
-    mailboxes: &[Mailbox],
+    full: impl Fn(usize) -> bool,
     start: usize,
 ) -> Option<Vec<usize>> {
     let mut cycle = vec![start];
     let mut current = start;
     for _ in 0..=blocked_on.len() {
         let next = (*blocked_on.get(current)?)?;
-        if !mailboxes.get(next)?.is_full() {
+        if !full(next) {
             return None;
         }
         if next == start {
@@ -121,9 +103,54 @@ fn find_cycle(
     None
 }
 
-/// Records that worker `from` waits for room in `to` (`None`: no longer waits).
-fn set(blocked_on: &mut [Option<usize>], from: usize, to: Option<usize>) {
-    if let Some(slot) = blocked_on.get_mut(from) {
-        *slot = to;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cycle_of_full_mailboxes_through_the_sender_is_found() {
+        // 0 -> 1 -> 2 -> 0, 3 -> 0 (blocked, not on the cycle).
+        let blocked_on = [Some(1), Some(2), Some(0), Some(0)];
+        assert_eq!(find_cycle(&blocked_on, |_| true, 0), Some(vec![0, 1, 2]));
+        assert_eq!(find_cycle(&blocked_on, |_| true, 2), Some(vec![2, 0, 1]));
+    }
+
+    #[test]
+    fn a_mailbox_with_room_on_the_way_breaks_the_cycle() {
+        let blocked_on = [Some(1), Some(2), Some(0)];
+        assert_eq!(find_cycle(&blocked_on, |i| i != 2, 0), None);
+    }
+
+    #[test]
+    fn a_sender_blocked_on_a_cycle_it_is_not_part_of_finds_none() {
+        let blocked_on = [Some(1), Some(0), None, Some(0)];
+        assert_eq!(find_cycle(&blocked_on, |_| true, 3), None);
+        assert_eq!(find_cycle(&blocked_on, |_| true, 2), None, "not blocked");
+    }
+
+    #[test]
+    fn a_sender_blocked_on_its_own_mailbox_is_a_cycle_of_one() {
+        let blocked_on = [Some(0)];
+        assert_eq!(find_cycle(&blocked_on, |_| true, 0), Some(vec![0]));
+    }
+
+    #[test]
+    fn a_detected_deadlock_names_every_blocked_worker() {
+        let mailboxes = [
+            Mailbox::new(1),
+            Mailbox::new(1),
+            Mailbox::new(1),
+            Mailbox::new(1),
+        ];
+        let permits: Vec<_> = mailboxes.iter().map(|m| m.try_reserve()).collect();
+        assert!(permits.iter().all(Option::is_some), "every mailbox is full");
+        let mut registry = Registry::new(4);
+        registry.set(2, Some(0)); // blocked on the cycle, not part of it
+        registry.set(0, Some(1));
+        assert!(!registry.detect(&mailboxes, 0));
+        registry.set(1, Some(0));
+        assert!(registry.detect(&mailboxes, 1));
+        registry.woken_by_stop(3);
+        assert_eq!(registry.deadlocked(), [0, 1, 2, 3]);
     }
 }

@@ -1,4 +1,5 @@
-//! What a mailbox holds: the message for the node and its acknowledgement hook.
+//! What a mailbox holds (the long-running envelope): the message for the node and its
+//! acknowledgement hook.
 
 use spark_adk_core::{AckHook, ChannelMessage, NodeMessage};
 
@@ -33,4 +34,18 @@ impl Envelope {
         }
         Self { payload, ack }
     }
+}
+
+/// Drops `envelopes` (messages that will not be processed) and returns how many there were. A
+/// panic in a drop (user code: the values an acknowledgement hook captured) is caught and
+/// logged, so it never unwinds through the runtime.
+pub(crate) fn drop_all(envelopes: impl IntoIterator<Item = Envelope>) -> usize {
+    let mut n = 0;
+    for envelope in envelopes {
+        n += 1;
+        if let Err(message) = crate::catch::drop_caught(envelope) {
+            tracing::warn!(%message, "dropping an unprocessed message panicked");
+        }
+    }
+    n
 }

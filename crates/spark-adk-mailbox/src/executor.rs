@@ -1,18 +1,22 @@
 //! [`LongRunningExecutor`]: start one worker per node, drive the run to its end, collect.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use spark_adk_core::{
     BudgetKind, EventKind, RunError, RunResult, RunScope, SinkRetention, StopReason, Task, TaskType,
 };
 use spark_adk_edges::Topology;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::catch::call_caught;
 use crate::envelope::Envelope;
 use crate::handle::RunHandle;
-use crate::mailbox::Mailbox;
 use crate::shared::Shared;
 use crate::worker::run_worker;
 
@@ -62,6 +66,7 @@ pub struct LongRunningExecutor {
 pub(crate) struct Started {
     pub(crate) shared: Arc<Shared>,
     tracker: TaskTracker,
+    grace: Duration,
 }
 
 impl LongRunningExecutor {
@@ -92,17 +97,23 @@ impl LongRunningExecutor {
     /// Runs `task` until quiescence, a budget, a shutdown requested by a node, or an error.
     ///
     /// # Errors
-    /// - [`RunError::InvalidTask`]: not a long-running task; called outside a tokio runtime; or
-    ///   quiescence disabled without a budget (the run could never end);
+    /// - [`RunError::InvalidTask`]: not a long-running task; called outside a tokio runtime;
+    ///   a time budget on a runtime without timers; or quiescence disabled without a budget
+    ///   (the run could never end);
     /// - [`RunError::NodeFailed`], [`RunError::NodePanicked`], [`RunError::ConditionPanicked`]:
     ///   the other workers were stopped gracefully first;
     /// - [`RunError::Deadlock`]: bounded mailboxes on a cycle filled up.
     ///
-    /// A budget ends the run with `Ok` and [`StopReason::Budget`].
+    /// A budget ends the run with `Ok` and [`StopReason::Budget`]. Every graceful stop waits
+    /// at most the task's grace period (`Task::with_grace`) for running activations, then
+    /// drops them: a run with a time budget returns by `max_seconds + grace`.
+    ///
+    /// Every error the run ends with carries its counts ([`RunError::counts`]).
     ///
     /// # Cancel safety
     /// Dropping the future begins a graceful stop ([`StopReason::HandleDropped`]): the workers
-    /// finish their in-flight message, get their shutdown delivery and exit in the background.
+    /// finish their in-flight message, get their shutdown delivery and exit in the background,
+    /// within the grace period (then what still runs is dropped): no worker task is left behind.
     pub async fn run(&self, topology: Arc<Topology>, task: Task) -> Result<RunResult, RunError> {
         let quiescence = self.stop_on_quiescence.unwrap_or(true);
         if !quiescence && task.budget.is_none_or(|b| b.is_unlimited()) {
@@ -121,8 +132,8 @@ impl LongRunningExecutor {
     /// the run gracefully unless it was [detached](RunHandle::detach).
     ///
     /// # Errors
-    /// [`RunError::InvalidTask`] for a task that is not long-running or when called outside a
-    /// tokio runtime.
+    /// [`RunError::InvalidTask`] for a task that is not long-running, when called outside a
+    /// tokio runtime, or for a time budget on a runtime without timers.
     pub fn spawn(&self, topology: Arc<Topology>, task: Task) -> Result<RunHandle, RunError> {
         let quiescence = self.stop_on_quiescence.unwrap_or(false);
         let started = start(topology, task, quiescence, true, self.sink_retention)?;
@@ -147,14 +158,19 @@ fn start(
     }
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(RunError::InvalidTask(
-            "long-running mode must be started from within a tokio runtime".to_owned(),
+            "long-running mode must be started from within a tokio runtime; none is running \
+             on this thread"
+                .to_owned(),
         ));
     }
-    let mailboxes: Box<[Mailbox]> = topology
-        .nodes()
-        .iter()
-        .map(|node| Mailbox::new(node.mailbox_capacity))
-        .collect();
+    if task.budget.and_then(|b| b.max_time()).is_some() && !timers_enabled() {
+        return Err(RunError::InvalidTask(
+            "a time budget needs the tokio runtime's timers, which are disabled on this \
+             runtime; build it with `enable_time()` (or `enable_all()`)"
+                .to_owned(),
+        ));
+    }
+    let grace = task.grace_period();
     let start_node = topology.start();
     let outputs = with_outputs.then(|| broadcast::channel(OUTPUT_BUFFER).0);
     let scope = Arc::new(
@@ -169,7 +185,6 @@ fn start(
     let shared = Arc::new(Shared::new(
         topology,
         scope,
-        mailboxes,
         stop_on_quiescence,
         outputs,
         sink_retention,
@@ -179,30 +194,120 @@ fn start(
     });
     // The task input goes into the start node's mailbox before any worker runs; a new mailbox
     // always has room for it.
-    shared.accept_outside();
-    let delivered = shared.mailboxes.get(start_node).is_some_and(|mailbox| {
-        mailbox.try_reserve() && mailbox.push(Envelope::routed(task.inputs)).is_ok()
-    });
+    shared.accounting().accept_outside();
+    let delivered = shared
+        .mailboxes()
+        .get(start_node)
+        .and_then(|mailbox| mailbox.try_reserve())
+        .is_some_and(|permit| permit.push(Envelope::routed(task.inputs)).is_ok());
     if !delivered {
         return Err(RunError::Internal(
             "the start node's new mailbox refused the task input".to_owned(),
         ));
     }
     let tracker = TaskTracker::new();
-    for index in 0..shared.mailboxes.len() {
+    for index in 0..shared.mailboxes().len() {
         tracker.spawn(run_worker(Arc::clone(&shared), index));
     }
     tracker.close();
-    Ok(Started { shared, tracker })
+    Ok(Started {
+        shared,
+        tracker,
+        grace,
+    })
 }
 
-/// Begins a graceful stop if the run is abandoned before it finished.
-struct StopOnDrop<'a>(&'a Shared);
+/// `true` when the current tokio runtime has its timers enabled. Tokio has no query for it:
+/// making a timer panics without them, so this makes one and catches the panic (a binary built
+/// with `panic = "abort"` cannot catch it; there, use a runtime with timers).
+fn timers_enabled() -> bool {
+    call_caught(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok()
+}
 
-impl Drop for StopOnDrop<'_> {
+/// Keeps the run's time until `all_exited` completes: begins the stop at the time budget's
+/// deadline, then, once the grace period must be kept
+/// ([`StopSignal::need_grace`](crate::stop::StopSignal::need_grace)), ends it (see
+/// [`StopSignal::abandon`](crate::stop::StopSignal::abandon)). The driver runs it; if the
+/// driver is dropped first, a task of its own does (see [`StopOnDrop`]), so the grace period
+/// also ends for a run whose future was dropped.
+async fn keep_time<F: Future<Output = ()>>(
+    shared: &Shared,
+    grace: Duration,
+    mut all_exited: Pin<&mut F>,
+) {
+    let stop = shared.stop();
+    match shared.scope().deadline() {
+        Some(deadline) => {
+            tokio::select! {
+                biased;
+                () = all_exited.as_mut() => return,
+                () = stop.grace_needed().cancelled() => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    if !stop.is_stopping() {
+                        shared.publish(|| EventKind::BudgetExhausted {
+                            kind: BudgetKind::Time,
+                        });
+                    }
+                    stop.request(StopReason::Budget(BudgetKind::Time));
+                }
+            }
+        }
+        None => {
+            tokio::select! {
+                biased;
+                () = all_exited.as_mut() => return,
+                () = stop.grace_needed().cancelled() => {}
+            }
+        }
+    }
+    if grace.is_zero() {
+        stop.abandon();
+        return all_exited.await;
+    }
+    let end = stop.began().unwrap_or_else(Instant::now).checked_add(grace);
+    // Without timers (possible only for a run without a time budget) or for a grace period
+    // too long to represent, the stop waits for the workers as long as they take.
+    let Some(grace_over) = end.and_then(|end| call_caught(|| tokio::time::sleep_until(end)).ok())
+    else {
+        return all_exited.await;
+    };
+    tokio::select! {
+        biased;
+        () = all_exited.as_mut() => return,
+        () = grace_over => stop.abandon(),
+    }
+    all_exited.await;
+}
+
+/// Begins a graceful stop if the run is abandoned before it finished, and hands its
+/// timekeeping to a task of its own (the grace period must still end).
+struct StopOnDrop {
+    shared: Option<Arc<Shared>>,
+    tracker: TaskTracker,
+    grace: Duration,
+}
+
+impl StopOnDrop {
+    /// The run finished: nothing to do on drop.
+    fn disarm(&mut self) {
+        self.shared = None;
+    }
+}
+
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        if !self.0.is_stopping() {
-            self.0.request_stop(StopReason::HandleDropped);
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
+        if !shared.stop().is_stopping() {
+            shared.stop().request(StopReason::HandleDropped);
+        }
+        let grace = self.grace;
+        let tracker = self.tracker.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                keep_time(&shared, grace, std::pin::pin!(tracker.wait())).await;
+            });
         }
     }
 }
@@ -210,7 +315,7 @@ impl Drop for StopOnDrop<'_> {
 pub(crate) async fn drive(started: Started) -> Result<RunResult, RunError> {
     let span = tracing::info_span!(
         "spark.run",
-        run_id = started.shared.scope.run_id(),
+        run_id = started.shared.scope().run_id(),
         mode = "long_running"
     );
     if span.is_disabled() {
@@ -221,32 +326,21 @@ pub(crate) async fn drive(started: Started) -> Result<RunResult, RunError> {
 }
 
 async fn drive_inner(started: Started) -> Result<RunResult, RunError> {
-    let Started { shared, tracker } = started;
-    let guard = StopOnDrop(&shared);
+    let Started {
+        shared,
+        tracker,
+        grace,
+    } = started;
+    let mut guard = StopOnDrop {
+        shared: Some(Arc::clone(&shared)),
+        tracker: tracker.clone(),
+        grace,
+    };
     // Workers exit on their own once the stop begins, so the driver waits only for the last
-    // of them (one wake-up), racing the deadline when there is one.
-    let all_exited = tracker.wait();
-    tokio::pin!(all_exited);
-    if let Some(deadline) = shared.scope.deadline() {
-        let timed_out = tokio::select! {
-            biased;
-            () = &mut all_exited => false,
-            () = tokio::time::sleep_until(deadline) => true,
-        };
-        if timed_out {
-            if !shared.is_stopping() {
-                shared.publish(|| EventKind::BudgetExhausted {
-                    kind: BudgetKind::Time,
-                });
-            }
-            shared.request_stop(StopReason::Budget(BudgetKind::Time));
-            all_exited.await;
-        }
-    } else {
-        all_exited.await;
-    }
-    drop(guard);
-    shared.scope.cancel();
+    // of them (one wake-up), keeping the run's time meanwhile.
+    keep_time(&shared, grace, std::pin::pin!(tracker.wait())).await;
+    guard.disarm();
+    shared.scope().cancel();
     let outcome = shared.finish();
     shared.publish(|| match &outcome {
         Ok(r) => EventKind::GraphFinished {

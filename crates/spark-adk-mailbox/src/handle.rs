@@ -6,7 +6,10 @@ use spark_adk_core::{ChannelMessage, NodeMessage, RunError, RunResult, SinkOutpu
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use crate::activation::current_worker;
 use crate::envelope::Envelope;
+use crate::mailbox::Permit;
+use crate::mailboxes::{Sender, Undelivered};
 use crate::shared::Shared;
 
 /// A message sent through a [`RunHandle`] was not delivered; the message is handed back.
@@ -54,15 +57,6 @@ pub struct RunHandle {
     driver: Option<JoinHandle<Result<RunResult, RunError>>>,
 }
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Run")
-            .field("run_id", &self.scope.run_id())
-            .field("stopping", &self.is_stopping())
-            .finish()
-    }
-}
-
 impl RunHandle {
     pub(crate) fn new(
         shared: Arc<Shared>,
@@ -79,7 +73,7 @@ impl RunHandle {
         node: &str,
         message: ChannelMessage,
     ) -> Result<(usize, ChannelMessage), HandleSendError> {
-        match self.shared.topology.index_of(node) {
+        match self.shared.topology().index_of(node) {
             Some(i) => Ok((i, message)),
             None => Err(HandleSendError::UnknownNode {
                 node: node.to_owned(),
@@ -89,6 +83,11 @@ impl RunHandle {
     }
 
     /// Sends a message into the mailbox of `node`, waiting while it is full (backpressure).
+    ///
+    /// A node of this run may send through a handle it holds: its send then waits as that
+    /// node's worker, so a wait that could never end (for example into its own full mailbox)
+    /// ends the run with `RunError::Deadlock` and returns [`HandleSendError::Stopped`] instead
+    /// of hanging.
     ///
     /// # Errors
     /// [`HandleSendError::UnknownNode`] or [`HandleSendError::Stopped`], with the message.
@@ -122,38 +121,60 @@ impl RunHandle {
         message: ChannelMessage,
     ) -> Result<(), HandleSendError> {
         let (index, message) = self.target(node, message)?;
-        if self.shared.is_stopping() {
+        let stop = self.shared.stop();
+        if stop.is_stopping() {
             return Err(HandleSendError::Stopped(message));
         }
         if message.shutdown {
-            self.shared.request_stop(StopReason::Shutdown);
+            stop.request(StopReason::Shutdown);
             return Ok(());
         }
-        let Some(mailbox) = self.shared.mailboxes.get(index) else {
-            return Err(HandleSendError::Stopped(message));
+        let mailboxes = self.shared.mailboxes();
+        let permit = match mailboxes.get(index).and_then(|m| m.try_reserve()) {
+            Some(permit) => permit,
+            None => {
+                let sender = match current_worker(self.shared.scope().run_id()) {
+                    Some(worker) => {
+                        // Sent from inside a node of this run: let its worker hand on what it
+                        // batched (it does when the node first waits) before waiting as it.
+                        tokio::task::yield_now().await;
+                        Sender::Worker(worker)
+                    }
+                    None => Sender::Outside,
+                };
+                match mailboxes.reserve(index, sender, stop.token()).await {
+                    Ok(permit) => permit,
+                    Err(undelivered) => {
+                        if matches!(undelivered, Undelivered::Deadlock) {
+                            stop.fail(RunError::Deadlock {
+                                blocked: Vec::new(), // named when the run ends
+                                counts: spark_adk_core::RunCounts::default(),
+                            });
+                        }
+                        return Err(HandleSendError::Stopped(message));
+                    }
+                }
+            }
         };
-        if !mailbox.reserve(&self.shared.stop).await {
-            return Err(HandleSendError::Stopped(message));
-        }
-        self.push_reserved(index, message)
+        self.push_reserved(permit, message)
             .map_err(HandleSendError::Stopped)
     }
 
-    /// Queues `message` into the slot just reserved in mailbox `index`, counting it accepted;
-    /// hands it back if the run is stopping.
-    fn push_reserved(&self, index: usize, message: ChannelMessage) -> Result<(), ChannelMessage> {
-        let Some(mailbox) = self.shared.mailboxes.get(index) else {
-            return Err(message);
-        };
-        if self.shared.is_stopping() {
-            mailbox.release();
+    /// Queues `message` into the slot of `permit`, counting it accepted; hands it back if the
+    /// run is stopping.
+    fn push_reserved(
+        &self,
+        permit: Permit<'_>,
+        message: ChannelMessage,
+    ) -> Result<(), ChannelMessage> {
+        if self.shared.stop().is_stopping() {
             return Err(message);
         }
         // Counted accepted under the mailbox's lock, before the worker can see it (so the
         // in-flight count cannot reach zero early), and only if the mailbox is open.
-        mailbox
+        permit
             .push_with(message, |message| {
-                self.shared.accept_outside();
+                self.shared.accounting().accept_outside();
                 Envelope::from_channel(message)
             })
             .map_err(|closed| closed.0)
@@ -170,13 +191,13 @@ impl RunHandle {
         message: impl Into<NodeMessage>,
     ) -> Result<(), HandleSendError> {
         let (index, message) = self.target(node, ChannelMessage::new(message))?;
-        if self.shared.is_stopping() {
+        if self.shared.stop().is_stopping() {
             return Err(HandleSendError::Stopped(message));
         }
-        let Some(mailbox) = self.shared.mailboxes.get(index) else {
+        let Some(mailbox) = self.shared.mailboxes().get(index) else {
             return Err(HandleSendError::Stopped(message));
         };
-        if !mailbox.try_reserve() {
+        let Some(permit) = mailbox.try_reserve() else {
             if mailbox.is_closed() {
                 return Err(HandleSendError::Stopped(message));
             }
@@ -184,8 +205,8 @@ impl RunHandle {
                 node: node.to_owned(),
                 message,
             });
-        }
-        self.push_reserved(index, message)
+        };
+        self.push_reserved(permit, message)
             .map_err(HandleSendError::Stopped)
     }
 
@@ -193,24 +214,24 @@ impl RunHandle {
     /// subscriber that falls more than 1,024 outputs behind gets `RecvError::Lagged` and loses
     /// the oldest; it never slows the run down.
     pub fn subscribe(&self) -> broadcast::Receiver<SinkOutput> {
-        self.shared.subscribe()
+        self.shared.sinks().subscribe()
     }
 
     /// Asks the run to stop gracefully ([`StopReason::Shutdown`]): every worker finishes its
     /// in-flight message, gets its shutdown delivery and exits. Await [`wait`](Self::wait) for
     /// the result.
     pub fn shutdown(&self) {
-        self.shared.request_stop(StopReason::Shutdown);
+        self.shared.stop().request(StopReason::Shutdown);
     }
 
     /// `true` once the run is stopping or stopped.
     pub fn is_stopping(&self) -> bool {
-        self.shared.is_stopping()
+        self.shared.stop().is_stopping()
     }
 
     /// Tokens recorded so far.
     pub fn tokens_used(&self) -> u64 {
-        self.shared.scope.tokens_used()
+        self.shared.scope().tokens_used()
     }
 
     /// Waits for the run to end and returns its result.
@@ -249,16 +270,16 @@ struct StopGuard(Arc<Shared>);
 
 impl Drop for StopGuard {
     fn drop(&mut self) {
-        if !self.0.is_stopping() {
-            self.0.request_stop(StopReason::HandleDropped);
+        if !self.0.stop().is_stopping() {
+            self.0.stop().request(StopReason::HandleDropped);
         }
     }
 }
 
 impl Drop for RunHandle {
     fn drop(&mut self) {
-        if self.driver.is_some() && !self.shared.is_stopping() {
-            self.shared.request_stop(StopReason::HandleDropped);
+        if self.driver.is_some() && !self.shared.stop().is_stopping() {
+            self.shared.stop().request(StopReason::HandleDropped);
         }
     }
 }

@@ -10,9 +10,16 @@
 //! A run ends at the first of: quiescence (detected exactly by an in-flight counter, no
 //! polling), the time budget, the token budget, a shutdown request, a node error, or a
 //! deadlock of full mailboxes on a cycle. Every graceful end lets each worker finish its
-//! in-flight message and then calls `process` once more with `metadata["shutdown"] == true`.
-//! The result counts messages accepted, processed and unprocessed, with
-//! `accepted == processed + unprocessed`.
+//! in-flight message within the task's grace period (`Task::with_grace`; what still runs then
+//! is dropped and counted) and then calls `process` once more with
+//! `metadata["shutdown"] == true`. The result (and every error) counts messages accepted,
+//! processed and unprocessed; each unprocessed message is counted where it ends, so
+//! `accepted == processed + unprocessed` is a check, not a computation.
+//!
+//! Module map: `executor` (start, timekeeper, driver), `worker` (a message's path),
+//! `activation` and `catch` (guarded calls of user code), `mailbox` / `mailboxes` / `blocked` (slots,
+//! permits, the wait-for-room loop, deadlock detection), `outbox` (held outputs), `accounting`,
+//! `stop`, `sinks`, `shared` (the run's parts), `handle`, `envelope`, `channel`.
 //!
 //! **Layering**: depends on `spark-adk-core`, `spark-adk-edges`, tokio (`rt`, `sync`, `time`),
 //! tokio-util, `tracing` (spans only, without its `attributes` feature), thiserror and serde_json;
@@ -56,14 +63,20 @@
 //! See [`LongRunningExecutor`] for `run` (until quiescence), [`RunHandle`] for spawned runs and
 //! [`channel`] for the reusable channel types.
 
+mod accounting;
+mod activation;
 mod blocked;
+mod catch;
 pub mod channel;
 mod envelope;
 mod executor;
 mod handle;
 mod mailbox;
+mod mailboxes;
 mod outbox;
 mod shared;
+mod sinks;
+mod stop;
 mod worker;
 
 pub use executor::LongRunningExecutor;

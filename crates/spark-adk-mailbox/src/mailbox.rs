@@ -2,7 +2,8 @@
 //! that is exact in messages, and operations that move many messages per lock.
 //!
 //! Capacity counts *slots*: a slot is taken when a sender reserves it
-//! ([`try_reserve`](Mailbox::try_reserve)) and freed once the worker has *started* the message
+//! ([`try_reserve`](Mailbox::try_reserve) returns a [`Permit`], which gives the slot back when
+//! dropped unused, like tokio's `mpsc::Permit`) and freed once the worker has *started* the message
 //! in it ([`StartedSlots`]), not when the worker takes it out of the queue. So the worker may
 //! take every queued message in one operation ([`take_all`](Mailbox::take_all)) while the
 //! mailbox still counts the ones it has not started: reserved + queued + taken-but-not-started
@@ -10,22 +11,28 @@
 //! the worker waits for anything, so the count may briefly be higher than one-message-at-a-time
 //! would give, never lower.
 //!
-//! Senders that find no free slot wait on [`room`](Mailbox::room), which is signalled when
-//! slots are freed while someone waits (a `SeqCst` pair of the slot count and the waiter count,
+//! Senders that find no free slot wait on [`room`](Mailbox::room) (the one wait-for-room loop
+//! is `Mailboxes::reserve`), which is signalled when slots are freed while someone waits (a `SeqCst` pair of the slot count and the waiter count,
 //! so no wake-up is lost). The worker parks with its waker stored under the queue's lock; a
 //! push takes the waker and wakes it after the lock is released.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
-use crate::envelope::Envelope;
-use crate::shared::lock;
-use crate::worker::IDLE_BUFFER;
+use crate::envelope::{drop_all, Envelope};
+
+/// Message buffers larger than this (in messages) are freed when the worker parks.
+pub(crate) const IDLE_BUFFER: usize = 64;
+
+/// Locks `m`, also after a panic poisoned it (the runtime's data stays consistent: no lock is
+/// held across user code).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A worker's mailbox (see the module docs). Aligned so two mailboxes never share a cache line.
 #[derive(Debug)]
@@ -70,15 +77,13 @@ impl Mailbox {
         }
     }
 
-    /// Takes one slot if one is free. A reserved slot must be filled with
-    /// [`push`](Self::push)/[`push_all`](Self::push_all) or given back with
-    /// [`release`](Self::release).
-    pub(crate) fn try_reserve(&self) -> bool {
-        // `SeqCst`: pairs with `release` for senders that wait (see `room`).
+    /// Takes one slot if one is free. The [`Permit`] gives it back when dropped unused.
+    pub(crate) fn try_reserve(&self) -> Option<Permit<'_>> {
+        // `SeqCst`: pairs with `release_many` for senders that wait (see `room`).
         let mut current = self.occupied.load(Ordering::SeqCst);
         loop {
             if current >= self.capacity {
-                return false;
+                return None;
             }
             match self.occupied.compare_exchange_weak(
                 current,
@@ -86,15 +91,10 @@ impl Mailbox {
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
-                Ok(_) => return true,
+                Ok(_) => return Some(Permit { mailbox: self }),
                 Err(actual) => current = actual,
             }
         }
-    }
-
-    /// Frees one slot: a sender gives a reservation back. Wakes the senders waiting for room.
-    pub(crate) fn release(&self) {
-        self.release_many(1);
     }
 
     /// Frees `n` slots and wakes the senders waiting for room.
@@ -110,36 +110,6 @@ impl Mailbox {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
         }
-    }
-
-    /// Takes one slot, waiting for room while the mailbox is full (a sender that is not a
-    /// worker: workers wait through `BlockedSenders`, which also detects deadlocks). Returns
-    /// `false`, with nothing reserved, if the mailbox closed or `stop` fired first.
-    ///
-    /// Cancel safe: nothing is reserved until it returns `true`.
-    pub(crate) async fn reserve(&self, stop: &CancellationToken) -> bool {
-        while !self.try_reserve() {
-            if self.is_closed() {
-                return false;
-            }
-            self.begin_wait();
-            // Created before the retry: a slot freed after this point wakes it.
-            let room_freed = self.room.notified();
-            if self.try_reserve() {
-                self.end_wait();
-                return true;
-            }
-            let stopped = tokio::select! {
-                biased;
-                () = stop.cancelled() => true,
-                () = room_freed => false,
-            };
-            self.end_wait();
-            if stopped {
-                return false;
-            }
-        }
-        true
     }
 
     /// `true` when every slot is taken.
@@ -174,21 +144,9 @@ impl Mailbox {
         self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Queues one message into a reserved slot and wakes the worker if it is parked.
-    ///
-    /// # Errors
-    /// [`Closed`] with the message if the worker exited.
-    pub(crate) fn push(&self, envelope: Envelope) -> Result<(), Closed<Envelope>> {
-        self.push_with(envelope, |e| e)
-    }
-
-    /// Like [`push`](Self::push) for a value that becomes an envelope only once the mailbox is
-    /// known to be open: `into_envelope` runs under the queue's lock (keep it short), so a
-    /// refused value is handed back exactly as it was given.
-    ///
-    /// # Errors
-    /// [`Closed`] with the value if the worker exited.
-    pub(crate) fn push_with<T>(
+    /// Queues `value`, made into an envelope under the queue's lock by `into_envelope` (keep it
+    /// short), and wakes the worker if it is parked. The caller holds a slot for it.
+    fn push_with<T>(
         &self,
         value: T,
         into_envelope: impl FnOnce(T) -> Envelope,
@@ -207,8 +165,9 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Queues every message of `held` (each in a slot reserved before), in order, under one
-    /// lock, and wakes the worker if it is parked. `held` is left empty.
+    /// Queues every message of `held` (each in a slot reserved before, see
+    /// [`Permit::hold`]), in order, under one lock, and wakes the worker if it is parked.
+    /// `held` is left empty.
     ///
     /// # Errors
     /// [`Closed`] with the number of messages dropped if the worker exited (they were accepted
@@ -220,10 +179,8 @@ impl Mailbox {
         let waker = {
             let mut queue = lock(&self.queue);
             if queue.closed {
-                let dropped = held.len();
                 drop(queue);
-                held.clear();
-                return Err(Closed(dropped));
+                return Err(Closed(drop_all(held.drain(..))));
             }
             queue.items.extend(held.drain(..));
             self.take_receiver(&mut queue)
@@ -293,7 +250,7 @@ impl Mailbox {
     }
 
     /// Closes the mailbox (its worker exits): later pushes are refused. Returns how many
-    /// queued messages were dropped (they are counted as unprocessed by the run).
+    /// queued messages were dropped (the caller counts them unprocessed).
     pub(crate) fn close(&self) -> usize {
         self.closed.store(true, Ordering::Release);
         let (items, waker) = {
@@ -301,13 +258,62 @@ impl Mailbox {
             queue.closed = true;
             (std::mem::take(&mut queue.items), queue.receiver.take())
         };
-        // Dropped outside the lock: a message's drop may run user code (an ack hook's Arc).
-        let dropped = items.len();
-        drop(items);
+        // Dropped outside the lock: a message's drop may run user code (an ack hook's
+        // captured values).
+        let dropped = drop_all(items);
         drop(waker);
         // Senders waiting for room see the closed mailbox on their next try.
         self.room.notify_waiters();
         dropped
+    }
+}
+
+/// One reserved slot of a mailbox: given back when dropped unused (so a slot is never lost on
+/// an early return), or filled by [`push`](Self::push) / [`push_with`](Self::push_with), or
+/// handed to a held message by [`hold`](Self::hold).
+#[derive(Debug)]
+#[must_use = "a permit gives its slot back when dropped"]
+pub(crate) struct Permit<'a> {
+    mailbox: &'a Mailbox,
+}
+
+impl Permit<'_> {
+    /// Queues `envelope` into the slot.
+    ///
+    /// # Errors
+    /// [`Closed`] with the envelope if the worker exited.
+    pub(crate) fn push(self, envelope: Envelope) -> Result<(), Closed<Envelope>> {
+        self.push_with(envelope, |e| e)
+    }
+
+    /// Queues `value`, made into an envelope under the queue's lock only once the mailbox is
+    /// known to be open; a refused value is handed back exactly as it was given.
+    ///
+    /// # Errors
+    /// [`Closed`] with the value if the worker exited.
+    pub(crate) fn push_with<T>(
+        self,
+        value: T,
+        into_envelope: impl FnOnce(T) -> Envelope,
+    ) -> Result<(), Closed<T>> {
+        let pushed = self.mailbox.push_with(value, into_envelope);
+        if pushed.is_ok() {
+            // The queued message owns the slot now.
+            std::mem::forget(self);
+        }
+        pushed
+    }
+
+    /// Keeps the slot for a message the caller holds and queues later with
+    /// [`Mailbox::push_all`] (see `Outbox`), which then owns the slot.
+    pub(crate) fn hold(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.mailbox.release_many(1);
     }
 }
 
@@ -376,7 +382,9 @@ mod tests {
 
     /// Reserves a slot and queues `n`.
     fn send(mailbox: &Mailbox, n: u64) -> bool {
-        mailbox.try_reserve() && mailbox.push(envelope(n)).is_ok()
+        mailbox
+            .try_reserve()
+            .is_some_and(|permit| permit.push(envelope(n)).is_ok())
     }
 
     struct Flag(std::sync::atomic::AtomicBool);
@@ -393,14 +401,14 @@ mod tests {
         assert!(send(&mailbox, 0));
         assert!(send(&mailbox, 1));
         assert!(mailbox.is_full());
-        assert!(!mailbox.try_reserve());
+        assert!(mailbox.try_reserve().is_none());
     }
 
     #[test]
     fn capacity_zero_means_one() {
         let mailbox = Mailbox::new(0);
         assert!(send(&mailbox, 0));
-        assert!(!mailbox.try_reserve());
+        assert!(mailbox.try_reserve().is_none());
     }
 
     #[test]
@@ -413,11 +421,13 @@ mod tests {
         assert_eq!(inbox.iter().map(n_of).collect::<Vec<_>>(), [0, 1]);
         // The queue is empty, but the two messages are not started: still full.
         assert!(mailbox.is_full());
-        assert!(!mailbox.try_reserve());
+        assert!(mailbox.try_reserve().is_none());
         let mut slots = StartedSlots::new(&mailbox);
         slots.started(true);
-        assert!(mailbox.try_reserve(), "a started message frees its slot");
-        assert!(!mailbox.try_reserve());
+        let _permit = mailbox
+            .try_reserve()
+            .expect("a started message frees its slot");
+        assert!(mailbox.try_reserve().is_none());
     }
 
     #[test]
@@ -433,13 +443,17 @@ mod tests {
         assert!(mailbox.is_full(), "one started slot waits for its batch");
         slots.started(false);
         assert!(!mailbox.is_full(), "half a mailbox is given back at once");
-        assert!(mailbox.try_reserve());
-        assert!(mailbox.try_reserve());
-        assert!(!mailbox.try_reserve());
+        let first = mailbox.try_reserve().unwrap();
+        let second = mailbox.try_reserve().unwrap();
+        assert!(mailbox.try_reserve().is_none());
         slots.started(false);
         assert!(mailbox.is_full());
         slots.flush();
-        assert!(mailbox.try_reserve(), "a flush gives back the rest");
+        assert!(
+            mailbox.try_reserve().is_some(),
+            "a flush gives back the rest"
+        );
+        drop((first, second));
     }
 
     #[test]
@@ -447,7 +461,7 @@ mod tests {
         let mailbox = Mailbox::new(8);
         let mut held: Vec<Envelope> = Vec::new();
         for n in 0..3 {
-            assert!(mailbox.try_reserve());
+            mailbox.try_reserve().unwrap().hold();
             held.push(envelope(n));
         }
         mailbox.push_all(&mut held).unwrap();
@@ -466,14 +480,13 @@ mod tests {
         assert!(send(&mailbox, 1));
         assert_eq!(mailbox.close(), 2);
         assert!(mailbox.is_closed());
-        assert!(mailbox.try_reserve());
-        let Err(Closed(back)) = mailbox.push(envelope(7)) else {
+        let Err(Closed(back)) = mailbox.try_reserve().unwrap().push(envelope(7)) else {
             panic!("a closed mailbox accepted a message");
         };
         assert_eq!(n_of(&back), 7);
         let mut held = vec![envelope(8), envelope(9)];
         assert!(matches!(mailbox.push_all(&mut held), Err(Closed(2))));
-        let Err(Closed(value)) = mailbox.push_with(5_u64, envelope) else {
+        let Err(Closed(value)) = mailbox.try_reserve().unwrap().push_with(5_u64, envelope) else {
             panic!("a closed mailbox accepted a message");
         };
         assert_eq!(value, 5, "push_with hands back the value it was given");
@@ -516,38 +529,14 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_waiting_reservation_gives_up_when_stopped_or_closed() {
+    #[test]
+    fn a_permit_dropped_unused_gives_its_slot_back() {
         let mailbox = Mailbox::new(1);
+        let permit = mailbox.try_reserve().unwrap();
+        assert!(mailbox.is_full());
+        drop(permit);
+        assert!(!mailbox.is_full());
         assert!(send(&mailbox, 0));
-        let stop = CancellationToken::new();
-        stop.cancel();
-        assert!(!mailbox.reserve(&stop).await, "stopped while full");
-        mailbox.close();
-        assert!(
-            !mailbox.reserve(&CancellationToken::new()).await,
-            "closed while full"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_sender_waiting_for_room_is_woken_when_slots_are_given_back() {
-        let mailbox = Arc::new(Mailbox::new(1));
-        assert!(send(&mailbox, 0));
-        let waiter = {
-            let mailbox = Arc::clone(&mailbox);
-            tokio::spawn(async move {
-                mailbox.reserve(&CancellationToken::new()).await
-                    && mailbox.push(envelope(1)).is_ok()
-            })
-        };
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
-        let mut inbox = VecDeque::new();
-        assert!(mailbox.take_all(&mut inbox));
-        StartedSlots::new(&mailbox).started(true);
-        assert!(waiter.await.unwrap());
-        assert!(mailbox.take_all(&mut inbox));
-        assert_eq!(inbox.iter().map(n_of).collect::<Vec<_>>(), [0, 1]);
+        assert!(mailbox.is_full(), "a pushed message keeps its slot");
     }
 }

@@ -11,10 +11,12 @@
 //! - fewer than [`MAX_HELD`] messages are held for that target.
 //!
 //! Everything held is queued before the worker takes more messages from its mailbox, parks,
-//! or waits for room in a full mailbox (so a blocked cycle holds nothing, see `blocked.rs`).
+//! waits for room in a full mailbox (so a blocked cycle holds nothing, see `blocked.rs`), or
+//! exits. A message that a closed mailbox refuses is counted by the caller: every method
+//! returns how many were refused.
 
 use crate::envelope::Envelope;
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, Permit};
 
 /// The most messages held for one target before they are queued.
 pub(crate) const MAX_HELD: usize = 32;
@@ -29,17 +31,19 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Holds `envelope` for mailbox `to` (whose slot the caller reserved), or queues it with
-    /// everything held for `to` when `may_hold` is false or the module's rules say so.
+    /// Holds `envelope` for mailbox `to` (in the slot of `permit`), or queues it with
+    /// everything held for `to` when `may_hold` is false or the module's rules say so. Returns
+    /// how many messages a closed mailbox refused.
     pub(crate) fn hold(
         &mut self,
         mailboxes: &[Mailbox],
         to: usize,
+        permit: Permit<'_>,
         envelope: Envelope,
         may_hold: bool,
-    ) {
+    ) -> u64 {
         let Some(mailbox) = mailboxes.get(to) else {
-            return;
+            return 1;
         };
         let position = match self.held.iter().position(|(t, _)| *t == to) {
             Some(p) => p,
@@ -49,35 +53,47 @@ impl Outbox {
             }
         };
         let Some((_, messages)) = self.held.get_mut(position) else {
-            return;
+            return 1;
         };
         if messages.is_empty() && !may_hold {
             // Nothing held for `to`: queue directly, without touching the buffer.
-            let _ = mailbox.push(envelope);
-            return;
+            return match permit.push(envelope) {
+                Ok(()) => 0,
+                Err(closed) => crate::envelope::drop_all([closed.0]) as u64,
+            };
         }
+        permit.hold();
         messages.push(envelope);
         self.count += 1;
         if !may_hold || messages.len() >= MAX_HELD || mailbox.is_parked() {
             self.count -= messages.len();
-            // A closed mailbox's worker exited: the messages stay counted as unprocessed.
-            let _ = mailbox.push_all(messages);
+            return refused(mailbox.push_all(messages));
         }
+        0
     }
 
-    /// Queues everything held, per target in order.
-    pub(crate) fn flush_all(&mut self, mailboxes: &[Mailbox]) {
+    /// Queues everything held, per target in order. Returns how many messages closed mailboxes
+    /// refused.
+    pub(crate) fn flush_all(&mut self, mailboxes: &[Mailbox]) -> u64 {
         if self.count == 0 {
-            return;
+            return 0;
         }
+        let mut lost = 0;
         for (to, messages) in &mut self.held {
-            if let Some(mailbox) = mailboxes.get(*to) {
-                let _ = mailbox.push_all(messages);
-            } else {
-                messages.clear();
-            }
+            lost += match mailboxes.get(*to) {
+                Some(mailbox) => refused(mailbox.push_all(messages)),
+                None => crate::envelope::drop_all(messages.drain(..)) as u64,
+            };
         }
         self.count = 0;
+        lost
+    }
+}
+
+fn refused(pushed: Result<(), crate::mailbox::Closed<usize>>) -> u64 {
+    match pushed {
+        Ok(()) => 0,
+        Err(closed) => closed.0 as u64,
     }
 }
 
@@ -91,9 +107,10 @@ mod tests {
 
     use super::*;
 
-    fn reserved(mailboxes: &[Mailbox], to: usize, n: u64) -> Envelope {
-        assert!(mailboxes[to].try_reserve());
-        Envelope::routed(NodeMessage::new(serde_json::json!({ "n": n })))
+    fn hold(outbox: &mut Outbox, mailboxes: &[Mailbox], to: usize, n: u64, may_hold: bool) {
+        let permit = mailboxes[to].try_reserve().unwrap();
+        let e = Envelope::routed(NodeMessage::new(serde_json::json!({ "n": n })));
+        assert_eq!(outbox.hold(mailboxes, to, permit, e, may_hold), 0);
     }
 
     fn queued(mailbox: &Mailbox) -> Vec<u64> {
@@ -109,8 +126,7 @@ mod tests {
     fn an_output_that_may_not_be_held_is_queued_at_once() {
         let mailboxes = [Mailbox::new(100)];
         let mut outbox = Outbox::default();
-        let e = reserved(&mailboxes, 0, 1);
-        outbox.hold(&mailboxes, 0, e, false);
+        hold(&mut outbox, &mailboxes, 0, 1, false);
         assert_eq!(queued(&mailboxes[0]), [1]);
     }
 
@@ -119,17 +135,14 @@ mod tests {
         let mailboxes = [Mailbox::new(100), Mailbox::new(100)];
         let mut outbox = Outbox::default();
         for n in 0..3 {
-            let e = reserved(&mailboxes, 0, n);
-            outbox.hold(&mailboxes, 0, e, true);
-            let e = reserved(&mailboxes, 1, 10 + n);
-            outbox.hold(&mailboxes, 1, e, true);
+            hold(&mut outbox, &mailboxes, 0, n, true);
+            hold(&mut outbox, &mailboxes, 1, 10 + n, true);
         }
         assert!(queued(&mailboxes[0]).is_empty(), "held, not queued");
         // A message that may not be held pushes what is held for its target first.
-        let e = reserved(&mailboxes, 0, 3);
-        outbox.hold(&mailboxes, 0, e, false);
+        hold(&mut outbox, &mailboxes, 0, 3, false);
         assert_eq!(queued(&mailboxes[0]), [0, 1, 2, 3]);
-        outbox.flush_all(&mailboxes);
+        assert_eq!(outbox.flush_all(&mailboxes), 0);
         assert_eq!(queued(&mailboxes[1]), [10, 11, 12]);
     }
 
@@ -138,10 +151,20 @@ mod tests {
         let mailboxes = [Mailbox::new(1_000)];
         let mut outbox = Outbox::default();
         for n in 0..MAX_HELD as u64 {
-            let e = reserved(&mailboxes, 0, n);
-            outbox.hold(&mailboxes, 0, e, true);
+            hold(&mut outbox, &mailboxes, 0, n, true);
         }
         assert_eq!(queued(&mailboxes[0]).len(), MAX_HELD);
+    }
+
+    #[test]
+    fn held_outputs_a_closed_mailbox_refuses_are_reported() {
+        let mailboxes = [Mailbox::new(100)];
+        let mut outbox = Outbox::default();
+        for n in 0..3 {
+            hold(&mut outbox, &mailboxes, 0, n, true);
+        }
+        assert_eq!(mailboxes[0].close(), 0);
+        assert_eq!(outbox.flush_all(&mailboxes), 3);
     }
 
     #[test]
@@ -152,8 +175,7 @@ mod tests {
         let mut inbox = VecDeque::new();
         assert!(mailboxes[0].poll_take_all(&mut cx, &mut inbox).is_pending());
         let mut outbox = Outbox::default();
-        let e = reserved(&mailboxes, 0, 5);
-        outbox.hold(&mailboxes, 0, e, true);
+        hold(&mut outbox, &mailboxes, 0, 5, true);
         assert_eq!(queued(&mailboxes[0]), [5]);
     }
 }

@@ -1,33 +1,562 @@
-//! One worker per node: take a message, process it, route the output, repeat; then the
-//! shutdown delivery.
+//! One worker per node. Its loop follows a message's path ([`Worker`]'s methods, in order):
+//! take it from the mailbox, start it, process it, route the output, settle (deliver or record
+//! it, count); and, once the run stops, the shutdown delivery.
+//!
+//! Nothing a worker holds is lost when it exits, however it exits: the messages left in its
+//! inbox and mailbox and the outputs it held are counted unprocessed by the guards that own them
+//! ([`Inbox`], [`CloseOnExit`], [`Deferred`]). A panic on the node's behalf is caught where it
+//! happens (see `activation.rs`); a panic of the worker itself, which would be a bug, is still
+//! caught and reported as the node's `NodePanicked`: a worker never dies silently.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::pin::pin;
-use std::sync::Arc;
+use std::ops::{Deref, DerefMut};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::{pin, Pin};
+use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 
-use spark_adk_core::panic::CatchUnwind;
 use spark_adk_core::{
-    BudgetKind, Context, EventKind, NodeMessage, RunCounts, RunError, StopReason,
+    AckHook, BudgetKind, Context, DynNode, EventKind, NodeMessage, RunCounts, RunError, StopReason,
 };
 use tokio::time::Instant;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument;
 
-use crate::blocked::Undelivered;
-use crate::envelope::Envelope;
-use crate::mailbox::{Mailbox, StartedSlots};
+use crate::accounting::Accounting;
+use crate::activation::{Polling, Ran, Runner};
+use crate::catch::{call_caught, drop_caught, payload_message};
+use crate::envelope::{drop_all, Envelope};
+use crate::mailbox::{Mailbox, StartedSlots, IDLE_BUFFER};
+use crate::mailboxes::{Sender, Undelivered};
 use crate::outbox::Outbox;
 use crate::shared::Shared;
 
-/// Message buffers larger than this (in messages) are freed when the worker parks.
-pub(crate) const IDLE_BUFFER: usize = 64;
+/// Runs the worker of node `index` until the run stops; reports a panic of the worker itself
+/// as the node's panic.
+pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
+    let mut work = pin!(Some(work(&shared, index)));
+    let run_id = shared.scope().run_id();
+    let outcome = poll_fn(|cx| {
+        let _polling = Polling::enter(run_id, index);
+        let polled = catch_unwind(AssertUnwindSafe(|| match work.as_mut().as_pin_mut() {
+            Some(work) => work.poll(cx),
+            None => Poll::Ready(()),
+        }));
+        match polled {
+            Ok(poll) => poll.map(Ok),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    })
+    .await;
+    if let Err(payload) = outcome {
+        let message = payload_message(payload);
+        if let Err(again) = call_caught(|| work.set(None)) {
+            tracing::warn!(message = %again, "dropping a panicked worker panicked");
+        }
+        shared.stop().fail(RunError::NodePanicked {
+            node: shared.node_name(index),
+            message: format!("its worker panicked: {message}"),
+            counts: RunCounts::default(),
+        });
+    }
+}
 
-/// Closes the worker's mailbox when the worker exits, however it exits.
-struct CloseOnExit<'a>(&'a Mailbox);
+/// How the message loop ended.
+enum End {
+    /// The run stopped: the worker gets its shutdown delivery.
+    Stopped,
+    /// The node failed (or its activation was dropped): no shutdown delivery.
+    Failed,
+}
+
+async fn work(shared: &Shared, index: usize) {
+    let Some(mut worker) = Worker::new(shared, index) else {
+        return;
+    };
+    let end = loop {
+        let Some(envelope) = worker.take().await else {
+            break End::Stopped;
+        };
+        if !worker.start() {
+            let unprocessed = drop_all([envelope]) as u64;
+            shared.accounting().unprocessed(unprocessed);
+            break End::Stopped;
+        }
+        let Some(output) = worker.process(envelope).await else {
+            break End::Failed;
+        };
+        if !worker.route(&output) {
+            break End::Failed;
+        }
+        worker.settle(output).await;
+    };
+    worker.deferred.flush();
+    if matches!(end, End::Stopped) && !shared.stop().is_abandoned() {
+        worker.shutdown_delivery().await;
+    }
+}
+
+/// The state of one worker between messages.
+struct Worker<'a> {
+    shared: &'a Shared,
+    index: usize,
+    mailbox: &'a Mailbox,
+    name: Arc<str>,
+    node: Arc<dyn DynNode>,
+    runner: Runner<'a>,
+    /// Messages taken out of the mailbox, not started yet (their slots are still taken).
+    inbox: Inbox<'a>,
+    deferred: Deferred<'a>,
+    /// The targets of the current output.
+    targets: Vec<usize>,
+    /// Whether the last activation ever waited (`Pending`): a node that waits gets no batching.
+    pended: bool,
+    /// Whether anyone wants per-activation spans, probed once per worker: without a subscriber
+    /// no span is built per message.
+    node_spans: bool,
+    /// One context for all activations of this worker: only its input changes per message. The
+    /// previous input is dropped when the next one replaces it, or before the worker idles.
+    ctx: Context,
+    ctx_holds_input: bool,
+    /// Completes when the stop begins (wakes the parked worker).
+    stopped: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Declared last, so it is dropped last: held outputs (`deferred`) are queued before the
+    /// worker's own mailbox closes.
+    _close: CloseOnExit<'a>,
+}
+
+impl<'a> Worker<'a> {
+    fn new(shared: &'a Shared, index: usize) -> Option<Self> {
+        let entry = shared.topology().node(index)?;
+        let mailbox = shared.mailboxes().get(index)?;
+        let accounting = shared.accounting();
+        let scope = shared.scope();
+        Some(Self {
+            shared,
+            index,
+            mailbox,
+            name: Arc::clone(&entry.name),
+            node: Arc::clone(&entry.node),
+            runner: Runner {
+                abandon: OnceLock::new(),
+                stop: shared.stop(),
+            },
+            inbox: Inbox {
+                items: VecDeque::new(),
+                accounting,
+            },
+            deferred: Deferred::new(shared, mailbox),
+            targets: Vec::new(),
+            pended: true,
+            node_spans: tracing::span_enabled!(tracing::Level::DEBUG),
+            ctx: Context::new(NodeMessage::empty(), index, Arc::clone(scope)),
+            ctx_holds_input: false,
+            stopped: Box::pin(shared.stop().token().clone().cancelled_owned()),
+            _close: CloseOnExit {
+                mailbox,
+                accounting,
+            },
+        })
+    }
+
+    /// Take: the next message of the inbox, refilled from the mailbox (parking while it is
+    /// empty). `None` once the run is stopping.
+    async fn take(&mut self) -> Option<Envelope> {
+        loop {
+            if self.shared.stop().is_stopping() {
+                return None;
+            }
+            if let Some(envelope) = self.inbox.pop_front() {
+                return Some(envelope);
+            }
+            // Nothing to start: hand on what this worker batched before looking for more.
+            self.deferred.flush();
+            if self.ctx_holds_input {
+                drop(self.ctx.reset(NodeMessage::empty(), self.index));
+                self.ctx_holds_input = false;
+            }
+            if self.mailbox.take_all(&mut self.inbox) {
+                continue;
+            }
+            // Parking: give back the space a burst grew the inbox to.
+            if self.inbox.capacity() > IDLE_BUFFER {
+                self.inbox.items = VecDeque::new();
+            }
+            let mailbox = self.mailbox;
+            let inbox = &mut self.inbox;
+            let received = tokio::select! {
+                biased;
+                () = &mut self.stopped => false,
+                received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox)) => received,
+            };
+            if !received {
+                return None;
+            }
+        }
+    }
+
+    /// Start: the message's slot is free (given back at once to a node that waits, or when
+    /// nothing else is queued here, otherwise with the batch). `false` when the run is
+    /// stopping or the token budget is used up: the message does not start (the caller counts
+    /// it unprocessed).
+    #[inline]
+    fn start(&mut self) -> bool {
+        self.deferred
+            .slots
+            .started(self.pended || self.inbox.is_empty());
+        may_start(self.shared)
+    }
+
+    /// Process: runs the node (see `activation.rs`), counts and acknowledges the message.
+    /// `None` when the node failed or its activation was dropped (recorded; no shutdown
+    /// delivery then).
+    async fn process(&mut self, envelope: Envelope) -> Option<NodeMessage> {
+        let shared = self.shared;
+        let Envelope { payload, ack } = envelope;
+        drop(self.ctx.reset(payload, self.index));
+        self.ctx_holds_input = true;
+        shared.publish(|| EventKind::NodeStarted {
+            node: Arc::clone(&self.name),
+        });
+        let started = shared.topology().events().is_active().then(Instant::now);
+        self.pended = false;
+        let pended = &mut self.pended;
+        let deferred = &mut self.deferred;
+        let activation = self.runner.run(self.node.as_ref(), &self.ctx, || {
+            *pended = true;
+            deferred.flush();
+        });
+        let ran = if self.node_spans {
+            let span = tracing::debug_span!("spark.node", node = %self.name, mode = "long_running");
+            activation.instrument(span).await
+        } else {
+            activation.await
+        };
+        let output = finished(shared, self.index, &self.name, ran, ack, started)?;
+        if shared.scope().take_shutdown_request(self.index) {
+            // The stop begins when the requesting activation finishes; its output is still
+            // routed (accepted), and not delivered since the run is stopping (unprocessed).
+            shared.stop().request(StopReason::Shutdown);
+        }
+        Some(output)
+    }
+
+    /// Route: the targets of `output` (`Topology::route`). `false` when a predicate panicked
+    /// (recorded as the run's error).
+    #[inline]
+    fn route(&mut self, output: &NodeMessage) -> bool {
+        let targets = &mut self.targets;
+        targets.clear();
+        match self
+            .shared
+            .topology()
+            .route(self.index, output, |to| targets.push(to))
+        {
+            Ok(_) => true,
+            Err(error) => {
+                self.shared.stop().fail(error);
+                self.shared.finish_messages(1);
+                false
+            }
+        }
+    }
+
+    /// Settle: a sink output is recorded and its message finished (with the batch); otherwise
+    /// the targets' messages are accepted, and delivered or counted.
+    async fn settle(&mut self, output: NodeMessage) {
+        if self.targets.is_empty() {
+            self.shared.sinks().record(&self.name, output);
+            self.deferred.finished += 1;
+        } else {
+            self.shared
+                .accounting()
+                .settle(self.index, self.targets.len() as u64);
+            // Outputs of an activation that never waited may be held while more messages are
+            // queued here: they go out together (one lock, one wake-up per batch).
+            let may_hold = !self.pended && !self.inbox.is_empty();
+            deliver(
+                self.shared,
+                self.index,
+                &self.targets,
+                output,
+                &mut self.deferred,
+                may_hold,
+            )
+            .await;
+        }
+    }
+
+    /// The shutdown delivery: `process` once with `metadata["shutdown"] == true`; its output is
+    /// neither routed nor a sink output, and it is not counted as processed. Dropped (and
+    /// counted in `activations_dropped`) if it still runs when the grace period ends.
+    async fn shutdown_delivery(&mut self) {
+        let ctx = Context::new(
+            NodeMessage::empty().with_metadata("shutdown", true),
+            self.index,
+            Arc::clone(self.shared.scope()),
+        );
+        let panic = match self.runner.run(self.node.as_ref(), &ctx, || {}).await {
+            Ran::Done(Ok(_)) => None,
+            Ran::Done(Err(error)) => {
+                tracing::warn!(node = %self.name, %error, "the shutdown delivery returned an error");
+                None
+            }
+            Ran::Panicked(message) => Some(message),
+            Ran::Dropped(panic) => {
+                self.shared.accounting().activation_dropped();
+                panic
+            }
+        };
+        if let Some(message) = panic {
+            self.shared.stop().fail(RunError::NodePanicked {
+                node: self.name.to_string(),
+                message: format!("during its shutdown delivery: {message}"),
+                counts: RunCounts::default(),
+            });
+        }
+    }
+}
+
+/// Whether a taken message may start: not once the run is stopping, nor once the token budget
+/// is used up (which begins the stop).
+fn may_start(shared: &Shared) -> bool {
+    if shared.stop().is_stopping() {
+        return false;
+    }
+    if shared.scope().tokens_exhausted() {
+        if !shared.stop().is_stopping() {
+            shared.publish(|| EventKind::BudgetExhausted {
+                kind: BudgetKind::Tokens,
+            });
+        }
+        shared
+            .stop()
+            .request(StopReason::Budget(BudgetKind::Tokens));
+        return false;
+    }
+    true
+}
+
+/// Settles an activation that ended: counts it, publishes its event, fires its
+/// acknowledgement hook. Returns the output to route, or `None` when the node failed (the
+/// run's failure is recorded) or its activation was dropped.
+#[inline]
+fn finished(
+    shared: &Shared,
+    index: usize,
+    name: &Arc<str>,
+    ran: Ran,
+    ack: Option<AckHook>,
+    started: Option<Instant>,
+) -> Option<NodeMessage> {
+    let output = match ran {
+        Ran::Done(Ok(output)) => output,
+        Ran::Done(Err(source)) => {
+            let error = RunError::NodeFailed {
+                node: name.to_string(),
+                source,
+                counts: RunCounts::default(),
+            };
+            return failed(shared, index, name, error, ack, started);
+        }
+        Ran::Panicked(message) => {
+            let error = RunError::NodePanicked {
+                node: name.to_string(),
+                message,
+                counts: RunCounts::default(),
+            };
+            return failed(shared, index, name, error, ack, started);
+        }
+        Ran::Dropped(panic) => {
+            dropped(shared, name, ack, panic);
+            return None;
+        }
+    };
+    if let Some(started) = started {
+        shared.publish(|| EventKind::NodeFinished {
+            node: Arc::clone(name),
+            duration: started.elapsed(),
+        });
+    }
+    shared.accounting().record_processed(index);
+    if let Some(ack) = ack {
+        if let Err(message) = call_caught(move || ack.fire()) {
+            shared.stop().fail(RunError::NodePanicked {
+                node: name.to_string(),
+                message: format!("its acknowledgement hook panicked: {message}"),
+                counts: RunCounts::default(),
+            });
+            shared.finish_messages(1);
+            return None;
+        }
+    }
+    Some(output)
+}
+
+/// The node's activation ended with `error` (its message was processed).
+#[cold]
+fn failed(
+    shared: &Shared,
+    index: usize,
+    name: &Arc<str>,
+    error: RunError,
+    ack: Option<AckHook>,
+    started: Option<Instant>,
+) -> Option<NodeMessage> {
+    if started.is_some() {
+        shared.publish(|| EventKind::NodeFailed {
+            node: Arc::clone(name),
+            error: error.to_string(),
+        });
+    }
+    shared.accounting().record_processed(index);
+    if let Some(ack) = ack {
+        if let Err(message) = call_caught(move || ack.fire()) {
+            tracing::warn!(node = %name, %message, "an acknowledgement hook panicked after the node failed");
+        }
+    }
+    shared.stop().fail(error);
+    shared.finish_messages(1);
+    None
+}
+
+/// The activation was dropped at the end of the grace period: its message is not processed.
+#[cold]
+fn dropped(shared: &Shared, name: &Arc<str>, ack: Option<AckHook>, panic: Option<String>) {
+    let accounting = shared.accounting();
+    accounting.unprocessed(1);
+    accounting.activation_dropped();
+    if let Some(ack) = ack {
+        let _ = drop_caught(ack);
+    }
+    if let Some(message) = panic {
+        shared.stop().fail(RunError::NodePanicked {
+            node: name.to_string(),
+            message,
+            counts: RunCounts::default(),
+        });
+    }
+}
+
+/// Sends `output` to every target in order (per-pair FIFO). Every target's message was
+/// accepted (see `Accounting::settle`) before this is called; each one is delivered or counted
+/// unprocessed here.
+///
+/// A message for a mailbox with a free slot takes the slot at once and is held in the outbox
+/// when `may_hold` (see [`Outbox`]); otherwise it is queued now. A full mailbox makes the
+/// worker hand on everything it holds and then wait for room (backpressure, deadlock
+/// detection).
+async fn deliver(
+    shared: &Shared,
+    from: usize,
+    targets: &[usize],
+    output: NodeMessage,
+    deferred: &mut Deferred<'_>,
+    may_hold: bool,
+) {
+    let accounting = shared.accounting();
+    let mailboxes = shared.mailboxes();
+    let last = targets.len().saturating_sub(1);
+    let mut output = Some(output);
+    for (i, &to) in targets.iter().enumerate() {
+        let payload = if i == last {
+            output.take().unwrap_or_default()
+        } else {
+            output.clone().unwrap_or_default()
+        };
+        if shared.stop().is_stopping() {
+            // Accepted, not delivered after the stop.
+            accounting.unprocessed(1);
+            continue;
+        }
+        let envelope = Envelope::routed(payload);
+        let delivered = if let Some(permit) = mailboxes.get(to).and_then(Mailbox::try_reserve) {
+            // Counts what a closed mailbox refused (this message, or held ones with it).
+            let refused = deferred
+                .outbox
+                .hold(mailboxes, to, permit, envelope, may_hold);
+            accounting.unprocessed(refused);
+            refused == 0
+        } else {
+            // About to block: hand on everything batched first.
+            deferred.flush();
+            let sent = match mailboxes
+                .reserve(to, Sender::Worker(from), shared.stop().token())
+                .await
+            {
+                Ok(permit) => permit.push(envelope).is_ok(),
+                Err(Undelivered::Deadlock) => {
+                    shared.stop().fail(RunError::Deadlock {
+                        blocked: Vec::new(), // named when the run ends (see `Shared::finish`)
+                        counts: RunCounts::default(),
+                    });
+                    false
+                }
+                Err(Undelivered::Stopped | Undelivered::Closed) => false,
+            };
+            if !sent {
+                // A closed mailbox, the stop, or a deadlock.
+                accounting.unprocessed(1);
+            }
+            sent
+        };
+        if delivered {
+            shared.publish(|| EventKind::MessageSent {
+                from: name_of(shared, from),
+                to: name_of(shared, to),
+            });
+        }
+    }
+}
+
+fn name_of(shared: &Shared, index: usize) -> Arc<str> {
+    shared
+        .topology()
+        .names()
+        .get(index)
+        .cloned()
+        .unwrap_or_else(|| Arc::from("?"))
+}
+
+/// Closes the worker's mailbox when the worker exits, however it exits, and counts the
+/// messages still queued there unprocessed.
+struct CloseOnExit<'a> {
+    mailbox: &'a Mailbox,
+    accounting: &'a Accounting,
+}
 
 impl Drop for CloseOnExit<'_> {
     fn drop(&mut self) {
-        self.0.close();
+        self.accounting.unprocessed(self.mailbox.close() as u64);
+    }
+}
+
+/// The messages a worker took out of its mailbox and has not started; counted unprocessed if
+/// the worker exits before starting them.
+struct Inbox<'a> {
+    items: VecDeque<Envelope>,
+    accounting: &'a Accounting,
+}
+
+impl Deref for Inbox<'_> {
+    type Target = VecDeque<Envelope>;
+
+    fn deref(&self) -> &VecDeque<Envelope> {
+        &self.items
+    }
+}
+
+impl DerefMut for Inbox<'_> {
+    fn deref_mut(&mut self) -> &mut VecDeque<Envelope> {
+        &mut self.items
+    }
+}
+
+impl Drop for Inbox<'_> {
+    fn drop(&mut self) {
+        let left = drop_all(self.items.drain(..));
+        self.accounting.unprocessed(left as u64);
     }
 }
 
@@ -37,7 +566,7 @@ impl Drop for CloseOnExit<'_> {
 /// idles, so quiescence is detected when the last worker idles and never early (a deferred
 /// finish only keeps the count higher). Everything is handed on when the worker is about to
 /// wait: its inbox ran empty, its node returned `Pending`, it blocks on a full mailbox, or it
-/// exits.
+/// exits (held outputs are then queued, or counted unprocessed if their mailbox is closed).
 struct Deferred<'a> {
     shared: &'a Shared,
     outbox: Outbox,
@@ -57,12 +586,8 @@ impl<'a> Deferred<'a> {
 
     /// Hands on everything batched: held outputs, started slots, finished messages.
     fn flush(&mut self) {
-        self.outbox.flush_all(&self.shared.mailboxes);
-        self.give_back();
-    }
-
-    /// Gives back the started slots and finishes the finished messages.
-    fn give_back(&mut self) {
+        let refused = self.outbox.flush_all(self.shared.mailboxes());
+        self.shared.accounting().unprocessed(refused);
         self.slots.flush();
         self.shared
             .finish_messages(std::mem::take(&mut self.finished));
@@ -70,271 +595,7 @@ impl<'a> Deferred<'a> {
 }
 
 impl Drop for Deferred<'_> {
-    /// Held outputs are not delivered: the worker only exits once the run stops, and they stay
-    /// counted as unprocessed.
     fn drop(&mut self) {
-        self.give_back();
-    }
-}
-
-/// Awaits `activation`, recording whether it ever returned `Pending`. The first time it does,
-/// everything the worker batched is handed on (it is about to wait; see [`Deferred`]).
-async fn track_pending<F: Future>(
-    activation: F,
-    pended: &mut bool,
-    deferred: &mut Deferred<'_>,
-) -> F::Output {
-    let mut activation = pin!(activation);
-    poll_fn(|cx| {
-        let poll = activation.as_mut().poll(cx);
-        if poll.is_pending() && !*pended {
-            *pended = true;
-            deferred.flush();
-        }
-        poll
-    })
-    .await
-}
-
-pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
-    let (Some(entry), Some(mailbox)) = (shared.topology.node(index), shared.mailboxes.get(index))
-    else {
-        return;
-    };
-    let _close = CloseOnExit(mailbox);
-    let name = Arc::clone(&entry.name);
-    let node = Arc::clone(&entry.node);
-    let scope = Arc::clone(&shared.scope);
-    let mut targets: Vec<usize> = Vec::new();
-    // Messages taken out of the mailbox, not started yet (their slots are still taken).
-    let mut inbox: VecDeque<Envelope> = VecDeque::new();
-    let mut deferred = Deferred::new(&shared, mailbox);
-    // Whether the last activation ever waited (`Pending`): a node that waits gets no batching.
-    let mut pended = true;
-    // Whether anyone wants per-activation spans, probed once per worker: without a subscriber
-    // no span is built per message.
-    let node_spans = tracing::span_enabled!(tracing::Level::DEBUG);
-    // One context for all activations of this worker: only its input changes per message. The
-    // previous input is dropped when the next one replaces it, or before the worker idles.
-    let mut ctx = Context::new(NodeMessage::empty(), index, Arc::clone(&scope));
-    let mut ctx_holds_input = false;
-    let stopped = shared.stop.clone().cancelled_owned();
-    tokio::pin!(stopped);
-
-    loop {
-        if shared.is_stopping() {
-            break;
-        }
-        let Some(envelope) = inbox.pop_front() else {
-            // Nothing to start: hand on what this worker batched before looking for more.
-            deferred.flush();
-            if ctx_holds_input {
-                drop(ctx.reset(NodeMessage::empty(), index));
-                ctx_holds_input = false;
-            }
-            if mailbox.take_all(&mut inbox) {
-                continue;
-            }
-            // Parking: give back the space a burst grew the inbox to.
-            if inbox.capacity() > IDLE_BUFFER {
-                inbox = VecDeque::new();
-            }
-            let received = tokio::select! {
-                biased;
-                () = &mut stopped => false,
-                received = poll_fn(|cx| mailbox.poll_take_all(cx, &mut inbox)) => received,
-            };
-            if received {
-                continue;
-            }
-            break;
-        };
-        // The message is started: its slot is free. Given back at once to a node that waits
-        // (`Pending`) or when nothing else is queued here, otherwise with the batch.
-        deferred.slots.started(pended || inbox.is_empty());
-        if shared.is_stopping() {
-            // Not processed: stays counted as unprocessed (accepted - processed).
-            break;
-        }
-        if scope.tokens_exhausted() {
-            if !shared.is_stopping() {
-                shared.publish(|| EventKind::BudgetExhausted {
-                    kind: BudgetKind::Tokens,
-                });
-            }
-            shared.request_stop(StopReason::Budget(BudgetKind::Tokens));
-            break;
-        }
-        let Envelope { payload, ack } = envelope;
-        drop(ctx.reset(payload, index));
-        ctx_holds_input = true;
-        shared.publish(|| EventKind::NodeStarted {
-            node: Arc::clone(&name),
-        });
-        let started = shared.topology.events().is_active().then(Instant::now);
-        let activation = CatchUnwind::new(node.process_dyn(&ctx));
-        pended = false;
-        let outcome = if node_spans {
-            let span = tracing::debug_span!("spark.node", node = %name, mode = "long_running");
-            track_pending(activation.instrument(span), &mut pended, &mut deferred).await
-        } else {
-            track_pending(activation, &mut pended, &mut deferred).await
-        };
-        if let Some(started) = started {
-            shared.publish(|| match &outcome {
-                Ok(Ok(_)) => EventKind::NodeFinished {
-                    node: Arc::clone(&name),
-                    duration: started.elapsed(),
-                },
-                Ok(Err(e)) => EventKind::NodeFailed {
-                    node: Arc::clone(&name),
-                    error: e.to_string(),
-                },
-                Err(panic) => EventKind::NodeFailed {
-                    node: Arc::clone(&name),
-                    error: format!("panicked: {panic}"),
-                },
-            });
-        }
-        shared.record_processed(index);
-        if let Some(ack) = ack {
-            ack.fire();
-        }
-        let output = match outcome {
-            Ok(Ok(output)) => output,
-            Ok(Err(source)) => {
-                shared.fail(RunError::NodeFailed {
-                    node: name.to_string(),
-                    source,
-                    counts: RunCounts::default(),
-                });
-                shared.finish_messages(1);
-                return; // a failed worker gets no shutdown delivery
-            }
-            Err(message) => {
-                shared.fail(RunError::NodePanicked {
-                    node: name.to_string(),
-                    message,
-                    counts: RunCounts::default(),
-                });
-                shared.finish_messages(1);
-                return;
-            }
-        };
-        if scope.shutdown_requested() {
-            // The stop begins when the requesting activation finishes, before its output is
-            // routed: the output is accepted but never delivered (counted unprocessed).
-            shared.request_stop(StopReason::Shutdown);
-        }
-        targets.clear();
-        if let Err(error) = shared.topology.route(index, &output, |to| targets.push(to)) {
-            shared.fail(error);
-            shared.finish_messages(1);
-            return;
-        }
-        if targets.is_empty() {
-            shared.record_sink(&name, output);
-            deferred.finished += 1;
-        } else {
-            shared.settle(index, targets.len() as u64);
-            // Outputs of an activation that never waited may be held while more messages are
-            // queued here: they go out together (one lock, one wake-up per batch).
-            let may_hold = !pended && !inbox.is_empty();
-            deliver(&shared, index, &targets, output, &mut deferred, may_hold).await;
-        }
-    }
-    shutdown_delivery(index, &name, &node, scope).await;
-}
-
-/// Sends `output` to every target in order (per-pair FIFO). Every target's message was
-/// accepted (see `Shared::settle`) before this is called.
-///
-/// A message for a mailbox with a free slot takes the slot at once and is held in the outbox
-/// when `may_hold` (see [`Outbox`]); otherwise it is queued now. A full mailbox makes the
-/// worker hand on everything it holds and then wait for room (backpressure, deadlock
-/// detection).
-async fn deliver(
-    shared: &Shared,
-    from: usize,
-    targets: &[usize],
-    output: NodeMessage,
-    deferred: &mut Deferred<'_>,
-    may_hold: bool,
-) {
-    let last = targets.len().saturating_sub(1);
-    let mut output = Some(output);
-    for (i, &to) in targets.iter().enumerate() {
-        let payload = if i == last {
-            output.take().unwrap_or_default()
-        } else {
-            output.clone().unwrap_or_default()
-        };
-        if shared.is_stopping() {
-            // Accepted but not delivered: counted as unprocessed.
-            continue;
-        }
-        let Some(mailbox) = shared.mailboxes.get(to) else {
-            continue;
-        };
-        let sent = if mailbox.try_reserve() {
-            deferred
-                .outbox
-                .hold(&shared.mailboxes, to, Envelope::routed(payload), may_hold);
-            Ok(())
-        } else {
-            // About to block: hand on everything batched first.
-            deferred.flush();
-            shared
-                .blocked
-                .send(
-                    &shared.mailboxes,
-                    from,
-                    to,
-                    Envelope::routed(payload),
-                    &shared.stop,
-                )
-                .await
-        };
-        match sent {
-            Ok(()) => shared.publish(|| EventKind::MessageSent {
-                from: shared
-                    .topology
-                    .names()
-                    .get(from)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from("?")),
-                to: shared
-                    .topology
-                    .names()
-                    .get(to)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from("?")),
-            }),
-            Err(Undelivered::Stopped | Undelivered::Closed) => {}
-            Err(Undelivered::Deadlock(cycle)) => {
-                shared.fail(RunError::Deadlock {
-                    blocked: cycle.into_iter().map(|i| shared.node_name(i)).collect(),
-                    counts: RunCounts::default(),
-                });
-            }
-        }
-    }
-}
-
-/// The shutdown delivery: `process` once with `metadata["shutdown"] == true`; its output is
-/// neither routed nor a sink output, and it is not counted as processed.
-async fn shutdown_delivery(
-    index: usize,
-    name: &Arc<str>,
-    node: &Arc<dyn spark_adk_core::DynNode>,
-    scope: Arc<spark_adk_core::RunScope>,
-) {
-    let ctx = Context::new(
-        NodeMessage::empty().with_metadata("shutdown", true),
-        index,
-        scope,
-    );
-    if let Err(message) = CatchUnwind::new(node.process_dyn(&ctx)).await {
-        tracing::warn!(node = %name, %message, "node panicked during its shutdown delivery");
+        self.flush();
     }
 }

@@ -234,7 +234,8 @@ async fn slow_node_in_standard_mode_is_cut_off_at_the_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn slow_node_in_long_running_mode_finishes_its_message_then_the_run_stops() {
+async fn slow_node_in_long_running_mode_finishes_its_message_within_the_grace_period_then_the_run_stops(
+) {
     let finished = Arc::new(AtomicUsize::new(0));
     let mut g = Graph::builder();
     let s = g.add("slow", slow(60, &finished));
@@ -243,7 +244,11 @@ async fn slow_node_in_long_running_mode_finishes_its_message_then_the_run_stops(
     let graph = g.start(s).build().unwrap();
     let start = tokio::time::Instant::now();
     let result = graph
-        .run(Task::long_running(json!({})).with_budget(Budget::seconds(2.0).unwrap()))
+        .run(
+            Task::long_running(json!({}))
+                .with_budget(Budget::seconds(2.0).unwrap())
+                .with_grace(Duration::from_secs(120)),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -255,6 +260,7 @@ async fn slow_node_in_long_running_mode_finishes_its_message_then_the_run_stops(
         1,
         "the in-flight message finished"
     );
+    assert_eq!(result.metadata.activations_dropped, 0);
     assert_eq!(start.elapsed(), Duration::from_secs(60));
     // Its output was routed after the stop began: accepted, not processed.
     assert_eq!(result.metadata.processed, 1);
