@@ -304,7 +304,9 @@ async fn run_item(
 fn is_budget_or_cancel(e: &RunError) -> bool {
     matches!(
         e,
-        RunError::Cancelled { .. } | RunError::TokenBudgetExhausted { .. } | RunError::Timeout { .. }
+        RunError::Cancelled { .. }
+            | RunError::TokenBudgetExhausted { .. }
+            | RunError::Timeout { .. }
     )
 }
 

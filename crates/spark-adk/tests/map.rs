@@ -288,7 +288,10 @@ async fn the_runs_cancellation_reaches_every_running_item() {
         ),
         cancel,
     );
-    assert!(matches!(outcome, Err(RunError::Cancelled { .. })), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(RunError::Cancelled { .. })),
+        "{outcome:?}"
+    );
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
