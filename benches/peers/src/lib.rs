@@ -378,7 +378,9 @@ pub mod dg {
             let next = out_channels.get_receiver_ids().first().copied();
             let mut kept: Vec<Value> = Vec::new();
             while let Ok(content) = in_channels.recv_from(&from).await {
-                let out = content.get::<Value>().map_or_else(|| inc(&Value::Null), inc);
+                let out = content
+                    .get::<Value>()
+                    .map_or_else(|| inc(&Value::Null), inc);
                 match (&next, self.last) {
                     (Some(next), false) => {
                         if let Err(e) = out_channels.send_to(next, Content::new(out)).await {

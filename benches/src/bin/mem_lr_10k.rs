@@ -10,11 +10,13 @@
 //!    its output comes out of the last node (the task input travels the chain first, so every
 //!    worker has processed two messages and is back to waiting on its empty mailbox);
 //! 4. reads `VmRSS` (idle) and `VmHWM` (peak) from `/proc/self/status` and prints one JSON line
-//!    `{"bytes": <idle RSS>, "peak_bytes": <VmHWM>, "baseline_bytes": <RSS before the graph>,
-//!    "nodes": 10000}`, then shuts the run down.
+//!    `{"bytes": <idle RSS>, "bytes_per_node": <(idle RSS - RSS before the graph) / 10,000>,
+//!    "peak_bytes": <VmHWM>, "baseline_bytes": <RSS before the graph>, "nodes": 10000}`, then
+//!    shuts the run down.
 //!
-//! `bytes` is the whole process's idle RSS (runtime, graph, workers and their mailboxes): the
-//! figure compared with the `<= 64 MiB` target in `benches/targets.toml`.
+//! `bytes` is the whole process's idle RSS (runtime, graph, workers and their mailboxes);
+//! `bytes_per_node` is the figure compared with the `<= 2 KiB per idle node` target in
+//! `benches/targets.toml`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -70,6 +72,7 @@ async fn measure(baseline: u64) -> Result<serde_json::Value, String> {
     }
     Ok(json!({
         "bytes": idle,
+        "bytes_per_node": idle.saturating_sub(baseline) / NODES as u64,
         "peak_bytes": peak,
         "baseline_bytes": baseline,
         "nodes": NODES,

@@ -152,7 +152,10 @@ async fn lr_one(graph: Graph, message: NodeMessage) -> Result<Duration, String> 
         .map_err(|e| e.to_string())?;
     let mut outputs = handle.subscribe();
     let sent = Instant::now();
-    handle.send("n0", message).await.map_err(|e| e.to_string())?;
+    handle
+        .send("n0", message)
+        .await
+        .map_err(|e| e.to_string())?;
     loop {
         match outputs.recv().await {
             Ok(out) if count_of(out.message.content()) == 3 => break,

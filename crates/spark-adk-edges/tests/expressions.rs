@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
-use spark_adk_edges::expr::{json_eq, lookup_path, truthy, ExprError, Expression, Position, MAX_DEPTH};
+use spark_adk_edges::expr::{
+    json_eq, lookup_path, truthy, ExprError, Expression, Position, MAX_DEPTH,
+};
 
 /// Parses `source` (panicking with the error if it does not parse) and evaluates it.
 fn eval(source: &str, outputs: &Value) -> bool {

@@ -7,7 +7,9 @@ use std::pin::pin;
 use std::sync::Arc;
 
 use spark_adk_core::panic::CatchUnwind;
-use spark_adk_core::{BudgetKind, Context, EventKind, NodeMessage, RunCounts, RunError, StopReason};
+use spark_adk_core::{
+    BudgetKind, Context, EventKind, NodeMessage, RunCounts, RunError, StopReason,
+};
 use tokio::time::Instant;
 use tracing::Instrument;
 

@@ -75,8 +75,16 @@ fn core_and_edges_do_not_pull_in_a_tokio_runtime() {
 #[test]
 fn core_depends_on_no_other_spark_crate() {
     let tree = dependency_tree("spark-adk-core");
-    for krate in ["spark-adk-edges", "spark-adk-sequential", "spark-adk-mailbox", "spark-adk"] {
-        assert!(!depends_on(&tree, krate), "spark-adk-core depends on {krate}");
+    for krate in [
+        "spark-adk-edges",
+        "spark-adk-sequential",
+        "spark-adk-mailbox",
+        "spark-adk",
+    ] {
+        assert!(
+            !depends_on(&tree, krate),
+            "spark-adk-core depends on {krate}"
+        );
     }
 }
 
@@ -85,7 +93,10 @@ fn edges_depend_only_on_core() {
     let tree = dependency_tree("spark-adk-edges");
     assert!(depends_on(&tree, "spark-adk-core"));
     for krate in ["spark-adk-sequential", "spark-adk-mailbox", "spark-adk"] {
-        assert!(!depends_on(&tree, krate), "spark-adk-edges depends on {krate}");
+        assert!(
+            !depends_on(&tree, krate),
+            "spark-adk-edges depends on {krate}"
+        );
     }
 }
 
