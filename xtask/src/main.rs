@@ -29,7 +29,7 @@ Usage: cargo xtask <task> [options]
 
 Tasks:
   ci       fmt --check, clippy -D warnings, tests, docs (-D warnings), bench smoke,
-           stress --quick; stops at the first failing step
+           instruction counts (--check), stress --quick; stops at the first failing step
   bench    run our benchmarks and the peers' (benches/peers) row by row, the child-process
            benches and the instruction counts; judge each row by the same-run ratios of
            benches/targets.toml

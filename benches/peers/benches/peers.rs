@@ -74,12 +74,13 @@ fn dagrs(c: &mut Criterion) {
     });
     group.finish();
 
-    for (id, n) in [("lr_flow_3", 3), ("lr_pipeline_10", 10)] {
-        let flow = RefCell::new(dg::chain(n).expect("builds"));
-        assert_eq!(
-            rt.block_on(flow.borrow_mut().run()).expect("runs"),
-            n as u64
-        );
+    for (id, flow, n) in [
+        ("lr_flow_3", dg::chain(3), 3),
+        ("lr_pipeline_10", dg::chain(10), 10),
+        ("lr_branching", dg::branching(), 6),
+    ] {
+        let flow = RefCell::new(flow.expect("builds"));
+        assert_eq!(rt.block_on(flow.borrow_mut().run()).expect("runs"), n);
         let mut group = c.benchmark_group("dagrs");
         group.bench_function(id, |b| {
             b.to_async(&rt)

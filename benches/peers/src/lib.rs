@@ -218,9 +218,10 @@ pub mod dg {
     use std::time::Instant;
 
     use async_trait::async_trait;
+    use dagrs::node::router_node::{Router, RouterNode};
     use dagrs::{
-        Action, Content, DefaultNode, EnvVar, Graph, InChannels, NodeId, NodeTable, OutChannels,
-        Output,
+        Action, Content, DefaultNode, EnvVar, Graph, InChannels, Node, NodeId, NodeTable,
+        OutChannels, Output,
     };
     use serde_json::Value;
 
@@ -327,6 +328,105 @@ pub mod dg {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take()
         }
+    }
+
+    /// The router of the branching graph: receives the input, sends `{"count": count + 1,
+    /// "branch": (count + 1) % 3}` to the first node of that branch and tells dagrs to run only
+    /// that branch (`FlowControl::Branch`, the others are pruned).
+    struct BranchRouter {
+        branches: Vec<NodeId>,
+    }
+
+    #[async_trait]
+    impl Router for BranchRouter {
+        async fn route(
+            &self,
+            in_channels: &mut InChannels,
+            out_channels: &OutChannels,
+            _env: Arc<EnvVar>,
+        ) -> Vec<usize> {
+            let count = match in_channels.recv_any().await {
+                Ok((_, content)) => content.get::<Value>().map_or(0, count_of) + 1,
+                Err(_) => return Vec::new(),
+            };
+            let k = (count % super::BRANCHES) as usize;
+            let Some(target) = self.branches.get(k) else {
+                return Vec::new();
+            };
+            let content =
+                Content::new(serde_json::json!({ super::COUNT: count, super::BRANCH: k }));
+            if out_channels.send_to(target, content).await.is_err() {
+                return Vec::new();
+            }
+            vec![target.as_usize()]
+        }
+    }
+
+    /// entry -> router -> one of 3 branches of 2 nodes -> join -> final (10 nodes, 6 run): the
+    /// router is a dagrs `RouterNode`, which prunes the branches it does not pick.
+    ///
+    /// # Errors
+    /// When dagrs rejects the graph.
+    pub fn branching() -> Result<Flow, Error> {
+        let mut table = NodeTable::new();
+        let stamp = Arc::new(Mutex::new(None));
+        let mut graph = Graph::new();
+        let inc = |first: bool| Inc {
+            input: first.then(|| Arc::new(super::input())),
+            stamp: None,
+        };
+        let entry = DefaultNode::with_action("entry".to_owned(), inc(true), &mut table);
+        let join = DefaultNode::with_action("join".to_owned(), inc(false), &mut table);
+        let last = DefaultNode::with_action("final".to_owned(), inc(false), &mut table);
+        let mut firsts = Vec::new();
+        let mut seconds = Vec::new();
+        for k in 0..super::BRANCHES {
+            firsts.push(DefaultNode::with_action(
+                format!("b{k}_0"),
+                inc(false),
+                &mut table,
+            ));
+            seconds.push(DefaultNode::with_action(
+                format!("b{k}_1"),
+                inc(false),
+                &mut table,
+            ));
+        }
+        let branches: Vec<NodeId> = firsts.iter().map(Node::id).collect();
+        let router = RouterNode::new(
+            "router".to_owned(),
+            BranchRouter {
+                branches: branches.clone(),
+            },
+            &mut table,
+        );
+        let (entry_id, router_id, join_id, last_id) =
+            (entry.id(), router.id(), join.id(), last.id());
+        let second_ids: Vec<NodeId> = seconds.iter().map(Node::id).collect();
+        graph.add_node(entry).map_err(dagrs_err)?;
+        graph.add_node(router).map_err(dagrs_err)?;
+        graph.add_node(join).map_err(dagrs_err)?;
+        graph.add_node(last).map_err(dagrs_err)?;
+        for node in firsts.into_iter().chain(seconds) {
+            graph.add_node(node).map_err(dagrs_err)?;
+        }
+        graph
+            .add_edge(entry_id, vec![router_id])
+            .map_err(dagrs_err)?;
+        graph
+            .add_edge(router_id, branches.clone())
+            .map_err(dagrs_err)?;
+        for (first, second) in branches.iter().zip(&second_ids) {
+            graph.add_edge(*first, vec![*second]).map_err(dagrs_err)?;
+            graph.add_edge(*second, vec![join_id]).map_err(dagrs_err)?;
+        }
+        graph.add_edge(join_id, vec![last_id]).map_err(dagrs_err)?;
+        graph.set_env(EnvVar::new(table));
+        Ok(Flow {
+            graph,
+            last: last_id,
+            stamp,
+        })
     }
 
     /// The source of [`Pipeline`]: sends `messages` clones of the shared input (an `Arc`, as
@@ -494,6 +594,15 @@ mod tests {
                 assert_eq!(rt.block_on(flow.run()).unwrap(), n as u64);
                 assert!(flow.take_stamp().is_some());
             }
+        }
+    }
+
+    #[test]
+    fn dagrs_branching_runs_six_nodes_again_and_again() {
+        let rt = multi_thread_runtime().unwrap();
+        let mut flow = dg::branching().unwrap();
+        for _ in 0..3 {
+            assert_eq!(rt.block_on(flow.run()).unwrap(), 6);
         }
     }
 
