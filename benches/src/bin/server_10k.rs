@@ -8,7 +8,8 @@
 //! median; the ideal is 50 ms). Then 10,000 runs at once: each is a spawned task (a request)
 //! running `graph.run(Task::new(input))`; `wall_ns` is from the first spawn to the last run's
 //! end, each run's latency from its own spawn to its end (`p50_ns`, `p99_ns`), `runs_per_s` is
-//! 10,000 / wall, and `rss_per_run_bytes` is (peak RSS during the burst - RSS before it) /
+//! 10,000 / wall, `cpu_ns` the process's CPU time (user + system, all threads, 10 ms
+//! resolution) during the burst, and `rss_per_run_bytes` is (peak RSS during the burst - RSS before it) /
 //! 10,000: the memory of one run in flight.
 //!
 //! **Long-running form**: 1,000 spawned long-running runs of a 3-node chain of the same nodes
@@ -104,6 +105,7 @@ async fn standard() -> Result<serde_json::Value, String> {
     let single = median(singles);
 
     let before = mem::rss_bytes().ok_or("no VmRSS")?;
+    let cpu_before = mem::cpu_time_ns().ok_or("no /proc/self/stat")?;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
@@ -127,6 +129,9 @@ async fn standard() -> Result<serde_json::Value, String> {
         latencies.push(nanos(latency));
     }
     let wall = started.elapsed();
+    let cpu = mem::cpu_time_ns()
+        .ok_or("no /proc/self/stat")?
+        .saturating_sub(cpu_before);
     let peak = mem::peak_rss_bytes().ok_or("no VmHWM")?;
     latencies.sort_unstable();
     let per_run = peak.saturating_sub(before) / RUNS as u64;
@@ -136,6 +141,8 @@ async fn standard() -> Result<serde_json::Value, String> {
         "wall_ns": nanos(wall),
         "wall_over_single": nanos(wall) as f64 / single.max(1) as f64,
         "runs_per_s": RUNS as f64 / wall.as_secs_f64(),
+        "cpu_ns": cpu,
+        "cpu_per_run_ns": cpu / RUNS as u64,
         "p50_ns": percentile(&latencies, 0.5),
         "p99_ns": percentile(&latencies, 0.99),
         "rss_before_bytes": before,

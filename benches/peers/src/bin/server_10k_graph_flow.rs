@@ -2,7 +2,8 @@
 //! `benches/src/bin/server_10k.rs`): 10,000 concurrent runs of a 5-task chain whose tasks each
 //! await a 10 ms timer, each run a spawned task, on the multi-thread runtime (one worker per
 //! core). Prints one JSON line: `single_wall_ns` (one run alone, median of 5), `wall_ns`,
-//! `runs_per_s`, `p50_ns`, `p99_ns` (from a run's spawn to its end). `cargo xtask bench` adds
+//! `runs_per_s`, `cpu_ns` (the process's CPU time during the burst), `p50_ns`, `p99_ns` (from a
+//! run's spawn to its end). `cargo xtask bench` adds
 //! these to `server_10k`'s result as `graph_flow_*`.
 
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ async fn measure() -> Result<serde_json::Value, String> {
         singles.push(nanos(t.elapsed()));
     }
     singles.sort_unstable();
+    let cpu_before = spark_adk_peers::cpu_time_ns().unwrap_or(0);
     let started = Instant::now();
     let tasks: Vec<_> = (0..RUNS)
         .map(|_| {
@@ -48,12 +50,17 @@ async fn measure() -> Result<serde_json::Value, String> {
         latencies.push(nanos(latency));
     }
     let wall = started.elapsed();
+    let cpu = spark_adk_peers::cpu_time_ns()
+        .unwrap_or(0)
+        .saturating_sub(cpu_before);
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
     Ok(serde_json::json!({
         "single_wall_ns": singles[singles.len() / 2],
         "wall_ns": nanos(wall),
         "runs_per_s": RUNS as f64 / wall.as_secs_f64(),
+        "cpu_ns": cpu,
+        "cpu_per_run_ns": cpu / RUNS as u64,
         "p50_ns": pct(0.5),
         "p99_ns": pct(0.99),
     }))
