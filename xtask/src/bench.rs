@@ -18,6 +18,10 @@
 //!   when a row misses its target. A row without a result from this run is "not measured": a
 //!   miss only with `--strict`.
 //!
+//! `--rounds N` runs the criterion rows N times (round after round, each in the order above)
+//! and the report takes, for each bench, the median of its N medians (every round's medians:
+//! `<target>/bench-rounds.json`).
+//!
 //! `--smoke` runs each of our benchmarks once (criterion's `--test`) and the child-process
 //! benches, without the peers, and reports nothing: it proves the benches run, as CI needs.
 //! `--instructions` only counts instructions (with `--check`: fails when a count is more than
@@ -25,6 +29,7 @@
 //! `--no-peers` leaves the peers out (their crate is not built). `--quick` shortens
 //! criterion's warm-up and measurement.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Instant, SystemTime};
@@ -66,6 +71,9 @@ pub struct Options {
     pub check: bool,
     /// With `instructions`: write the committed baseline.
     pub bless: bool,
+    /// How many times the rows run (the report takes the median of the rounds' medians);
+    /// 0 means 1.
+    pub rounds: u32,
     /// Extra criterion arguments (after `--`).
     pub criterion: Vec<String>,
 }
@@ -110,6 +118,15 @@ impl Options {
                 "--bless" => o.bless = true,
                 "--save" => o.save = Some(value("--save")?),
                 "--compare" => o.compare = Some(value("--compare")?),
+                "--rounds" => {
+                    let n = inline
+                        .clone()
+                        .or_else(|| it.next().cloned())
+                        .unwrap_or_default();
+                    o.rounds = n.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        Error::usage(format!("`--rounds` needs a count, got `{n}`"))
+                    })?;
+                }
                 "--" => {
                     o.criterion = it.by_ref().cloned().collect();
                 }
@@ -126,6 +143,11 @@ impl Options {
             return Err(Error::usage(
                 "`--smoke` runs each bench once and reports nothing: it takes no \
                  --save/--compare/--report-only/--strict/--instructions",
+            ));
+        }
+        if o.rounds > 1 && (o.smoke || o.instructions || o.report_only) {
+            return Err(Error::usage(
+                "`--rounds` repeats the criterion rows of a full or quick run",
             ));
         }
         if (o.check || o.bless) && !o.instructions {
@@ -234,11 +256,12 @@ pub fn run(ws: &Workspace, options: &Options) -> Result<()> {
         );
         return Ok(());
     }
+    let mut rounds = BTreeMap::new();
     let since = if options.report_only {
         None
     } else {
         let started = SystemTime::now();
-        run_rows(ws, &table, options, peers)?;
+        rounds = run_rows(ws, &table, options, peers)?;
         crate::process::run(ws, peers)?;
         if valgrind_available() {
             icount::run(ws, &table, peers)?;
@@ -252,6 +275,11 @@ pub fn run(ws: &Workspace, options: &Options) -> Result<()> {
         criterion_dir: ws.criterion_dir(),
         target_dir: ws.target_dir.clone(),
         since,
+        rounds: if options.rounds > 1 {
+            rounds
+        } else {
+            BTreeMap::new()
+        },
     };
     let mut report = Report::gather(&table, &at, options.strict)?;
     if let Some(name) = &options.compare {
@@ -339,8 +367,14 @@ fn run_smoke(ws: &Workspace, options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The full and quick runs: build the executables, then run the plan's steps in order.
-fn run_rows(ws: &Workspace, table: &[Target], options: &Options, peers: bool) -> Result<()> {
+/// The full and quick runs: build the executables, then run the plan's steps in order, once
+/// per round; returns every round's median of each criterion id.
+fn run_rows(
+    ws: &Workspace,
+    table: &[Target],
+    options: &Options,
+    peers: bool,
+) -> Result<BTreeMap<String, Vec<f64>>> {
     let names = ws.bench_targets(PACKAGE)?;
     let exes = ws.build_benches(Some(PACKAGE), None, &names)?;
     let mut executables: Vec<(String, PathBuf)> = names.into_iter().zip(exes).collect();
@@ -351,28 +385,48 @@ fn run_rows(ws: &Workspace, table: &[Target], options: &Options, peers: bool) ->
     let steps = plan(table, peers);
     let args = options.criterion_args();
     let criterion_dir = ws.criterion_dir();
-    for (i, step) in steps.iter().enumerate() {
-        let exe = executables
-            .iter()
-            .find(|(name, _)| *name == step.bench_target)
-            .map(|(_, exe)| exe)
-            .ok_or_else(|| {
-                Error::fail(format!(
-                    "no bench target `{}` (for `{}`)",
-                    step.bench_target, step.id
-                ))
-            })?;
-        println!(
-            "==> [{}/{}] `{}` ({})",
-            i + 1,
-            steps.len(),
-            step.id,
-            step.bench_target
-        );
-        let mut cmd = criterion_command(exe, &args, &step.id, &criterion_dir, &ws.root);
-        run_step(&format!("bench `{}`", step.id), &mut cmd)?;
+    let at = Locations {
+        criterion_dir: criterion_dir.clone(),
+        target_dir: ws.target_dir.clone(),
+        since: None,
+        rounds: BTreeMap::new(),
+    };
+    let total = options.rounds.max(1);
+    let mut medians: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for round in 1..=total {
+        for (i, step) in steps.iter().enumerate() {
+            let exe = executables
+                .iter()
+                .find(|(name, _)| *name == step.bench_target)
+                .map(|(_, exe)| exe)
+                .ok_or_else(|| {
+                    Error::fail(format!(
+                        "no bench target `{}` (for `{}`)",
+                        step.bench_target, step.id
+                    ))
+                })?;
+            println!(
+                "==> round {round}/{total} [{}/{}] `{}` ({})",
+                i + 1,
+                steps.len(),
+                step.id,
+                step.bench_target
+            );
+            let mut cmd = criterion_command(exe, &args, &step.id, &criterion_dir, &ws.root);
+            run_step(&format!("bench `{}`", step.id), &mut cmd)?;
+            medians
+                .entry(step.id.clone())
+                .or_default()
+                .push(at.latest_median(&step.id)?);
+        }
     }
-    Ok(())
+    if total > 1 {
+        let file = ws.target_dir.join("bench-rounds.json");
+        let json = serde_json::to_string_pretty(&medians).context(|| "serialising the rounds")?;
+        std::fs::write(&file, json + "\n").context(|| format!("writing {}", file.display()))?;
+        println!("==> every round's medians: {}", file.display());
+    }
+    Ok(medians)
 }
 
 /// The command that runs one criterion bench of `exe` (only the one with id `id`), writing
@@ -477,6 +531,19 @@ mod tests {
             })
         );
         assert!(parse(&["--instructions", "--bless"]).is_ok());
+        assert_eq!(
+            parse(&["--quick", "--rounds", "3"]).map(|o| o.rounds).ok(),
+            Some(3)
+        );
+        assert_eq!(parse(&["--rounds=2"]).map(|o| o.rounds).ok(), Some(2));
+        for bad in [
+            &["--rounds", "0"][..],
+            &["--rounds", "x"],
+            &["--rounds"],
+            &["--smoke", "--rounds", "2"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     fn steps(peers: bool) -> Vec<(String, String)> {

@@ -42,6 +42,7 @@ Options of `bench`:
   --smoke          run each of our benchmarks once (criterion --test) and the child-process
                    benches, to prove they execute; no peers, no report
   --no-peers       leave the peers out (their crate is not built)
+  --rounds N       run the criterion rows N times; each figure is the median of the rounds
   --instructions   only count instructions of the standard-mode rows (callgrind)
   --check          with --instructions: fail when a count is >10% above
                    benches/instructions-baseline.json

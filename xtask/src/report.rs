@@ -7,6 +7,7 @@
 //! ratio / max of the row (at most 1 passes). A row without ratios is judged by its absolute
 //! `target_value`; one with neither is information only.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -27,6 +28,9 @@ pub struct Locations {
     /// Results written before this instant are stale (from an earlier run) and ignored; `None`
     /// accepts any (`--report-only`).
     pub since: Option<SystemTime>,
+    /// With `--rounds N` (N > 1): every round's median of each criterion id of this run; the
+    /// report then uses the median of the rounds' medians.
+    pub rounds: BTreeMap<String, Vec<f64>>,
 }
 
 /// A measurement, or why there is none.
@@ -242,8 +246,25 @@ impl Locations {
 
     /// The measurement of a criterion id (ns, divided), or why there is none.
     fn criterion(&self, criterion_id: &str, divide_by: u64) -> Result<Measurement> {
+        if let Some(raw) = self.rounds.get(criterion_id).and_then(|v| median(v)) {
+            return Ok(Measurement::Measured {
+                value: raw / divide_by as f64,
+                raw,
+            });
+        }
         let path = self.estimates(criterion_id, "new");
         measurement(read_median(&path, self.since()), &path, divide_by)
+    }
+
+    /// The median (ns) criterion just wrote for `criterion_id` (after one round's run of it).
+    ///
+    /// # Errors
+    /// When there is no such file or it is malformed.
+    pub fn latest_median(&self, criterion_id: &str) -> Result<f64> {
+        let path = self.estimates(criterion_id, "new");
+        read_median(&path, None)
+            .map_err(Error::fail)?
+            .ok_or_else(|| Error::fail(format!("no {}", path.display())))
     }
 
     /// Field `field` of a process bench's result file.
@@ -294,6 +315,21 @@ fn measurement(
         }),
         Err(e) => Err(Error::fail(format!("bad result file: {e}"))),
     }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 0 {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    })
 }
 
 fn ratio(num: Option<f64>, den: Option<f64>) -> Option<f64> {
@@ -898,6 +934,7 @@ mod tests {
                 criterion_dir: self.0.join("target/criterion"),
                 target_dir: self.0.join("target"),
                 since,
+                rounds: BTreeMap::new(),
             }
         }
     }
@@ -1030,6 +1067,28 @@ mod tests {
         assert_eq!(judge(Some(3.0), &[], None), (Status::Info, None));
         assert_eq!(judge(None, &[], None), (Status::Info, None));
         assert_eq!(judge(None, &[within], None), (Status::NotMeasured, None));
+    }
+
+    #[test]
+    fn with_rounds_each_figure_is_the_median_of_the_rounds() {
+        let s = Scratch::new("rounds");
+        s.full_run();
+        let targets = parse(FIXTURE).unwrap_or_default();
+        let mut at = s.locations(None);
+        at.rounds
+            .insert("std_flow_3".to_owned(), vec![500.0, 380.0, 420.0]);
+        at.rounds
+            .insert("graph_flow/std_flow_3".to_owned(), vec![900.0, 1_100.0]);
+        let report = Report::gather(&targets, &at, false).ok();
+        let flow = report.map(|r| r.rows[0].clone());
+        assert_eq!(
+            flow.as_ref()
+                .map(|r| (r.measurement.value(), r.ratio_results[0].other.value())),
+            Some((Some(420.0), Some(1_000.0)))
+        );
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[f64::NAN, 4.0]), Some(4.0));
     }
 
     #[test]
