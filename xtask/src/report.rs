@@ -173,6 +173,9 @@ pub struct Report {
     pub baseline: Option<String>,
     /// The comparison with that baseline.
     pub comparison: Vec<Comparison>,
+    /// Every number the child-process benches of this run wrote (throughput, latencies, RSS,
+    /// the peer's figures), by bench: shown under the table.
+    pub process_figures: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 /// Criterion's `estimates.json`, the part we read.
@@ -277,6 +280,22 @@ impl Locations {
                 .ok_or_else(|| format!("no number `{field}`"))
         });
         measurement(value, &path, divide_by)
+    }
+
+    /// Every number of a fresh process result file.
+    fn process_figures(&self, process: &str) -> Option<BTreeMap<String, f64>> {
+        let path = process_file(&self.target_dir, process);
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+        if self.since().is_some_and(|since| modified < since) {
+            return None;
+        }
+        let text = std::fs::read_to_string(&path).ok()?;
+        let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).ok()?;
+        Some(
+            v.into_iter()
+                .filter_map(|(k, v)| v.as_f64().map(|x| (k, x)))
+                .collect(),
+        )
     }
 
     fn instructions(&self, id: &str) -> Option<Instructions> {
@@ -438,12 +457,19 @@ impl Report {
                 status,
             });
         }
+        let mut process_figures = BTreeMap::new();
+        for t in targets.iter().filter(|t| t.source == Source::Process) {
+            if let Some(figures) = at.process_figures(t.process()) {
+                process_figures.insert(t.process().to_owned(), figures);
+            }
+        }
         Ok(Self {
             strict,
             rows,
             related,
             baseline: None,
             comparison: Vec::new(),
+            process_figures,
         })
     }
 
@@ -604,6 +630,20 @@ impl Report {
         (headers, rows)
     }
 
+    fn process_table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let headers = vec!["child-process bench", "figure", "value"];
+        let rows = self
+            .process_figures
+            .iter()
+            .flat_map(|(bench, figures)| {
+                figures
+                    .iter()
+                    .map(move |(name, v)| vec![bench.clone(), name.clone(), figure(name, *v)])
+            })
+            .collect();
+        (headers, rows)
+    }
+
     fn comparison_table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
         let headers = vec!["bench id", "baseline median", "new median", "new / base"];
         let rows = self
@@ -633,6 +673,11 @@ impl Report {
             let (h, rows) = self.related_table();
             out.push_str(&text_table(&h, &rows));
         }
+        if !self.process_figures.is_empty() {
+            out.push_str("\nfigures of the child-process benches:\n");
+            let (h, rows) = self.process_table();
+            out.push_str(&text_table(&h, &rows));
+        }
         if let Some(name) = &self.baseline {
             let _ = writeln!(out, "\ncompared with baseline `{name}`:");
             let (h, rows) = self.comparison_table();
@@ -660,6 +705,11 @@ impl Report {
         if !self.related.is_empty() {
             out.push_str("\n## Beside the table (no target)\n\n");
             let (h, rows) = self.related_table();
+            out.push_str(&markdown_table(&h, &rows));
+        }
+        if !self.process_figures.is_empty() {
+            out.push_str("\n## Figures of the child-process benches\n\n");
+            let (h, rows) = self.process_table();
             out.push_str(&markdown_table(&h, &rows));
         }
         if let Some(name) = &self.baseline {
@@ -723,6 +773,20 @@ fn miss_reason(r: &Row) -> String {
         )
     } else {
         over.join("; ")
+    }
+}
+
+/// A child-process figure, by the suffix of its name: `_ns` a duration, `_bytes` a size,
+/// anything else the number as written (counts, ratios, rates).
+fn figure(name: &str, v: f64) -> String {
+    if name.ends_with("_ns") {
+        quantity(Unit::Ns, v)
+    } else if name.ends_with("_bytes") || name == "bytes" || name == "bytes_per_node" {
+        quantity(Unit::Bytes, v)
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        count(v)
+    } else {
+        format!("{v:.2}")
     }
 }
 

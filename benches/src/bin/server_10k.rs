@@ -5,7 +5,7 @@
 //!
 //! **Standard form**: a 5-node chain whose nodes each await a 10 ms timer (`tokio::time::sleep`)
 //! and then do the benches' trivial work. First one run alone, five times (`single_wall_ns`: the
-//! median; the ideal is 50 ms). Then 10,000 runs at once: each is a spawned task (a request)
+//! median; the ideal is 50 ms, `ideal_ns`). Then 10,000 runs at once: each is a spawned task (a request)
 //! running `graph.run(Task::new(input))`; `wall_ns` is from the first spawn to the last run's
 //! end, each run's latency from its own spawn to its end (`p50_ns`, `p99_ns`), `runs_per_s` is
 //! 10,000 / wall, `cpu_ns` the process's CPU time (user + system, all threads, 10 ms
@@ -140,6 +140,8 @@ async fn standard() -> Result<serde_json::Value, String> {
         "single_wall_ns": single,
         "wall_ns": nanos(wall),
         "wall_over_single": nanos(wall) as f64 / single.max(1) as f64,
+        "ideal_ns": nanos(SLEEP * 5),
+        "wall_over_ideal": wall.as_secs_f64() / (SLEEP * 5).as_secs_f64(),
         "runs_per_s": RUNS as f64 / wall.as_secs_f64(),
         "cpu_ns": cpu,
         "cpu_per_run_ns": cpu / RUNS as u64,
@@ -205,6 +207,7 @@ async fn long_running() -> Result<serde_json::Value, String> {
         "lr_single_ns": single,
         "lr_wall_ns": nanos(wall),
         "lr_wall_over_single": nanos(wall) as f64 / single.max(1) as f64,
+        "lr_ideal_ns": nanos(SLEEP * 3),
         "lr_p50_ns": percentile(&latencies, 0.5),
         "lr_p99_ns": percentile(&latencies, 0.99),
         "lr_rss_per_run_bytes": peak.saturating_sub(before) / LR_RUNS as u64,
