@@ -121,7 +121,11 @@ impl Workspace {
             cmd.args(["-p", p]);
         }
         if let Some(m) = manifest {
-            cmd.arg("--manifest-path").arg(m);
+            // Another workspace: share ours's target directory (not benches/peers/target).
+            cmd.arg("--manifest-path")
+                .arg(m)
+                .arg("--target-dir")
+                .arg(&self.target_dir);
         }
         for n in names {
             cmd.args(["--bench", n.as_str()]);
@@ -146,11 +150,10 @@ impl Workspace {
     /// When the build fails or cargo reports no executable for `bin`.
     pub fn build_peer_release_bin(&self, bin: &str) -> Result<PathBuf> {
         let mut cmd = self.cargo(["build", "--release", "--manifest-path"]);
-        cmd.arg(self.peers_manifest()).args([
-            "--bin",
-            bin,
-            "--message-format=json-render-diagnostics",
-        ]);
+        cmd.arg(self.peers_manifest())
+            .arg("--target-dir")
+            .arg(&self.target_dir)
+            .args(["--bin", bin, "--message-format=json-render-diagnostics"]);
         let out = self.build_with(&mut cmd, bin)?;
         executable_of(&out, bin).ok_or_else(|| {
             Error::fail(format!(
