@@ -8,7 +8,8 @@
 //! median; the ideal is 50 ms, `ideal_ns`). Then 10,000 runs at once: each is a spawned task (a request)
 //! running `graph.run(Task::new(input))`; `wall_ns` is from the first spawn to the last run's
 //! end, each run's latency from its own spawn to its end (`p50_ns`, `p99_ns`), `runs_per_s` is
-//! 10,000 / wall, `cpu_ns` the process's CPU time (user + system, all threads, 10 ms
+//! 10,000 / wall, `spawn_ns` how long spawning the 10,000 tasks took, `run_future_bytes` the
+//! size of one `graph.run` future, `cpu_ns` the process's CPU time (user + system, all threads, 10 ms
 //! resolution) during the burst, and `rss_per_run_bytes` is (peak RSS during the burst - RSS before it) /
 //! 10,000: the memory of one run in flight.
 //!
@@ -104,6 +105,9 @@ async fn standard() -> Result<serde_json::Value, String> {
     }
     let single = median(singles);
 
+    // The size of one run's future (what a spawned task holds besides tokio's header; the
+    // nodes' futures are boxed apart from it).
+    let run_future_bytes = std::mem::size_of_val(&graph.run(Task::new(message.clone())));
     let before = mem::rss_bytes().ok_or("no VmRSS")?;
     let cpu_before = mem::cpu_time_ns().ok_or("no /proc/self/stat")?;
     let started = Instant::now();
@@ -117,6 +121,7 @@ async fn standard() -> Result<serde_json::Value, String> {
             (r.map(|r| count_of(r.content())), spawned.elapsed())
         }));
     }
+    let spawned_all = started.elapsed();
     let mut latencies = Vec::with_capacity(RUNS);
     for task in tasks {
         let (count, latency) = tokio::time::timeout(LIMIT, task)
@@ -143,6 +148,8 @@ async fn standard() -> Result<serde_json::Value, String> {
         "ideal_ns": nanos(SLEEP * 5),
         "wall_over_ideal": wall.as_secs_f64() / (SLEEP * 5).as_secs_f64(),
         "runs_per_s": RUNS as f64 / wall.as_secs_f64(),
+        "spawn_ns": nanos(spawned_all),
+        "run_future_bytes": run_future_bytes,
         "cpu_ns": cpu,
         "cpu_per_run_ns": cpu / RUNS as u64,
         "p50_ns": percentile(&latencies, 0.5),
