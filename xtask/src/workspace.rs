@@ -342,6 +342,37 @@ mod tests {
     }
 
     #[test]
+    fn the_peers_crate_is_left_out_of_the_workspace() {
+        // `cargo test --workspace`, `cargo clippy --workspace` and `cargo fetch --locked` must
+        // never build or fetch graph-flow and dagrs: only `cargo xtask bench` does.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+        let manifest: toml::Value = toml::from_str(&text).unwrap_or(toml::Value::Integer(0));
+        let list = |key: &str| -> Vec<String> {
+            manifest
+                .get("workspace")
+                .and_then(|w| w.get(key))
+                .and_then(toml::Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert!(list("exclude").contains(&"benches/peers".to_owned()));
+        assert!(!list("members").iter().any(|m| m.contains("peers")));
+        let peers =
+            std::fs::read_to_string(root.join("benches/peers/Cargo.toml")).unwrap_or_default();
+        assert!(
+            peers.contains("\n[workspace]\n"),
+            "the peers' crate is its own workspace"
+        );
+        let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
+        assert!(!lock.contains("name = \"graph-flow\"") && !lock.contains("name = \"dagrs\""));
+    }
+
+    #[test]
     fn describe_shows_env_and_args() {
         let mut cmd = Command::new("/usr/bin/cargo");
         cmd.args(["doc", "--no-deps"])
