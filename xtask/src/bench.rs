@@ -71,6 +71,8 @@ pub struct Options {
     pub check: bool,
     /// With `instructions`: write the committed baseline.
     pub bless: bool,
+    /// Only the rows whose id contains this (`--rows`).
+    pub rows: Option<String>,
     /// How many times the rows run (the report takes the median of the rounds' medians);
     /// 0 means 1.
     pub rounds: u32,
@@ -118,6 +120,16 @@ impl Options {
                 "--bless" => o.bless = true,
                 "--save" => o.save = Some(value("--save")?),
                 "--compare" => o.compare = Some(value("--compare")?),
+                "--rows" => {
+                    let part = inline
+                        .clone()
+                        .or_else(|| it.next().cloned())
+                        .unwrap_or_default();
+                    if part.is_empty() || part.starts_with('-') {
+                        return Err(Error::usage("`--rows` needs a part of a row id"));
+                    }
+                    o.rows = Some(part);
+                }
                 "--rounds" => {
                     let n = inline
                         .clone()
@@ -196,6 +208,11 @@ impl Options {
     }
 }
 
+/// The rows whose id contains `part`.
+pub fn select_rows(table: Vec<Target>, part: &str) -> Vec<Target> {
+    table.into_iter().filter(|t| t.id.contains(part)).collect()
+}
+
 /// One criterion bench to run: which executable (ours: the bench target's name; the peers':
 /// [`PEERS_BENCH`]) and the bench's criterion id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,7 +259,13 @@ pub fn plan(table: &[Target], peers: bool) -> Vec<Step> {
 /// A bench that fails, an unreadable table or result, or missed targets.
 pub fn run(ws: &Workspace, options: &Options) -> Result<()> {
     // Read the table first: a broken table fails before minutes of benchmarking.
-    let table = targets::load(&ws.targets_file())?;
+    let mut table = targets::load(&ws.targets_file())?;
+    if let Some(part) = &options.rows {
+        table = select_rows(table, part);
+        if table.is_empty() {
+            return Err(Error::usage(format!("no row id contains `{part}`")));
+        }
+    }
     let peers = !options.no_peers;
     if options.instructions {
         return instructions_only(ws, &table, options);
@@ -262,10 +285,13 @@ pub fn run(ws: &Workspace, options: &Options) -> Result<()> {
     } else {
         let started = SystemTime::now();
         rounds = run_rows(ws, &table, options, peers)?;
-        crate::process::run(ws, peers)?;
-        if valgrind_available() {
+        if table.iter().any(|t| t.source == Source::Process) {
+            crate::process::run(ws, peers)?;
+        }
+        let counted = table.iter().any(|t| t.instructions);
+        if counted && valgrind_available() {
             icount::run(ws, &table, peers)?;
-        } else {
+        } else if counted {
             println!("==> no valgrind: instruction counts left out");
         }
         Some(started)
@@ -531,6 +557,17 @@ mod tests {
             })
         );
         assert!(parse(&["--instructions", "--bless"]).is_ok());
+        assert_eq!(
+            parse(&["--rows", "std_"]).map(|o| o.rows).ok(),
+            Some(Some("std_".to_owned()))
+        );
+        assert!(parse(&["--rows"]).is_err());
+        let table = crate::targets::parse(crate::targets::tests::FIXTURE).unwrap_or_default();
+        let ids: Vec<String> = select_rows(table, "server")
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, ["server_10k", "server_lr_1k"]);
         assert_eq!(
             parse(&["--quick", "--rounds", "3"]).map(|o| o.rounds).ok(),
             Some(3)

@@ -43,6 +43,7 @@ Options of `bench`:
                    benches, to prove they execute; no peers, no report
   --no-peers       leave the peers out (their crate is not built)
   --rounds N       run the criterion rows N times; each figure is the median of the rounds
+  --rows PART      only the rows whose id contains PART (e.g. `--rows std_`)
   --instructions   only count instructions of the standard-mode rows (callgrind)
   --check          with --instructions: fail when a count is >10% above
                    benches/instructions-baseline.json
