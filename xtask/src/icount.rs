@@ -13,6 +13,9 @@
 //! system calls in a warm standard run), and cache or branch-prediction effects (instructions,
 //! not cycles). The figures are deterministic up to a few instructions (hash seeds).
 //!
+//! The same two runs count the calls to `malloc`, `calloc` and `realloc` (heap allocations per
+//! run, shown beside the instructions).
+//!
 //! The counts go to `<target>/bench-icount/<id>.json`, where the report reads them. `--check`
 //! compares ours with `benches/instructions-baseline.json` and fails when one is more than
 //! [`THRESHOLD`] above it; `--bless` writes this run's counts as the new baseline.
@@ -51,6 +54,47 @@ pub fn total_of(callgrind_out: &str) -> Option<u64> {
     })
 }
 
+/// The functions whose calls count as heap allocations.
+const ALLOCATORS: [&str; 3] = ["malloc", "calloc", "realloc"];
+
+/// How many times the program called `malloc`, `calloc` or `realloc`, from the call records
+/// of a callgrind output file (`cfn=` names the callee, the next `calls=` line says how many
+/// times it was called from there). Names are compressed: `(id) name` the first time, `(id)`
+/// after.
+pub fn allocations_of(callgrind_out: &str) -> u64 {
+    let mut names: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut callee: Option<&str> = None;
+    let mut total = 0;
+    for line in callgrind_out.lines() {
+        if let Some(rest) = line
+            .strip_prefix("cfn=")
+            .or_else(|| line.strip_prefix("fn="))
+        {
+            let is_call = line.starts_with("cfn=");
+            let (id, name) = match rest.split_once(' ') {
+                Some((id, name)) => {
+                    names.insert(id, name);
+                    (id, Some(name))
+                }
+                None => (rest, None),
+            };
+            if is_call {
+                callee = name.or_else(|| names.get(id).copied());
+            }
+        } else if let Some(rest) = line.strip_prefix("calls=") {
+            if callee.is_some_and(|c| ALLOCATORS.contains(&c)) {
+                total += rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+            callee = None;
+        }
+    }
+    total
+}
+
 /// Instructions per run (divided by `divide_by`) from the totals of two runs.
 pub fn per_run(total1: u64, total2: u64, n1: u64, n2: u64, divide_by: u64) -> Option<f64> {
     if n2 <= n1 || total2 < total1 || divide_by == 0 {
@@ -83,7 +127,8 @@ pub fn regressions(
         .collect()
 }
 
-fn callgrind_total(exe: &Path, id: &str, n: u64, out_dir: &Path, who: &str) -> Result<u64> {
+/// Runs `exe id n` under callgrind; returns the instruction total and the allocation calls.
+fn callgrind_total(exe: &Path, id: &str, n: u64, out_dir: &Path, who: &str) -> Result<(u64, u64)> {
     let out = out_dir.join(format!("{id}.{who}.{n}.callgrind"));
     let mut cmd = Command::new("valgrind");
     cmd.arg("--tool=callgrind")
@@ -104,19 +149,26 @@ fn callgrind_total(exe: &Path, id: &str, n: u64, out_dir: &Path, who: &str) -> R
         )));
     }
     let text = std::fs::read_to_string(&out).context(|| format!("reading {}", out.display()))?;
-    total_of(&text).ok_or_else(|| Error::fail(format!("no total in {}", out.display())))
+    let total =
+        total_of(&text).ok_or_else(|| Error::fail(format!("no total in {}", out.display())))?;
+    Ok((total, allocations_of(&text)))
 }
 
-fn count_row(exe: &Path, t: &Target, out_dir: &Path, who: &str) -> Result<f64> {
+/// Instructions and allocations per run of one row.
+fn count_row(exe: &Path, t: &Target, out_dir: &Path, who: &str) -> Result<(f64, f64)> {
     let (n1, n2) = iterations(t.divide_by);
-    let i1 = callgrind_total(exe, &t.id, n1, out_dir, who)?;
-    let i2 = callgrind_total(exe, &t.id, n2, out_dir, who)?;
-    per_run(i1, i2, n1, n2, t.divide_by).ok_or_else(|| {
+    let (i1, a1) = callgrind_total(exe, &t.id, n1, out_dir, who)?;
+    let (i2, a2) = callgrind_total(exe, &t.id, n2, out_dir, who)?;
+    let instructions = per_run(i1, i2, n1, n2, t.divide_by).ok_or_else(|| {
         Error::fail(format!(
             "{}: {who}'s count fell from {i1} to {i2} with more iterations",
             t.id
         ))
-    })
+    })?;
+    Ok((
+        instructions,
+        per_run(a1, a2, n1, n2, t.divide_by).unwrap_or(0.0),
+    ))
 }
 
 /// Counts every `instructions = true` row (ours, and with `peers` the peer's), writes the
@@ -135,17 +187,29 @@ pub fn run(ws: &Workspace, table: &[Target], peers: bool) -> Result<BTreeMap<Str
     std::fs::create_dir_all(&out_dir).context(|| format!("creating {}", out_dir.display()))?;
     let mut counts = BTreeMap::new();
     for t in table.iter().filter(|t| t.instructions) {
-        let mine = count_row(&ours, t, &out_dir, "ours")?;
-        let peer = match &theirs {
-            Some(exe) => Some(count_row(exe, t, &out_dir, "peer")?),
-            None => None,
+        let (mine, mine_allocs) = count_row(&ours, t, &out_dir, "ours")?;
+        let (peer, peer_allocs) = match &theirs {
+            Some(exe) => {
+                let (i, a) = count_row(exe, t, &out_dir, "peer")?;
+                (Some(i), Some(a))
+            }
+            None => (None, None),
         };
-        let result = Instructions { ours: mine, peer };
+        let result = Instructions {
+            ours: mine,
+            peer,
+            ours_allocations: Some(mine_allocs),
+            peer_allocations: peer_allocs,
+        };
         println!(
-            "==> instructions of `{}`: {} per run{}",
+            "==> instructions of `{}`: {} per run, {mine_allocs:.1} allocations{}",
             t.id,
             count(mine),
-            peer.map_or_else(String::new, |p| format!(" (peer: {})", count(p)))
+            peer.map_or_else(String::new, |p| format!(
+                " (peer: {}, {:.1} allocations)",
+                count(p),
+                peer_allocs.unwrap_or(0.0)
+            ))
         );
         let file = instructions_file(&ws.target_dir, &t.id);
         let json = serde_json::to_string(&result).context(|| "serialising counts")?;
@@ -185,6 +249,31 @@ mod tests {
         assert_eq!(total_of(out), Some(123_456));
         assert_eq!(total_of("totals: 77\n"), Some(77));
         assert_eq!(total_of("events: Ir\n"), None);
+    }
+
+    #[test]
+    fn allocations_are_the_calls_to_the_allocator() {
+        let out = "\
+fn=(1) main
+cfn=(2) malloc
+calls=5 0x1
+0x1 10
+cfn=(3) free
+calls=5 0x2
+0x2 10
+fn=(4) run
+cfn=(2)
+calls=7 0x3
+0x3 10
+cfn=(5) calloc
+calls=1 0x4
+0x4 3
+cfn=(6) malloc_consolidate
+calls=9 0x5
+0x5 1
+";
+        assert_eq!(allocations_of(out), 13);
+        assert_eq!(allocations_of("summary: 5\n"), 0);
     }
 
     #[test]

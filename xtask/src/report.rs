@@ -110,6 +110,12 @@ pub struct Instructions {
     /// The peer's, per run, when counted.
     #[serde(default)]
     pub peer: Option<f64>,
+    /// Our heap allocations per run (calls to malloc, calloc, realloc).
+    #[serde(default)]
+    pub ours_allocations: Option<f64>,
+    /// The peer's heap allocations per run.
+    #[serde(default)]
+    pub peer_allocations: Option<f64>,
 }
 
 /// One row of the report.
@@ -552,7 +558,7 @@ impl Report {
             "our target",
             "/ target",
             "result",
-            "instructions (ours / peer)",
+            "instructions, allocations per run (ours / peer)",
             "vs seed",
             "absolute",
         ];
@@ -590,9 +596,16 @@ impl Report {
                     r.status.label().to_owned(),
                     r.instructions.as_ref().map_or_else(
                         || "-".to_owned(),
-                        |i| match i.peer {
-                            Some(p) => format!("{} / {}", count(i.ours), count(p)),
-                            None => count(i.ours),
+                        |i| {
+                            let ours = with_allocations(i.ours, i.ours_allocations);
+                            match i.peer {
+                                Some(p) => format!(
+                                    "{ours} / {} = {}",
+                                    with_allocations(p, i.peer_allocations),
+                                    times(ratio(Some(i.ours), Some(p)))
+                                ),
+                                None => ours,
+                            }
                         },
                     ),
                     times(r.speedup_vs_seed),
@@ -787,6 +800,15 @@ fn figure(name: &str, v: f64) -> String {
         count(v)
     } else {
         format!("{v:.2}")
+    }
+}
+
+/// Instructions with the allocations beside them: `3,750 (6 alloc)`.
+fn with_allocations(instructions: f64, allocations: Option<f64>) -> String {
+    match allocations {
+        Some(a) if a.fract().abs() < 0.05 => format!("{} ({a:.0} alloc)", count(instructions)),
+        Some(a) => format!("{} ({a:.1} alloc)", count(instructions)),
+        None => count(instructions),
     }
 }
 
@@ -989,7 +1011,7 @@ mod tests {
             );
             self.write(
                 "target/bench-icount/std_flow_3.json",
-                r#"{"ours": 4321.4, "peer": 12345.0}"#,
+                r#"{"ours": 4321.4, "peer": 12345.0, "ours_allocations": 6.0, "peer_allocations": 11.5}"#,
             );
         }
 
@@ -1259,7 +1281,7 @@ mod tests {
             "<= 0.5x graph-flow",
             "0.80",
             "PASS",
-            "4,321 / 12,345",
+            "4,321 (6 alloc) / 12,345 (11.5 alloc) = 0.35x",
             "2500x",
             "<= 800.0 ns (met)",
         ] {
@@ -1295,10 +1317,10 @@ mod tests {
             .unwrap_or_default();
         assert!(md.starts_with("# Benchmark report\n"), "{md}");
         assert!(md.contains(
-            "| bench id | scenario | measured median | peer median | vs peer | other ratio | our target | / target | result | instructions (ours / peer) | vs seed | absolute |\n"
+            "| bench id | scenario | measured median | peer median | vs peer | other ratio | our target | / target | result | instructions, allocations per run (ours / peer) | vs seed | absolute |\n"
         ), "{md}");
         assert!(md.contains(
-            "| std_flow_3 | 3-node linear flow, standard | 400.0 ns | 1.00 us (graph-flow) | 0.40x | - | <= 0.5x graph-flow | 0.80 | PASS | 4,321 / 12,345 | 2500x | <= 800.0 ns (met) |"
+            "| std_flow_3 | 3-node linear flow, standard | 400.0 ns | 1.00 us (graph-flow) | 0.40x | - | <= 0.5x graph-flow | 0.80 | PASS | 4,321 (6 alloc) / 12,345 (11.5 alloc) = 0.35x | 2500x | <= 800.0 ns (met) |"
         ), "{md}");
         assert!(md.contains("| server_lr_1k | 1,000 long-running runs | 40.00 ms | - | - | 1.25x vs one run alone | - | - | info |"), "{md}");
         assert_eq!(
