@@ -249,6 +249,13 @@ pub fn plan(table: &[Target], peers: bool) -> Vec<Step> {
         for id in &t.related {
             steps.push(step(&ours, id));
         }
+        // A ratio's own numerator, unless it already runs as a bench beside the row.
+        let compared = t.ratios.iter().filter(|r| peers || !r.peer);
+        for of in compared.filter_map(|r| r.of.as_deref()) {
+            if !t.related.iter().any(|id| id == of) {
+                steps.push(step(&ours, of));
+            }
+        }
     }
     steps
 }
@@ -606,7 +613,9 @@ mod tests {
                 ("standard", "std_flow_3_mt"),
                 ("long_running", "lr_per_message/pipeline_3"),
                 ("peers", "dagrs/pipeline_3"),
+                ("peers", "dagrs_ct/pipeline_3"),
                 ("long_running", "floor/pipeline_3"),
+                ("long_running", "ct/pipeline_3"),
             ])
         );
         assert_eq!(

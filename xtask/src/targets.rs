@@ -44,6 +44,10 @@ pub struct Ratio {
     /// The other figure's field in the row's process result file (process rows).
     #[serde(default)]
     pub field: Option<String>,
+    /// The numerator's criterion id, when it is not the row's own bench (for example the row's
+    /// current-thread variant against the peer's); divided like the row.
+    #[serde(default)]
+    pub of: Option<String>,
     /// row / other must be at most this; without it the ratio is only reported.
     #[serde(default)]
     pub max: Option<f64>,
@@ -234,6 +238,7 @@ target = "<= 0.5x dagrs; <= 1.0x the floor"
 ratios = [
     { name = "bare tokio", criterion_id = "floor/pipeline_3", max = 1.0 },
     { name = "dagrs", criterion_id = "dagrs/pipeline_3", max = 0.5, peer = true },
+    { name = "dagrs, both ct", of = "ct/pipeline_3", criterion_id = "dagrs_ct/pipeline_3", peer = true },
 ]
 unit = "ns"
 divide_by = 100_000
@@ -285,7 +290,8 @@ unit = "ns"
         let per_message = &rows[1];
         assert_eq!(per_message.criterion_id(), "lr_per_message/pipeline_3");
         assert_eq!(per_message.divide_by, 100_000);
-        assert_eq!(per_message.ratios.len(), 2);
+        assert_eq!(per_message.ratios.len(), 3);
+        assert_eq!(per_message.ratios[2].of.as_deref(), Some("ct/pipeline_3"));
         let mem = &rows[2];
         assert_eq!((mem.source, mem.unit), (Source::Process, Unit::Bytes));
         assert_eq!(

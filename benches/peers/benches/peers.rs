@@ -1,6 +1,8 @@
 //! The peers' rows of the benchmark table, each under the id `benches/targets.toml` names as the
 //! row's `peer_id`: `graph_flow/<row id>` (current-thread runtime, as our `std_*` rows) and
-//! `dagrs/<row id>` (multi-thread runtime, one worker per core, as our `lr_*` rows).
+//! `dagrs/<row id>` (multi-thread runtime, one worker per core, as our `lr_*` rows; the
+//! one-message rows also as `dagrs/<row id>_ct` on the current-thread runtime, reported
+//! beside the table like our `_ct` benches).
 //! `cargo xtask bench` runs them one row at a time, right after our bench of the same row.
 //! The scenarios are in the library (`spark_adk_peers::{gf, dg}`); docs/benchmarks.md shows
 //! them beside ours.
@@ -74,19 +76,24 @@ fn dagrs(c: &mut Criterion) {
     });
     group.finish();
 
-    for (id, flow, n) in [
-        ("lr_flow_3", dg::chain(3), 3),
-        ("lr_pipeline_10", dg::chain(10), 10),
-        ("lr_branching", dg::branching(), 6),
-    ] {
-        let flow = RefCell::new(flow.expect("builds"));
-        assert_eq!(rt.block_on(flow.borrow_mut().run()).expect("runs"), n);
-        let mut group = c.benchmark_group("dagrs");
-        group.bench_function(id, |b| {
-            b.to_async(&rt)
-                .iter(|| async { black_box(flow.borrow_mut().run().await.expect("runs")) });
-        });
-        group.finish();
+    // The one-message rows, on the table's runtime and (`_ct`, beside the table) on the
+    // current-thread one, as ours.
+    let ct = current_thread_runtime().expect("a runtime");
+    for (suffix, rt) in [("", &rt), ("_ct", &ct)] {
+        for (id, flow, n) in [
+            ("lr_flow_3", dg::chain(3), 3),
+            ("lr_pipeline_10", dg::chain(10), 10),
+            ("lr_branching", dg::branching(), 6),
+        ] {
+            let flow = RefCell::new(flow.expect("builds"));
+            assert_eq!(rt.block_on(flow.borrow_mut().run()).expect("runs"), n);
+            let mut group = c.benchmark_group("dagrs");
+            group.bench_function(format!("{id}{suffix}"), |b| {
+                b.to_async(rt)
+                    .iter(|| async { black_box(flow.borrow_mut().run().await.expect("runs")) });
+            });
+            group.finish();
+        }
     }
 
     let pipeline = RefCell::new(dg::pipeline(MESSAGES, 3).expect("builds"));
