@@ -10,6 +10,9 @@
 //! a time on the caller's task and spawns nothing, so a multi-thread runtime only adds its
 //! scheduler's overhead. The same benches run on the multi-thread runtime under `<id>_mt` for
 //! comparison; they have no target.
+//!
+//! `std_per_node_floor/chain_1000` is the floor beside `std_per_node`: the same node work
+//! through 1,000 boxed futures and nothing else (`spark_adk_benches::floor`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +20,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_main, Bencher, Criterion, Throughput};
 use spark_adk::prelude::*;
+use spark_adk_benches::floor::{boxed_future_chain, boxed_nodes};
 use spark_adk_benches::{
     count_of, current_thread_runtime, input, multi_thread_runtime, Shape, PER_NODE_CHAIN,
 };
@@ -65,11 +69,28 @@ fn shapes() -> [(&'static str, Shape); 5] {
     ]
 }
 
+/// `std_per_node_floor`: the node work of the 1,000-node chain through boxed futures and
+/// nothing else ([`spark_adk_benches::floor::boxed_future_chain`]), beside `std_per_node`.
+fn per_node_floor(c: &mut Criterion, rt: &Runtime) {
+    let nodes = boxed_nodes(PER_NODE_CHAIN);
+    let message = NodeMessage::from(input());
+    let out = rt.block_on(boxed_future_chain(&nodes, &message));
+    assert_eq!(count_of(&out.content), PER_NODE_CHAIN as u64);
+    let mut group = c.benchmark_group("std_per_node_floor");
+    group.throughput(Throughput::Elements(PER_NODE_CHAIN as u64));
+    group.bench_function(format!("chain_{PER_NODE_CHAIN}"), |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(boxed_future_chain(&nodes, &message).await) });
+    });
+    group.finish();
+}
+
 fn standard(c: &mut Criterion) {
     let rt = current_thread_runtime().expect("a current-thread runtime");
     for (id, shape) in shapes() {
         bench_shape(c, &rt, id, shape);
     }
+    per_node_floor(c, &rt);
 }
 
 fn standard_multi_thread(c: &mut Criterion) {

@@ -11,12 +11,59 @@
 //! budgets and stop checks, panic capture, boxed node futures, events, exact mailbox capacity
 //! and deadlock detection.
 //!
+//! [`boxed_future_chain`] is the floor beside `std_per_node`: the node work of a standard run
+//! through a chain of boxed futures, one call after another, with nothing else (no run scope,
+//! no counts, no routing, no panic capture, no result).
+//!
 //! [`work_only`] is the other end: the same node work and kept outputs on one thread, with no
 //! task, channel or concurrency at all. The difference between a pipeline's figure and this one
 //! is what moving the messages between tasks (and threads) costs.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use spark_adk::prelude::*;
 use tokio::sync::mpsc;
+
+/// A node of [`boxed_future_chain`]: an async call through a boxed future, as a runtime that
+/// stores nodes as trait objects makes.
+pub trait BoxedNode: Send + Sync {
+    /// The node's work on `input`, as a boxed future.
+    fn call<'a>(
+        &'a self,
+        input: &'a NodeMessage,
+    ) -> Pin<Box<dyn Future<Output = NodeMessage> + Send + 'a>>;
+}
+
+/// The benches' node work ([`inc`](crate::inc)) as a [`BoxedNode`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BoxedInc;
+
+impl BoxedNode for BoxedInc {
+    fn call<'a>(
+        &'a self,
+        input: &'a NodeMessage,
+    ) -> Pin<Box<dyn Future<Output = NodeMessage> + Send + 'a>> {
+        Box::pin(async move { crate::inc(&input.content) })
+    }
+}
+
+/// `n` [`BoxedInc`] nodes as trait objects.
+pub fn boxed_nodes(n: usize) -> Vec<Box<dyn BoxedNode>> {
+    (0..n)
+        .map(|_| Box::new(BoxedInc) as Box<dyn BoxedNode>)
+        .collect()
+}
+
+/// Runs `input` through `nodes` one after another (each node's output is the next one's input)
+/// and returns the last output: a standard run's node work and nothing else.
+pub async fn boxed_future_chain(nodes: &[Box<dyn BoxedNode>], input: &NodeMessage) -> NodeMessage {
+    let mut current = input.clone();
+    for node in nodes {
+        current = node.call(&current).await;
+    }
+    current
+}
 
 /// Sends `messages` clones of `message` through `stages` bare tasks (see the module docs) and
 /// returns the outputs of the last one, in order.
@@ -102,6 +149,14 @@ mod tests {
         let kept = work_only(100, 3, &NodeMessage::from(input()));
         assert_eq!(kept.len(), 100);
         assert!(kept.iter().all(|m| count_of(&m.content) == 3));
+    }
+
+    #[test]
+    fn the_boxed_future_chain_runs_every_node() {
+        let rt = current_thread_runtime().unwrap();
+        let nodes = boxed_nodes(1_000);
+        let out = rt.block_on(boxed_future_chain(&nodes, &NodeMessage::from(input())));
+        assert_eq!(count_of(&out.content), 1_000);
     }
 
     #[test]

@@ -32,6 +32,23 @@ pub fn peak_rss_bytes() -> Option<u64> {
     read_field("VmHWM")
 }
 
+/// The user + system CPU time of a `/proc/<pid>/stat` line, in clock ticks (fields 14 and 15;
+/// the command name in parentheses may hold spaces, so fields are counted after its `)`).
+pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The CPU time this process has used so far (user + system, all threads), in nanoseconds, at
+/// the kernel's 100 Hz clock-tick resolution (10 ms); `None` off Linux.
+pub fn cpu_time_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    stat_cpu_ticks(&stat)?.checked_mul(10_000_000)
+}
+
 /// Bytes as MiB with one decimal, for progress lines.
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
@@ -50,6 +67,13 @@ mod tests {
         assert_eq!(status_field_bytes(status, "VmSwap"), None);
         assert_eq!(status_field_bytes("VmRSS: lots kB", "VmRSS"), None);
         assert_eq!(mib(3 * 1024 * 1024 / 2), "1.5 MiB");
+    }
+
+    #[test]
+    fn cpu_ticks_are_counted_after_the_command_name() {
+        let stat = "4242 (a b) c) S 1 4242 4242 0 -1 4194560 900 0 0 0 37 5 0 0 20 0 3 0";
+        assert_eq!(stat_cpu_ticks(stat), Some(42));
+        assert_eq!(stat_cpu_ticks("4242 (x) S 1"), None);
     }
 
     #[test]

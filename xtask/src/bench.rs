@@ -1,32 +1,49 @@
-//! `cargo xtask bench`: run the criterion benches of `spark-adk-benches`, then report each median
-//! against `benches/targets.toml`.
+//! `cargo xtask bench`: run our criterion benches and the peers' (benches/peers) row by row,
+//! the child-process benches, and the instruction counts, then report each row against the
+//! same-run ratios of `benches/targets.toml`.
 //!
-//! - Every bench target of the package runs in turn (`cargo bench -p spark-adk-benches --bench
-//!   NAME -- <criterion args>`), so the progress line names the target.
-//! - The report reads `<target>/criterion/<criterion_id>/new/estimates.json` (median point
-//!   estimate, ns) for every row, divides it by the row's `divide_by`, and prints one table:
-//!   seed figure, best peer, target, measured median, speed-up over the seed and the peer,
-//!   ratio to the target, PASS/MISS. A row without a result from this run (no file, or one left
-//!   by an earlier run) is "not measured": a miss only with `--strict`.
-//! - The report is also written to `<target>/bench-report.md` and `<target>/bench-report.json`.
-//! - Exit status 1 when a measured median misses its target, naming the rows.
+//! - **Interleaved rows.** The bench executables are built first (`cargo bench --no-run`, ours
+//!   and the peers' crate), then for each criterion row of the table, in order: our bench of
+//!   the row, the peer's bench of the same row, then the row's other ratios (floors) and the
+//!   benches beside it, each a run of the executable with `--exact <criterion id>`. So a
+//!   row's figures are seconds apart, and the ratio of two medians is not skewed by the
+//!   machine's load moving between the start and the end of a run (A B A B, not A A B B).
+//! - **Child-process benches** ([`crate::process`]): `mem_lr_10k`, `server_10k` (with
+//!   graph-flow's `server_10k_graph_flow`).
+//! - **Instruction counts** ([`crate::icount`]): the standard-mode rows, ours and graph-flow's,
+//!   under callgrind.
+//! - **The report** ([`crate::report`]) reads `<target>/criterion/<criterion_id>/new/
+//!   estimates.json` (median), the process result files and the counts; it is printed and
+//!   written to `<target>/bench-report.md` and `<target>/bench-report.json`. Exit status 1
+//!   when a row misses its target. A row without a result from this run is "not measured": a
+//!   miss only with `--strict`.
 //!
-//! - After the criterion targets, the memory benches run as release child processes (see
-//!   [`crate::mem`]) and write `<target>/bench-mem/<id>.json`, which the report reads for the
-//!   `source = "memory"` rows. They take a second or two, so they also run with `--smoke`.
+//! `--rounds N` runs the criterion rows N times (round after round, each in the order above)
+//! and the report takes, for each bench, the median of its N medians (every round's medians:
+//! `<target>/bench-rounds.json`).
 //!
-//! `--smoke` runs each benchmark once (criterion's `--test`) and reports nothing: it proves the
-//! benches run, as CI needs. `--quick` shortens criterion's warm-up and measurement.
+//! `--smoke` runs each of our benchmarks once (criterion's `--test`) and the child-process
+//! benches, without the peers, and reports nothing: it proves the benches run, as CI needs.
+//! `--instructions` only counts instructions (with `--check`: fails when a count is more than
+//! 10% above `benches/instructions-baseline.json`; with `--bless`: writes that file).
+//! `--no-peers` leaves the peers out (their crate is not built). `--quick` shortens
+//! criterion's warm-up and measurement.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Instant, SystemTime};
 
-use crate::report::{Locations, Report};
-use crate::targets;
+use crate::report::{count, Locations, Report};
+use crate::targets::{self, Source, Target};
 use crate::workspace::{run_step, Workspace};
-use crate::{Context, Error, Result};
+use crate::{icount, Context, Error, Result};
 
 /// The package that holds the benches.
 pub const PACKAGE: &str = "spark-adk-benches";
+
+/// The bench target of the peers' crate.
+pub const PEERS_BENCH: &str = "peers";
 
 /// Criterion arguments of `--quick`: about 4 s per benchmark instead of about 8 s.
 const QUICK: [&str; 4] = ["--warm-up-time", "1", "--measurement-time", "3"];
@@ -46,6 +63,19 @@ pub struct Options {
     pub compare: Option<String>,
     /// Run nothing; report the results already on disk.
     pub report_only: bool,
+    /// Leave the peers out.
+    pub no_peers: bool,
+    /// Only count instructions.
+    pub instructions: bool,
+    /// With `instructions`: fail above the committed baseline.
+    pub check: bool,
+    /// With `instructions`: write the committed baseline.
+    pub bless: bool,
+    /// Only the rows whose id contains this (`--rows`).
+    pub rows: Option<String>,
+    /// How many times the rows run (the report takes the median of the rounds' medians);
+    /// 0 means 1.
+    pub rounds: u32,
     /// Extra criterion arguments (after `--`).
     pub criterion: Vec<String>,
 }
@@ -84,18 +114,63 @@ impl Options {
                 "--smoke" => o.smoke = true,
                 "--strict" => o.strict = true,
                 "--report-only" => o.report_only = true,
+                "--no-peers" => o.no_peers = true,
+                "--instructions" => o.instructions = true,
+                "--check" => o.check = true,
+                "--bless" => o.bless = true,
                 "--save" => o.save = Some(value("--save")?),
                 "--compare" => o.compare = Some(value("--compare")?),
+                "--rows" => {
+                    let part = inline
+                        .clone()
+                        .or_else(|| it.next().cloned())
+                        .unwrap_or_default();
+                    if part.is_empty() || part.starts_with('-') {
+                        return Err(Error::usage("`--rows` needs a part of a row id"));
+                    }
+                    o.rows = Some(part);
+                }
+                "--rounds" => {
+                    let n = inline
+                        .clone()
+                        .or_else(|| it.next().cloned())
+                        .unwrap_or_default();
+                    o.rounds = n.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        Error::usage(format!("`--rounds` needs a count, got `{n}`"))
+                    })?;
+                }
                 "--" => {
                     o.criterion = it.by_ref().cloned().collect();
                 }
                 other => return Err(Error::usage(format!("unknown `bench` option `{other}`"))),
             }
         }
-        if o.smoke && (o.save.is_some() || o.compare.is_some() || o.report_only || o.strict) {
+        if o.smoke
+            && (o.save.is_some()
+                || o.compare.is_some()
+                || o.report_only
+                || o.strict
+                || o.instructions)
+        {
             return Err(Error::usage(
                 "`--smoke` runs each bench once and reports nothing: it takes no \
-                 --save/--compare/--report-only/--strict",
+                 --save/--compare/--report-only/--strict/--instructions",
+            ));
+        }
+        if o.rounds > 1 && (o.smoke || o.instructions || o.report_only) {
+            return Err(Error::usage(
+                "`--rounds` repeats the criterion rows of a full or quick run",
+            ));
+        }
+        if (o.check || o.bless) && !o.instructions {
+            return Err(Error::usage(
+                "`--check` and `--bless` go with `--instructions`",
+            ));
+        }
+        if o.instructions && (o.quick || o.report_only || o.save.is_some() || o.compare.is_some()) {
+            return Err(Error::usage(
+                "`--instructions` only counts instructions: it takes no \
+                 --quick/--report-only/--save/--compare",
             ));
         }
         if o.save.is_some() && o.compare.is_some() {
@@ -111,7 +186,7 @@ impl Options {
         Ok(o)
     }
 
-    /// The arguments passed to every bench binary (after `cargo bench ... --`).
+    /// The arguments passed to every bench executable before the bench's id.
     pub fn criterion_args(&self) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         if self.smoke {
@@ -133,32 +208,111 @@ impl Options {
     }
 }
 
+/// The rows whose id contains `part`.
+pub fn select_rows(table: Vec<Target>, part: &str) -> Vec<Target> {
+    table.into_iter().filter(|t| t.id.contains(part)).collect()
+}
+
+/// One criterion bench to run: which executable (ours: the bench target's name; the peers':
+/// [`PEERS_BENCH`]) and the bench's criterion id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The bench target.
+    pub bench_target: String,
+    /// The criterion id.
+    pub id: String,
+}
+
+/// The criterion benches of a run, in order: for each criterion row, ours, then the peer's
+/// (unless `peers` is false), then the row's other ratios, then the benches beside it.
+pub fn plan(table: &[Target], peers: bool) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for t in table.iter().filter(|t| t.source == Source::Criterion) {
+        let ours = t.bench_target.clone().unwrap_or_default();
+        let step = |bench_target: &str, id: &str| Step {
+            bench_target: bench_target.to_owned(),
+            id: id.to_owned(),
+        };
+        steps.push(step(&ours, t.criterion_id()));
+        let mut ratios: Vec<_> = t.ratios.iter().collect();
+        ratios.sort_by_key(|r| !r.peer);
+        for r in ratios {
+            let Some(id) = &r.criterion_id else { continue };
+            if r.peer {
+                if peers {
+                    steps.push(step(PEERS_BENCH, id));
+                }
+            } else {
+                steps.push(step(&ours, id));
+            }
+        }
+        for id in &t.related {
+            steps.push(step(&ours, id));
+        }
+        // A ratio's own numerator, unless it already runs as a bench beside the row.
+        let compared = t.ratios.iter().filter(|r| peers || !r.peer);
+        for of in compared.filter_map(|r| r.of.as_deref()) {
+            if !t.related.iter().any(|id| id == of) {
+                steps.push(step(&ours, of));
+            }
+        }
+    }
+    steps
+}
+
 /// Runs the benches (unless `--report-only`), then reports (unless `--smoke`).
 ///
 /// # Errors
-/// A bench target that fails, an unreadable table or result, or missed targets.
+/// A bench that fails, an unreadable table or result, or missed targets.
 pub fn run(ws: &Workspace, options: &Options) -> Result<()> {
     // Read the table first: a broken table fails before minutes of benchmarking.
-    let table = targets::load(&ws.targets_file())?;
+    let mut table = targets::load(&ws.targets_file())?;
+    if let Some(part) = &options.rows {
+        table = select_rows(table, part);
+        if table.is_empty() {
+            return Err(Error::usage(format!("no row id contains `{part}`")));
+        }
+    }
+    let peers = !options.no_peers;
+    if options.instructions {
+        return instructions_only(ws, &table, options);
+    }
+    if options.smoke {
+        run_smoke(ws, options)?;
+        crate::process::run(ws, false)?;
+        println!(
+            "bench smoke passed: every benchmark ran once, the child-process benches too; the \
+             peers were not built (no thresholds)"
+        );
+        return Ok(());
+    }
+    let mut rounds = BTreeMap::new();
     let since = if options.report_only {
         None
     } else {
         let started = SystemTime::now();
-        run_bench_targets(ws, options)?;
-        crate::mem::run(ws)?;
+        rounds = run_rows(ws, &table, options, peers)?;
+        if table.iter().any(|t| t.source == Source::Process) {
+            crate::process::run(ws, peers)?;
+        }
+        let counted = table.iter().any(|t| t.instructions);
+        if counted && valgrind_available() {
+            icount::run(ws, &table, peers)?;
+        } else if counted {
+            println!("==> no valgrind: instruction counts left out");
+        }
         Some(started)
     };
-    if options.smoke {
-        println!(
-            "bench smoke passed: every benchmark ran once, the memory bench too (no thresholds)"
-        );
-        return Ok(());
-    }
 
     let at = Locations {
         criterion_dir: ws.criterion_dir(),
         target_dir: ws.target_dir.clone(),
         since,
+        rounds: if options.rounds > 1 {
+            rounds
+        } else {
+            BTreeMap::new()
+        },
     };
     let mut report = Report::gather(&table, &at, options.strict)?;
     if let Some(name) = &options.compare {
@@ -177,22 +331,60 @@ pub fn run(ws: &Workspace, options: &Options) -> Result<()> {
     report.verdict()
 }
 
-fn run_bench_targets(ws: &Workspace, options: &Options) -> Result<()> {
+fn valgrind_available() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn instructions_only(ws: &Workspace, table: &[Target], options: &Options) -> Result<()> {
+    let counts = icount::run(ws, table, !options.no_peers)?;
+    let path = ws.root.join(icount::BASELINE);
+    if options.bless {
+        icount::save_baseline(&path, &counts)?;
+        println!("wrote {}", path.display());
+        return Ok(());
+    }
+    let baseline = icount::load_baseline(&path).unwrap_or_default();
+    for (id, now) in &counts {
+        let base = baseline.get(id);
+        println!(
+            "{id:<16} {:>14} per run   baseline {:>14}   {}",
+            count(*now),
+            base.map_or_else(|| "-".to_owned(), |b| count(*b)),
+            base.map_or_else(String::new, |b| format!("{:+.1}%", (now / b - 1.0) * 100.0))
+        );
+    }
+    if options.check {
+        if baseline.is_empty() {
+            return Err(Error::fail(format!("no baseline in {}", path.display())));
+        }
+        let over = icount::regressions(&baseline, &counts, icount::THRESHOLD);
+        if !over.is_empty() {
+            return Err(Error::fail(format!(
+                "instruction counts above the baseline:\n  {}",
+                over.join("\n  ")
+            )));
+        }
+        println!(
+            "instruction counts within {:.0}% of the baseline",
+            icount::THRESHOLD * 100.0
+        );
+    }
+    Ok(())
+}
+
+/// `--smoke`: each of our bench targets once, through cargo (criterion's `--test`).
+fn run_smoke(ws: &Workspace, options: &Options) -> Result<()> {
     let names = ws.bench_targets(PACKAGE)?;
     if names.is_empty() {
         return Err(Error::fail(format!("`{PACKAGE}` has no bench targets")));
     }
     let args = options.criterion_args();
-    let mode = if options.smoke {
-        "smoke: each benchmark once"
-    } else if options.quick {
-        "quick"
-    } else {
-        "full"
-    };
     for (i, name) in names.iter().enumerate() {
         println!(
-            "==> [{}/{}] bench target `{name}` ({mode})",
+            "==> [{}/{}] bench target `{name}` (smoke: each benchmark once)",
             i + 1,
             names.len()
         );
@@ -206,6 +398,86 @@ fn run_bench_targets(ws: &Workspace, options: &Options) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The full and quick runs: build the executables, then run the plan's steps in order, once
+/// per round; returns every round's median of each criterion id.
+fn run_rows(
+    ws: &Workspace,
+    table: &[Target],
+    options: &Options,
+    peers: bool,
+) -> Result<BTreeMap<String, Vec<f64>>> {
+    let names = ws.bench_targets(PACKAGE)?;
+    let exes = ws.build_benches(Some(PACKAGE), None, &names)?;
+    let mut executables: Vec<(String, PathBuf)> = names.into_iter().zip(exes).collect();
+    if peers {
+        let peer = ws.build_benches(None, Some(&ws.peers_manifest()), &[PEERS_BENCH.to_owned()])?;
+        executables.extend(peer.into_iter().map(|e| (PEERS_BENCH.to_owned(), e)));
+    }
+    let steps = plan(table, peers);
+    let args = options.criterion_args();
+    let criterion_dir = ws.criterion_dir();
+    let at = Locations {
+        criterion_dir: criterion_dir.clone(),
+        target_dir: ws.target_dir.clone(),
+        since: None,
+        rounds: BTreeMap::new(),
+    };
+    let total = options.rounds.max(1);
+    let mut medians: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for round in 1..=total {
+        for (i, step) in steps.iter().enumerate() {
+            let exe = executables
+                .iter()
+                .find(|(name, _)| *name == step.bench_target)
+                .map(|(_, exe)| exe)
+                .ok_or_else(|| {
+                    Error::fail(format!(
+                        "no bench target `{}` (for `{}`)",
+                        step.bench_target, step.id
+                    ))
+                })?;
+            println!(
+                "==> round {round}/{total} [{}/{}] `{}` ({})",
+                i + 1,
+                steps.len(),
+                step.id,
+                step.bench_target
+            );
+            let mut cmd = criterion_command(exe, &args, &step.id, &criterion_dir, &ws.root);
+            run_step(&format!("bench `{}`", step.id), &mut cmd)?;
+            medians
+                .entry(step.id.clone())
+                .or_default()
+                .push(at.latest_median(&step.id)?);
+        }
+    }
+    if total > 1 {
+        let file = ws.target_dir.join("bench-rounds.json");
+        let json = serde_json::to_string_pretty(&medians).context(|| "serialising the rounds")?;
+        std::fs::write(&file, json + "\n").context(|| format!("writing {}", file.display()))?;
+        println!("==> every round's medians: {}", file.display());
+    }
+    Ok(medians)
+}
+
+/// The command that runs one criterion bench of `exe` (only the one with id `id`), writing
+/// its results under `criterion_dir`.
+pub fn criterion_command(
+    exe: &Path,
+    args: &[String],
+    id: &str,
+    criterion_dir: &Path,
+    root: &Path,
+) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("--bench")
+        .args(args)
+        .args(["--exact", id])
+        .env("CRITERION_HOME", criterion_dir)
+        .current_dir(root);
+    cmd
 }
 
 #[cfg(test)]
@@ -265,6 +537,10 @@ mod tests {
             &["--smoke", "--strict"],
             &["--save", "a", "--compare", "b"],
             &["--report-only", "--quick"],
+            &["--check"],
+            &["--bless"],
+            &["--instructions", "--quick"],
+            &["--smoke", "--instructions"],
             &["extra"],
         ] {
             let err = parse(bad).err();
@@ -273,5 +549,102 @@ mod tests {
                 "{bad:?}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn instruction_and_peer_options_parse() {
+        let o = parse(&["--instructions", "--check", "--no-peers"]).ok();
+        assert_eq!(
+            o,
+            Some(Options {
+                instructions: true,
+                check: true,
+                no_peers: true,
+                ..Options::default()
+            })
+        );
+        assert!(parse(&["--instructions", "--bless"]).is_ok());
+        assert_eq!(
+            parse(&["--rows", "std_"]).map(|o| o.rows).ok(),
+            Some(Some("std_".to_owned()))
+        );
+        assert!(parse(&["--rows"]).is_err());
+        let table = crate::targets::parse(crate::targets::tests::FIXTURE).unwrap_or_default();
+        let ids: Vec<String> = select_rows(table, "server")
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, ["server_10k", "server_lr_1k"]);
+        assert_eq!(
+            parse(&["--quick", "--rounds", "3"]).map(|o| o.rounds).ok(),
+            Some(3)
+        );
+        assert_eq!(parse(&["--rounds=2"]).map(|o| o.rounds).ok(), Some(2));
+        for bad in [
+            &["--rounds", "0"][..],
+            &["--rounds", "x"],
+            &["--rounds"],
+            &["--smoke", "--rounds", "2"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn steps(peers: bool) -> Vec<(String, String)> {
+        let table = crate::targets::parse(crate::targets::tests::FIXTURE).unwrap_or_default();
+        plan(&table, peers)
+            .into_iter()
+            .map(|s| (s.bench_target, s.id))
+            .collect()
+    }
+
+    #[test]
+    fn each_row_runs_ours_then_the_peers_then_the_rest() {
+        let owned = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            steps(true),
+            owned(&[
+                ("standard", "std_flow_3"),
+                ("peers", "graph_flow/std_flow_3"),
+                ("standard", "std_flow_3_mt"),
+                ("long_running", "lr_per_message/pipeline_3"),
+                ("peers", "dagrs/pipeline_3"),
+                ("peers", "dagrs_ct/pipeline_3"),
+                ("long_running", "floor/pipeline_3"),
+                ("long_running", "ct/pipeline_3"),
+            ])
+        );
+        assert_eq!(
+            steps(false),
+            owned(&[
+                ("standard", "std_flow_3"),
+                ("standard", "std_flow_3_mt"),
+                ("long_running", "lr_per_message/pipeline_3"),
+                ("long_running", "floor/pipeline_3"),
+            ])
+        );
+    }
+
+    #[test]
+    fn one_bench_runs_alone_and_writes_where_the_report_reads() {
+        let args = parse(&["--quick"])
+            .map(|o| o.criterion_args())
+            .unwrap_or_default();
+        let cmd = criterion_command(
+            Path::new("/t/release/deps/standard-abc"),
+            &args,
+            "std_per_node/chain_1000",
+            Path::new("/t/criterion"),
+            Path::new("/repo"),
+        );
+        assert_eq!(
+            crate::workspace::describe(&cmd),
+            "CRITERION_HOME=\"/t/criterion\" standard-abc --bench --noplot --warm-up-time 1 \
+             --measurement-time 3 --exact std_per_node/chain_1000"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! `cargo xtask ci`: the checks CI runs, in order, stopping at the first failure (the last one
-//! is the quick soak, `cargo xtask stress --quick`).
+//! `cargo xtask ci`: the checks CI runs, in order, stopping at the first failure: fmt, clippy,
+//! tests, docs, the bench smoke run, the instruction counts against their baseline (without
+//! the peers), and last the quick soak, `cargo xtask stress --quick`.
 
 use std::process::Command;
 
@@ -64,19 +65,28 @@ fn cargo_steps(ws: &Workspace) -> Vec<Step> {
 /// The first failing step, by name.
 pub fn run(ws: &Workspace) -> Result<()> {
     let mut steps = cargo_steps(ws);
-    let total = steps.len() + 2;
+    let total = steps.len() + 3;
     for (i, step) in steps.iter_mut().enumerate() {
         println!("==> ci step {}/{total}: {}", i + 1, step.name);
         run_step(step.name, &mut step.command)
             .map_err(|e| Error::fail(format!("ci stopped at step `{}`: {e}", step.name)))?;
     }
-    println!("==> ci step {}/{total}: bench smoke", total - 1);
+    println!("==> ci step {}/{total}: bench smoke", total - 2);
     bench::run(ws, &bench::Options::smoke())
         .map_err(|e| Error::fail(format!("ci stopped at step `bench smoke`: {e}")))?;
+    println!("==> ci step {}/{total}: instruction counts", total - 1);
+    let counts = bench::Options {
+        instructions: true,
+        check: true,
+        no_peers: true,
+        ..bench::Options::default()
+    };
+    bench::run(ws, &counts)
+        .map_err(|e| Error::fail(format!("ci stopped at step `instruction counts`: {e}")))?;
     println!("==> ci step {total}/{total}: stress --quick");
     stress::run(ws, stress::Options { quick: true })
         .map_err(|e| Error::fail(format!("ci stopped at step `stress --quick`: {e}")))?;
-    println!("ci passed: fmt, clippy, test, doc, package, bench smoke, stress --quick");
+    println!("ci passed: fmt, clippy, test, doc, package, bench smoke, instruction counts, stress --quick");
     Ok(())
 }
 

@@ -2,9 +2,9 @@
 //! through the `cargo xtask` alias (`.cargo/config.toml`: `run --quiet --package xtask --`).
 //!
 //! - `cargo xtask ci`: the CI steps, in order, stopping at the first failure.
-//! - `cargo xtask bench`: runs the criterion benches and the memory bench, and compares each
-//!   figure with the table in `benches/targets.toml` (see [`mod@bench`] for the options and the
-//!   exit status).
+//! - `cargo xtask bench`: runs our criterion benches and the peers' row by row, the
+//!   child-process benches and the instruction counts, and judges each row by the same-run
+//!   ratios of `benches/targets.toml` (see [`mod@bench`] for the options and the exit status).
 //! - `cargo xtask stress`: the long-running soak with injected faults; fails when a message is
 //!   lost (see [`mod@stress`]).
 //!
@@ -13,7 +13,8 @@
 
 mod bench;
 mod ci;
-mod mem;
+mod icount;
+mod process;
 mod report;
 mod stress;
 mod targets;
@@ -28,22 +29,31 @@ Usage: cargo xtask <task> [options]
 
 Tasks:
   ci       fmt --check, clippy -D warnings, tests, docs (-D warnings), package, bench smoke,
-           stress --quick; stops at the first failing step
-  bench    run the benchmarks (criterion, and the memory bench as a child process) and
-           compare the figures with benches/targets.toml
+           instruction counts (--check), stress --quick; stops at the first failing step
+  bench    run our benchmarks and the peers' (benches/peers) row by row, the child-process
+           benches and the instruction counts; judge each row by the same-run ratios of
+           benches/targets.toml
   stress   the long-running soak: 1,000 nodes, 1,000,000 messages, injected errors and panics,
            bad input; fails when a message is lost or RSS grows beyond its bound
   help     print this list
 
 Options of `bench`:
   --quick          shorter criterion runs (--warm-up-time 1 --measurement-time 3)
-  --smoke          run every benchmark once (criterion --test) to prove it executes; no report
+  --smoke          run each of our benchmarks once (criterion --test) and the child-process
+                   benches, to prove they execute; no peers, no report
+  --no-peers       leave the peers out (their crate is not built)
+  --rounds N       run the criterion rows N times; each figure is the median of the rounds
+  --rows PART      only the rows whose id contains PART (e.g. `--rows std_`)
+  --instructions   only count instructions of the standard-mode rows (callgrind)
+  --check          with --instructions: fail when a count is >10% above
+                   benches/instructions-baseline.json
+  --bless          with --instructions: write that baseline from this run
   --strict         rows without a measurement count as missed targets
   --save NAME      also save the results as criterion baseline NAME (--save-baseline NAME)
   --compare NAME   compare with criterion baseline NAME (--baseline NAME): ratio new/base;
                    `base` is criterion's own default baseline: the previous plain run
   --report-only    run nothing: report the estimates already under target/criterion
-  -- ARGS...       pass ARGS to criterion (e.g. a filter: `-- std_flow`)
+  -- ARGS...       pass ARGS to criterion (e.g. `-- --sample-size 20`)
 
 Reports: target/bench-report.md and target/bench-report.json. `bench` exits with 1 when a
 measured median misses its target (with --strict also when a row was not measured).

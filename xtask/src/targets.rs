@@ -26,8 +26,35 @@ pub enum Source {
     /// The median of criterion's `<criterion_id>/new/estimates.json`, in ns.
     #[default]
     Criterion,
-    /// `{"bytes": N}` in `<target>/bench-mem/<id>.json`, written by the memory bench.
-    Memory,
+    /// A number (`field`) of `<target>/bench-proc/<process>.json`, written by `cargo xtask
+    /// bench` from the output of a child-process bench (`mem_lr_10k`, `server_10k`).
+    Process,
+}
+
+/// One same-run ratio a row is judged by: the row's value divided by another value measured
+/// in the same run (a peer's median, a floor) must be at most `max`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ratio {
+    /// Who or what the row is compared with, for the report ("graph-flow", "bare tokio").
+    pub name: String,
+    /// Criterion id of the other bench (criterion rows), divided by the row's `divide_by`.
+    #[serde(default)]
+    pub criterion_id: Option<String>,
+    /// The other figure's field in the row's process result file (process rows).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// The numerator's criterion id, when it is not the row's own bench (for example the row's
+    /// current-thread variant against the peer's); divided like the row.
+    #[serde(default)]
+    pub of: Option<String>,
+    /// row / other must be at most this; without it the ratio is only reported.
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Whether the other bench is a peer (built from `benches/peers`, skipped by
+    /// `--no-peers`).
+    #[serde(default)]
+    pub peer: bool,
 }
 
 /// One row of the benchmark table.
@@ -41,10 +68,21 @@ pub struct Target {
     /// Criterion's id, when it differs from `id` (a group with a throughput).
     #[serde(default)]
     pub criterion_id: Option<String>,
+    /// The bench target of `spark-adk-benches` that holds the criterion bench ("standard",
+    /// "long_running").
+    #[serde(default)]
+    pub bench_target: Option<String>,
     /// Where the measurement comes from.
     #[serde(default)]
     pub source: Source,
-    /// The unit of `seed_value`, `peer_value` and `target_value`.
+    /// The child-process bench whose result file holds the figure (process rows; default:
+    /// `id`).
+    #[serde(default)]
+    pub process: Option<String>,
+    /// The figure's field in that file (process rows; default `bytes`).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// The unit of the measured value and of `seed_value`, `target_value`.
     pub unit: Unit,
     /// The measured median is divided by this (time per node or per message).
     #[serde(default = "one")]
@@ -57,18 +95,18 @@ pub struct Target {
     /// The seed's figure as a number in `unit` (the low end of a range).
     #[serde(default)]
     pub seed_value: Option<f64>,
-    /// The best peer's figure, as written ("-" when there is none).
-    pub peer: String,
-    /// Who the best peer is.
-    #[serde(default)]
-    pub peer_name: Option<String>,
-    /// The best peer's figure as a number in `unit`.
-    #[serde(default)]
-    pub peer_value: Option<f64>,
-    /// Our target, as written.
+    /// Our target, as written in DESIGN.md.
     pub target: String,
-    /// Our target as a number in `unit`: a measurement at or below it passes.
-    pub target_value: f64,
+    /// The same-run ratios the row is judged by (all must hold).
+    #[serde(default)]
+    pub ratios: Vec<Ratio>,
+    /// An absolute bound in `unit`: the verdict of a row without ratios; with ratios, only
+    /// information (DESIGN's earlier absolute target).
+    #[serde(default)]
+    pub target_value: Option<f64>,
+    /// Whether `cargo xtask bench --instructions` counts this row (standard-mode rows).
+    #[serde(default)]
+    pub instructions: bool,
     /// Extra benches reported beside this row, without a target.
     #[serde(default)]
     pub related: Vec<String>,
@@ -84,12 +122,14 @@ impl Target {
         self.criterion_id.as_deref().unwrap_or(&self.id)
     }
 
-    /// The best peer as shown in the report: `0.9 us (graph-flow)`, or `-`.
-    pub fn peer_label(&self) -> String {
-        match &self.peer_name {
-            Some(name) => format!("{} ({name})", self.peer),
-            None => self.peer.clone(),
-        }
+    /// The child-process bench of a process row.
+    pub fn process(&self) -> &str {
+        self.process.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The field of a process row.
+    pub fn field(&self) -> &str {
+        self.field.as_deref().unwrap_or("bytes")
     }
 }
 
@@ -121,20 +161,31 @@ pub fn parse(text: &str) -> Result<Vec<Target>> {
             problems.push(format!("`{}`: divide_by must be at least 1", t.id));
         }
         let figures = [
-            ("target_value", Some(t.target_value)),
+            ("target_value", t.target_value),
             ("seed_value", t.seed_value),
-            ("peer_value", t.peer_value),
-        ];
+        ]
+        .into_iter()
+        .chain(t.ratios.iter().map(|r| ("ratios.max", r.max)));
         for (field, value) in figures {
             if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
                 problems.push(format!("`{}`: {field} must be a positive number", t.id));
             }
         }
-        if t.source == Source::Memory && t.unit != Unit::Bytes {
-            problems.push(format!(
-                "`{}`: a memory row must use unit = \"bytes\"",
-                t.id
-            ));
+        for r in &t.ratios {
+            let wanted = match t.source {
+                Source::Criterion => r.criterion_id.is_some() && r.field.is_none(),
+                Source::Process => r.field.is_some() && r.criterion_id.is_none(),
+            };
+            if !wanted {
+                problems.push(format!(
+                    "`{}`: ratio `{}` needs `criterion_id` (criterion rows) or `field` \
+                     (process rows), not both",
+                    t.id, r.name
+                ));
+            }
+        }
+        if t.source == Source::Criterion && t.bench_target.is_none() {
+            problems.push(format!("`{}`: a criterion row needs `bench_target`", t.id));
         }
     }
     if file.bench.is_empty() {
@@ -160,75 +211,95 @@ pub fn load(path: &Path) -> Result<Vec<Target>> {
 pub(crate) mod tests {
     use super::*;
 
-    /// A fixture with every kind of row: plain, grouped with a divisor, no peer, memory.
+    /// A fixture with every kind of row: a peer ratio, a divisor with a peer and a floor, no
+    /// ratio (absolute target), a process row with a ratio, an information row.
     pub(crate) const FIXTURE: &str = r#"
 [[bench]]
 id = "std_flow_3"
 scenario = "3-node linear flow, standard"
+bench_target = "standard"
 seed = "~1 ms"
 seed_value = 1_000_000
-peer = "0.9 us"
-peer_name = "graph-flow"
-peer_value = 900
-target = "<= 0.8 us"
+target = "<= 0.5x graph-flow"
+ratios = [{ name = "graph-flow", criterion_id = "graph_flow/std_flow_3", max = 0.5, peer = true }]
 target_value = 800
 unit = "ns"
+instructions = true
 related = ["std_flow_3_mt"]
 
 [[bench]]
-id = "std_per_node"
-criterion_id = "std_per_node/chain_1000"
-scenario = "1,000-node chain, time / 1,000"
-seed = "~0.1 ms"
-seed_value = 100_000
-peer = "0.25 us"
-peer_name = "graph-flow"
-peer_value = 250
-target = "<= 0.2 us"
-target_value = 200
+id = "lr_per_message"
+criterion_id = "lr_per_message/pipeline_3"
+scenario = "100,000 messages"
+bench_target = "long_running"
+seed = "~0.5 ms"
+seed_value = 500_000
+target = "<= 0.5x dagrs; <= 1.0x the floor"
+ratios = [
+    { name = "bare tokio", criterion_id = "floor/pipeline_3", max = 1.0 },
+    { name = "dagrs", criterion_id = "dagrs/pipeline_3", max = 0.5, peer = true },
+    { name = "dagrs, both ct", of = "ct/pipeline_3", criterion_id = "dagrs_ct/pipeline_3", peer = true },
+]
 unit = "ns"
-divide_by = 1_000
-per = "node"
-
-[[bench]]
-id = "lr_flow_3"
-scenario = "3-node flow, long-running"
-seed = "10-50 ms"
-seed_value = 10_000_000
-peer = "-"
-target = "<= 25 us"
-target_value = 25_000
-unit = "ns"
+divide_by = 100_000
+per = "message"
 
 [[bench]]
 id = "mem_lr_10k"
-scenario = "RSS of an idle 10,000-node long-running graph"
-source = "memory"
+scenario = "idle RSS per node"
+source = "process"
+field = "bytes_per_node"
 seed = "(higher)"
-peer = "-"
-target = "<= 64 MiB"
-target_value = 67_108_864
+target = "<= 2 KiB per idle node"
+target_value = 2_048
 unit = "bytes"
+
+[[bench]]
+id = "server_10k"
+scenario = "10,000 concurrent runs"
+source = "process"
+field = "wall_ns"
+seed = "-"
+target = "<= 1.25x one run"
+ratios = [{ name = "one run alone", field = "single_wall_ns", max = 1.25 }]
+unit = "ns"
+
+[[bench]]
+id = "server_lr_1k"
+scenario = "1,000 long-running runs"
+source = "process"
+process = "server_10k"
+field = "lr_wall_ns"
+seed = "-"
+target = "-"
+ratios = [{ name = "one run alone", field = "lr_single_ns" }]
+unit = "ns"
 "#;
 
     #[test]
     fn the_fixture_parses() {
         let rows = parse(FIXTURE).unwrap_or_default();
-        assert_eq!(rows.len(), 4);
+        assert_eq!(rows.len(), 5);
         let flow = &rows[0];
         assert_eq!(flow.criterion_id(), "std_flow_3");
         assert_eq!(flow.seed_value, Some(1_000_000.0));
-        assert_eq!(flow.peer_label(), "0.9 us (graph-flow)");
+        assert_eq!(flow.ratios[0].max, Some(0.5));
+        assert!(flow.ratios[0].peer && flow.instructions);
         assert_eq!(flow.divide_by, 1);
         assert_eq!(flow.related, ["std_flow_3_mt"]);
-        let per_node = &rows[1];
-        assert_eq!(per_node.criterion_id(), "std_per_node/chain_1000");
-        assert_eq!(per_node.divide_by, 1_000);
-        assert_eq!(per_node.per.as_deref(), Some("node"));
-        assert_eq!(rows[2].peer_label(), "-");
-        let mem = &rows[3];
-        assert_eq!((mem.source, mem.unit), (Source::Memory, Unit::Bytes));
-        assert_eq!(mem.seed_value, None);
+        let per_message = &rows[1];
+        assert_eq!(per_message.criterion_id(), "lr_per_message/pipeline_3");
+        assert_eq!(per_message.divide_by, 100_000);
+        assert_eq!(per_message.ratios.len(), 3);
+        assert_eq!(per_message.ratios[2].of.as_deref(), Some("ct/pipeline_3"));
+        let mem = &rows[2];
+        assert_eq!((mem.source, mem.unit), (Source::Process, Unit::Bytes));
+        assert_eq!(
+            (mem.process(), mem.field()),
+            ("mem_lr_10k", "bytes_per_node")
+        );
+        assert_eq!(rows[4].process(), "server_10k");
+        assert_eq!(rows[4].ratios[0].max, None);
     }
 
     #[test]
@@ -250,8 +321,29 @@ unit = "bytes"
                 "lr_branching",
                 "lr_per_message",
                 "mem_lr_10k",
+                "server_10k",
+                "server_10k_rss",
+                "server_lr_1k",
             ]
         );
+    }
+
+    #[test]
+    fn every_standard_row_is_judged_against_graph_flow_and_counted() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/targets.toml");
+        let rows = load(&path).unwrap_or_default();
+        let std_rows: Vec<&Target> = rows.iter().filter(|t| t.id.starts_with("std_")).collect();
+        assert_eq!(std_rows.len(), 5);
+        for t in std_rows {
+            let peer = t.ratios.iter().find(|r| r.peer);
+            assert_eq!(
+                peer.map(|r| (r.name.as_str(), r.max)),
+                Some(("graph-flow", Some(0.5))),
+                "{}",
+                t.id
+            );
+            assert!(t.instructions, "{}", t.id);
+        }
     }
 
     #[test]
@@ -261,21 +353,20 @@ unit = "bytes"
 id = "a"
 scenario = "s"
 seed = "-"
-peer = "-"
 target = "t"
 target_value = 0
 unit = "ns"
 divide_by = 0
+bench_target = "standard"
+ratios = [{ name = "p", field = "x", max = -1 }]
 
 [[bench]]
 id = "a"
 scenario = "s"
 seed = "-"
-peer = "-"
 target = "t"
 target_value = 5
 unit = "ns"
-source = "memory"
 "#;
         let msg = parse(text).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("`a` appears more than once"), "{msg}");
@@ -284,14 +375,22 @@ source = "memory"
             msg.contains("target_value must be a positive number"),
             "{msg}"
         );
-        assert!(msg.contains("must use unit = \"bytes\""), "{msg}");
+        assert!(
+            msg.contains("ratios.max must be a positive number"),
+            "{msg}"
+        );
+        assert!(msg.contains("ratio `p` needs `criterion_id`"), "{msg}");
+        assert!(
+            msg.contains("a criterion row needs `bench_target`"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn unknown_fields_and_units_are_rejected() {
         let typo = FIXTURE.replace("target_value = 800", "target_vaule = 800");
         assert!(parse(&typo).is_err());
-        let unit = FIXTURE.replace("unit = \"ns\"\nrelated", "unit = \"us\"\nrelated");
+        let unit = FIXTURE.replace("unit = \"ns\"\ninstructions", "unit = \"us\"\ninstructions");
         assert!(parse(&unit).is_err());
         assert!(parse("").is_err());
     }

@@ -100,6 +100,85 @@ impl Workspace {
 }
 
 impl Workspace {
+    /// The manifest of the peers' crate (a workspace of its own).
+    pub fn peers_manifest(&self) -> PathBuf {
+        self.root.join("benches").join("peers").join("Cargo.toml")
+    }
+
+    /// Builds the bench targets `names` of `package` (`cargo bench --no-run`, echoed), or with
+    /// `manifest` those of that crate, and returns each one's executable, in `names` order.
+    ///
+    /// # Errors
+    /// When the build fails or cargo reports no executable for a name.
+    pub fn build_benches(
+        &self,
+        package: Option<&str>,
+        manifest: Option<&Path>,
+        names: &[String],
+    ) -> Result<Vec<PathBuf>> {
+        let mut cmd = self.cargo(["bench", "--no-run"]);
+        if let Some(p) = package {
+            cmd.args(["-p", p]);
+        }
+        if let Some(m) = manifest {
+            // Another workspace: share ours's target directory (not benches/peers/target).
+            cmd.arg("--manifest-path")
+                .arg(m)
+                .arg("--target-dir")
+                .arg(&self.target_dir);
+        }
+        for n in names {
+            cmd.args(["--bench", n.as_str()]);
+        }
+        cmd.arg("--message-format=json-render-diagnostics");
+        let out = self.build_with(&mut cmd, "the benches")?;
+        names
+            .iter()
+            .map(|n| {
+                executable_of(&out, n).ok_or_else(|| {
+                    Error::fail(format!(
+                        "`cargo bench --no-run` reported no executable for `{n}`"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Builds binary `bin` of the peers' crate in release mode and returns its executable.
+    ///
+    /// # Errors
+    /// When the build fails or cargo reports no executable for `bin`.
+    pub fn build_peer_release_bin(&self, bin: &str) -> Result<PathBuf> {
+        let mut cmd = self.cargo(["build", "--release", "--manifest-path"]);
+        cmd.arg(self.peers_manifest())
+            .arg("--target-dir")
+            .arg(&self.target_dir)
+            .args(["--bin", bin, "--message-format=json-render-diagnostics"]);
+        let out = self.build_with(&mut cmd, bin)?;
+        executable_of(&out, bin).ok_or_else(|| {
+            Error::fail(format!(
+                "`cargo build` reported no executable for the binary `{bin}`"
+            ))
+        })
+    }
+
+    /// Runs a cargo build command (echoed, diagnostics to stderr) and returns its JSON messages.
+    fn build_with(&self, cmd: &mut Command, what: &str) -> Result<String> {
+        println!("$ {}", describe(cmd));
+        let output = cmd
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context(|| format!("could not start `{}`", describe(cmd)))?;
+        if !output.status.success() {
+            return Err(Error::fail(format!(
+                "building {what} failed: `{}` exited with {}",
+                describe(cmd),
+                output.status
+            )));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// Builds binary `bin` of `package` in release mode (`cargo build --release`, echoed) and
     /// returns the path of the executable, as cargo reports it.
     ///
@@ -260,6 +339,37 @@ mod tests {
         );
         assert_eq!(executable_of(messages, "spark"), None);
         assert_eq!(executable_of(messages, "mem_lr_10k"), None);
+    }
+
+    #[test]
+    fn the_peers_crate_is_left_out_of_the_workspace() {
+        // `cargo test --workspace`, `cargo clippy --workspace` and `cargo fetch --locked` must
+        // never build or fetch graph-flow and dagrs: only `cargo xtask bench` does.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+        let manifest: toml::Value = toml::from_str(&text).unwrap_or(toml::Value::Integer(0));
+        let list = |key: &str| -> Vec<String> {
+            manifest
+                .get("workspace")
+                .and_then(|w| w.get(key))
+                .and_then(toml::Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert!(list("exclude").contains(&"benches/peers".to_owned()));
+        assert!(!list("members").iter().any(|m| m.contains("peers")));
+        let peers =
+            std::fs::read_to_string(root.join("benches/peers/Cargo.toml")).unwrap_or_default();
+        assert!(
+            peers.contains("\n[workspace]\n"),
+            "the peers' crate is its own workspace"
+        );
+        let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
+        assert!(!lock.contains("name = \"graph-flow\"") && !lock.contains("name = \"dagrs\""));
     }
 
     #[test]

@@ -10,11 +10,14 @@
 //!    its output comes out of the last node (the task input travels the chain first, so every
 //!    worker has processed two messages and is back to waiting on its empty mailbox);
 //! 4. reads `VmRSS` (idle) and `VmHWM` (peak) from `/proc/self/status` and prints one JSON line
-//!    `{"bytes": <idle RSS>, "peak_bytes": <VmHWM>, "baseline_bytes": <RSS before the graph>,
-//!    "nodes": 10000}`, then shuts the run down.
+//!    `{"bytes": <idle RSS>, "bytes_per_node": <(idle RSS - RSS before the graph) / 10,000>,
+//!    "graph_bytes_per_node": <the built graph's share of it>, "run_bytes_per_node": <the
+//!    spawned run's share (workers, mailboxes)>, "peak_bytes": <VmHWM>, "baseline_bytes": <RSS
+//!    before the graph>, "nodes": 10000}`, then shuts the run down.
 //!
-//! `bytes` is the whole process's idle RSS (runtime, graph, workers and their mailboxes): the
-//! figure compared with the `<= 64 MiB` target in `benches/targets.toml`.
+//! `bytes` is the whole process's idle RSS (runtime, graph, workers and their mailboxes);
+//! `bytes_per_node` is the figure compared with the `<= 2 KiB per idle node` target in
+//! `benches/targets.toml`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,6 +37,8 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 async fn measure(baseline: u64) -> Result<serde_json::Value, String> {
     let graph = chain(NODES).map_err(|e| format!("building the chain: {e}"))?;
+    // The graph alone (topology, nodes, names), before any worker exists.
+    let built = mem::rss_bytes().ok_or("no VmRSS in /proc/self/status")?;
     let handle = graph
         .spawn(Task::long_running(json!({ COUNT: 0 })))
         .map_err(|e| format!("spawning the run: {e}"))?;
@@ -70,6 +75,9 @@ async fn measure(baseline: u64) -> Result<serde_json::Value, String> {
     }
     Ok(json!({
         "bytes": idle,
+        "bytes_per_node": idle.saturating_sub(baseline) / NODES as u64,
+        "graph_bytes_per_node": built.saturating_sub(baseline) / NODES as u64,
+        "run_bytes_per_node": idle.saturating_sub(built) / NODES as u64,
         "peak_bytes": peak,
         "baseline_bytes": baseline,
         "nodes": NODES,
