@@ -23,9 +23,9 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// The message of a caught panic; the payload is dropped without letting a panic of its own
-/// `Drop` escape (such a second payload is leaked).
-fn into_message(payload: Box<dyn Any + Send>) -> String {
+/// The message of a caught panic, consuming its payload: the payload is dropped without letting
+/// a panic of its own `Drop` escape (such a second payload is leaked instead of unwinding).
+pub fn payload_message(payload: Box<dyn Any + Send>) -> String {
     let message = panic_message(payload.as_ref());
     if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
         std::mem::forget(again);
@@ -35,7 +35,7 @@ fn into_message(payload: Box<dyn Any + Send>) -> String {
 
 /// Runs `f`, turning a panic into `Err(message)`.
 pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(into_message)
+    catch_unwind(AssertUnwindSafe(f)).map_err(payload_message)
 }
 
 /// Drops `value`, turning a panic of its `Drop` into `Some(message)`.
@@ -82,7 +82,7 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
             },
             Ok(Poll::Pending) => Poll::Pending,
             Err(payload) => {
-                let message = into_message(payload);
+                let message = payload_message(payload);
                 let _ = self.cancel();
                 Poll::Ready(Err(message))
             }

@@ -55,6 +55,7 @@
 //! # Ok::<(), DurableError>(()) }).unwrap();
 //! ```
 
+pub mod checks;
 pub mod conformance;
 mod error;
 mod fingerprint;
@@ -65,6 +66,7 @@ mod store;
 pub mod testing;
 mod writer;
 
+pub use checks::check_ttl;
 pub use error::{BackendError, DurableError, StoreFailure};
 pub use fingerprint::{EdgeShape, Fingerprint, TopologyShape};
 pub use image::{replay, PendingInterrupt, PendingMessage, RunImage, SinkEntry};
@@ -75,8 +77,7 @@ pub use record::{
     StopRecord, FORMAT_VERSION,
 };
 pub use store::{
-    check_ttl, decode_log, BoxFuture, Lease, LoadedRun, RunSummary, Store, StoreExt, StoredLog,
-    StoredRecord,
+    decode_log, BoxFuture, Lease, LoadedRun, RunSummary, Store, StoreExt, StoredLog, StoredRecord,
 };
 pub use writer::{Durability, RunLog};
 

@@ -4,9 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::checks::{
+    check_head, check_snapshot_within_head, check_ttl, later_snapshot_stored, lease_held,
+    lease_lost, not_found, run_exists,
+};
 use crate::error::DurableError;
 use crate::record::{now_ms, RunId};
-use crate::store::{check_ttl, BoxFuture, Lease, RunSummary, Store, StoredLog, StoredRecord};
+use crate::store::{BoxFuture, Lease, RunSummary, Store, StoredLog, StoredRecord};
 
 #[derive(Default)]
 struct RunEntry {
@@ -70,10 +74,6 @@ impl MemoryStore {
     }
 }
 
-fn not_found(run: &RunId) -> DurableError {
-    DurableError::NotFound { run: run.clone() }
-}
-
 impl Store for MemoryStore {
     fn create_run<'a>(
         &'a self,
@@ -83,11 +83,7 @@ impl Store for MemoryStore {
         Box::pin(async move {
             let mut runs = self.runs();
             if runs.contains_key(run) {
-                return Err(DurableError::conflict(
-                    run,
-                    0,
-                    "a run with this id already exists",
-                ));
+                return Err(run_exists(run));
             }
             runs.insert(
                 run.clone(),
@@ -109,16 +105,7 @@ impl Store for MemoryStore {
         Box::pin(async move {
             let mut runs = self.runs();
             let entry = runs.get_mut(run).ok_or_else(|| not_found(run))?;
-            if entry.head != expected_head {
-                return Err(DurableError::conflict(
-                    run,
-                    expected_head + 1,
-                    format!(
-                        "the log head moved: expected {expected_head}, found {}",
-                        entry.head
-                    ),
-                ));
-            }
+            check_head(run, expected_head, entry.head)?;
             for (seq, bytes) in (expected_head + 1..).zip(records) {
                 entry.records.push(StoredRecord { seq, bytes });
                 entry.head = seq;
@@ -166,19 +153,9 @@ impl Store for MemoryStore {
         Box::pin(async move {
             let mut runs = self.runs();
             let entry = runs.get_mut(run).ok_or_else(|| not_found(run))?;
-            if at > entry.head {
-                return Err(DurableError::conflict(
-                    run,
-                    at,
-                    format!("a snapshot at {at} is beyond the log head {}", entry.head),
-                ));
-            }
+            check_snapshot_within_head(run, at, entry.head)?;
             if entry.snapshot.as_ref().is_some_and(|s| s.seq > at) {
-                return Err(DurableError::conflict(
-                    run,
-                    at,
-                    "a later snapshot is already stored",
-                ));
+                return Err(later_snapshot_stored(run, at));
             }
             entry.records.retain(|r| r.seq > at);
             entry.snapshot = Some(StoredRecord { seq: at, bytes });
@@ -199,14 +176,11 @@ impl Store for MemoryStore {
             let now = now_ms();
             if let Some(l) = &entry.lease {
                 if l.owner != owner && l.expires_at_ms > now {
-                    return Err(DurableError::conflict(
+                    return Err(lease_held(
                         run,
                         entry.head + 1,
-                        format!(
-                            "the lease is held by `{}` for {} ms more",
-                            l.owner,
-                            l.expires_at_ms - now
-                        ),
+                        &l.owner,
+                        l.expires_at_ms - now,
                     ));
                 }
             }
@@ -242,11 +216,7 @@ impl Store for MemoryStore {
                     l.expires_at_ms = now.saturating_add(ttl);
                     Ok(l.clone())
                 }
-                _ => Err(DurableError::conflict(
-                    run,
-                    entry.head + 1,
-                    format!("`{}` lost the lease", lease.owner),
-                )),
+                _ => Err(lease_lost(run, entry.head + 1, &lease.owner)),
             }
         })
     }

@@ -276,18 +276,6 @@ pub trait StoreExt: Store {
 
 impl<S: Store + ?Sized> StoreExt for S {}
 
-/// Validates a lease duration: zero is refused.
-pub fn check_ttl(run: &RunId, ttl: Duration) -> Result<u64, DurableError> {
-    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    if ms == 0 {
-        return Err(DurableError::InvalidArgument {
-            run: run.clone(),
-            reason: "a lease must last at least one millisecond".to_owned(),
-        });
-    }
-    Ok(ms)
-}
-
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn create_run<'a>(
         &'a self,

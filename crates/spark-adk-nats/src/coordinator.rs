@@ -597,8 +597,20 @@ impl Coordinator {
 
     /// The nodes with a message pending or in flight.
     async fn busy_nodes(&self) -> Result<Vec<usize>, NatsError> {
+        Ok(self
+            .consumer_backlogs()
+            .await?
+            .into_iter()
+            .filter(|&(_, left)| left > 0)
+            .map(|(i, _)| i)
+            .collect())
+    }
+
+    /// Each node's messages its consumer will still deliver or waits an ack for (JetStream
+    /// `num_pending + num_ack_pending`), as `(node index, count)`.
+    async fn consumer_backlogs(&self) -> Result<Vec<(usize, u64)>, NatsError> {
         let g = &self.graph;
-        let mut busy = Vec::new();
+        let mut backlogs = Vec::new();
         for (capacity, nodes) in capacity_groups(&g.topology) {
             let name = g.names.mailbox_stream(capacity);
             let stream = self
@@ -615,12 +627,10 @@ impl Coordinator {
                     .info()
                     .await
                     .map_err(|e| broker(format!("reading the consumer of node #{i}"), e))?;
-                if info.num_pending + info.num_ack_pending as u64 > 0 {
-                    busy.push(i);
-                }
+                backlogs.push((i, info.num_pending + info.num_ack_pending as u64));
             }
         }
-        Ok(busy)
+        Ok(backlogs)
     }
 
     /// `Some(last sequences)` when no message waits in any mailbox and no activation is in
@@ -642,28 +652,12 @@ impl Coordinator {
     /// Messages the node consumers will still deliver or wait an ack for: what is left of the
     /// mailboxes (JetStream `num_pending + num_ack_pending`, summed over the nodes).
     async fn consumers_left(&self) -> Result<u64, NatsError> {
-        let g = &self.graph;
-        let mut left = 0;
-        for (capacity, nodes) in capacity_groups(&g.topology) {
-            let name = g.names.mailbox_stream(capacity);
-            let stream = self
-                .js
-                .get_stream(&name)
-                .await
-                .map_err(|e| broker(format!("reading `{name}`"), e))?;
-            for i in nodes {
-                let mut consumer: jetstream::consumer::PullConsumer = stream
-                    .get_consumer(&Names::consumer(i))
-                    .await
-                    .map_err(|e| broker(format!("reading the consumer of node #{i}"), e))?;
-                let info = consumer
-                    .info()
-                    .await
-                    .map_err(|e| broker(format!("reading the consumer of node #{i}"), e))?;
-                left += info.num_pending + info.num_ack_pending as u64;
-            }
-        }
-        Ok(left)
+        Ok(self
+            .consumer_backlogs()
+            .await?
+            .iter()
+            .map(|&(_, left)| left)
+            .sum())
     }
 
     /// Messages in the mailbox streams, and each stream's last sequence.

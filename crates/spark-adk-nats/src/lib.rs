@@ -196,7 +196,7 @@
 //!
 //! **Layering**: depends on `spark-adk-core`, `spark-adk-edges`, async-nats, tokio and
 //! serde; never on an executor (`spark-adk-mailbox`, `spark-adk-sequential`) or the facade
-//! (checked by `tests/layering.rs`).
+//! (checked by the workspace's layering test, `crates/spark-adk/tests/layering.rs`).
 //!
 //! [`Topology`]: spark_adk_edges::Topology
 

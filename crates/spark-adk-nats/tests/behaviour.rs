@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bounded, client, process, unique_run, Cleanup};
+use common::{bounded, client, count_up, process, unique_run, Cleanup};
 use serde_json::json;
 use spark_adk_core::{
     node_fn, Budget, BudgetKind, NodeError, NodeMessage, RunError, StopReason, Task,
@@ -571,13 +571,7 @@ async fn a_sender_waiting_on_a_slow_busy_node_is_not_taken_for_a_deadlock() {
     let run = unique_run("nodeadlock");
     let _cleanup = Cleanup(run.clone());
     let mut g = GraphBuilder::new();
-    let gen = g.add(
-        "gen",
-        node_fn(|ctx| async move {
-            let n = ctx.inputs().content["n"].as_u64().unwrap_or(0);
-            Ok::<_, NodeError>(json!({ "n": n + 1 }))
-        }),
-    );
+    let gen = g.add("gen", count_up());
     let slow = g.add(
         "slow",
         node_fn(|ctx| async move {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{bounded, process, unique_run, Cleanup};
+use common::{bounded, count_up, process, unique_run, Cleanup};
 use serde_json::json;
 use spark_adk_core::{node_fn, Budget, BudgetKind, NodeError, RunResult, StopReason, Task};
 use spark_adk_edges::{GraphBuilder, Topology};
@@ -166,13 +166,7 @@ async fn one_sender_to_one_receiver_keeps_send_order_on_every_runtime() {
         for runtime in RUNTIMES {
             let seen = Arc::new(Mutex::new(Vec::new()));
             let mut g = GraphBuilder::new();
-            let gen = g.add(
-                "gen",
-                node_fn(|ctx| async move {
-                    let n = ctx.inputs().content["n"].as_u64().unwrap_or(0);
-                    Ok::<_, NodeError>(json!({ "n": n + 1 }))
-                }),
-            );
+            let gen = g.add("gen", count_up());
             let s = Arc::clone(&seen);
             let sink = g.add(
                 "sink",
@@ -214,13 +208,7 @@ async fn a_capacity_one_pipeline_loses_nothing_under_backpressure_on_every_runti
     bounded(120, async {
         for runtime in RUNTIMES {
             let mut g = GraphBuilder::new();
-            let gen = g.add(
-                "gen",
-                node_fn(|ctx| async move {
-                    let n = ctx.inputs().content["n"].as_u64().unwrap_or(0);
-                    Ok::<_, NodeError>(json!({ "n": n + 1 }))
-                }),
-            );
+            let gen = g.add("gen", count_up());
             let slow = g.add(
                 "slow",
                 node_fn(|ctx| async move {

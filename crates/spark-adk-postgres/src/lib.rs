@@ -35,9 +35,12 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use spark_adk_durable::checks::{
+    check_snapshot_within_head, check_ttl, head_moved, later_snapshot_stored, lease_held,
+    lease_lost, not_found, run_exists,
+};
 use spark_adk_durable::{
-    check_ttl, BoxFuture, DurableError, Lease, RunId, RunSummary, Store, StoreFailure, StoredLog,
-    StoredRecord,
+    BoxFuture, DurableError, Lease, RunId, RunSummary, Store, StoreFailure, StoredLog, StoredRecord,
 };
 use tokio_postgres::NoTls;
 
@@ -279,7 +282,7 @@ impl PostgresStore {
             .query_opt(&self.sql.lease_state, &[&run.as_str()])
             .await
         {
-            Ok(None) => DurableError::NotFound { run: run.clone() },
+            Ok(None) => not_found(run),
             Ok(Some(row)) => {
                 let read = || -> Result<(Option<String>, Option<i64>, i64), DurableError> {
                     Ok((col(&row, 0, run)?, col(&row, 1, run)?, col(&row, 2, run)?))
@@ -288,14 +291,11 @@ impl PostgresStore {
                     Ok(v) => v,
                     Err(e) => return e,
                 };
-                DurableError::conflict(
+                lease_held(
                     run,
                     u64::try_from(head).unwrap_or(0) + 1,
-                    format!(
-                        "the lease is held by `{}` for {} ms more",
-                        holder.unwrap_or_default(),
-                        left.unwrap_or(0)
-                    ),
+                    &holder.unwrap_or_default(),
+                    left.unwrap_or(0),
                 )
             }
             Err(e) => DurableError::read_failed(run, e),
@@ -316,11 +316,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(|e| DurableError::write_failed(run, 0, e))?;
             if n == 0 {
-                return Err(DurableError::conflict(
-                    run,
-                    0,
-                    "a run with this id already exists",
-                ));
+                return Err(run_exists(run));
             }
             Ok(())
         })
@@ -359,15 +355,8 @@ impl Store for PostgresStore {
                     .await
                     .map_err(fail)?;
                 return Err(match head {
-                    None => DurableError::NotFound { run: run.clone() },
-                    Some(row) => DurableError::conflict(
-                        run,
-                        first,
-                        format!(
-                            "the log head moved: expected {expected_head}, found {}",
-                            col::<i64>(&row, 0, run)?
-                        ),
-                    ),
+                    None => not_found(run),
+                    Some(row) => head_moved(run, expected_head, col::<i64>(&row, 0, run)?),
                 });
             }
             tx.execute(&self.sql.insert, &[&run.as_str(), &seqs, &records])
@@ -394,7 +383,7 @@ impl Store for PostgresStore {
                 .query_opt(&self.sql.load_run, &[&run.as_str()])
                 .await
                 .map_err(fail)?
-                .ok_or_else(|| DurableError::NotFound { run: run.clone() })?;
+                .ok_or_else(|| not_found(run))?;
             let header: Vec<u8> = col(&row, 0, run)?;
             let head = u64_of(run, 0, col(&row, 1, run)?)?;
             let snapshot = match tx
@@ -474,26 +463,16 @@ impl Store for PostgresStore {
                 .query_opt(&self.sql.lock_head, &[&run.as_str()])
                 .await
                 .map_err(fail)?
-                .ok_or_else(|| DurableError::NotFound { run: run.clone() })?;
+                .ok_or_else(|| not_found(run))?;
             let head = u64_of(run, at, col(&head, 0, run)?)?;
-            if at > head {
-                return Err(DurableError::conflict(
-                    run,
-                    at,
-                    format!("a snapshot at {at} is beyond the log head {head}"),
-                ));
-            }
+            check_snapshot_within_head(run, at, head)?;
             if let Some(row) = tx
                 .query_opt(&self.sql.snapshot_at, &[&run.as_str()])
                 .await
                 .map_err(fail)?
             {
                 if col::<i64>(&row, 0, run)? > at_i {
-                    return Err(DurableError::conflict(
-                        run,
-                        at,
-                        "a later snapshot is already stored",
-                    ));
+                    return Err(later_snapshot_stored(run, at));
                 }
             }
             tx.execute(&self.sql.upsert_snapshot, &[&run.as_str(), &at_i, &bytes])
@@ -558,11 +537,7 @@ impl Store for PostgresStore {
                     expires_at_ms: u64_of(run, 0, col(&row, 0, run)?)?,
                     ..lease.clone()
                 }),
-                None => Err(DurableError::conflict(
-                    run,
-                    0,
-                    format!("`{}` lost the lease", lease.owner),
-                )),
+                None => Err(lease_lost(run, 0, &lease.owner)),
             }
         })
     }
@@ -589,7 +564,7 @@ impl Store for PostgresStore {
                 .query_opt(&self.sql.bytes, &[&run.as_str()])
                 .await
                 .map_err(|e| DurableError::read_failed(run, e))?
-                .ok_or_else(|| DurableError::NotFound { run: run.clone() })?;
+                .ok_or_else(|| not_found(run))?;
             u64_of(run, 0, col(&row, 0, run)?)
         })
     }

@@ -36,9 +36,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use spark_adk_durable::checks::{
+    check_head, check_snapshot_within_head, check_ttl, later_snapshot_stored, lease_held,
+    lease_lost, not_found, run_exists,
+};
 use spark_adk_durable::{
-    check_ttl, now_ms, BoxFuture, DurableError, Lease, RunId, RunSummary, Store, StoreFailure,
-    StoredLog, StoredRecord,
+    now_ms, BoxFuture, DurableError, Lease, RunId, RunSummary, Store, StoreFailure, StoredLog,
+    StoredRecord,
 };
 use tokio::sync::oneshot;
 
@@ -309,7 +313,6 @@ fn to_u64(run: &RunId, seq: u64, v: i64) -> Result<u64, DurableError> {
 
 fn execute(conn: &Connection, op: &Op) -> Result<Out, DurableError> {
     let err = |e: rusqlite::Error| sql_error(op, e);
-    let not_found = |run: &RunId| DurableError::NotFound { run: run.clone() };
     let head_of = |run: &RunId| -> Result<Option<u64>, DurableError> {
         let h: Option<i64> = conn
             .query_row(
@@ -324,11 +327,7 @@ fn execute(conn: &Connection, op: &Op) -> Result<Out, DurableError> {
     match op {
         Op::Create(run, header) => {
             if head_of(run)?.is_some() {
-                return Err(DurableError::conflict(
-                    run,
-                    0,
-                    "a run with this id already exists",
-                ));
+                return Err(run_exists(run));
             }
             conn.execute(
                 "INSERT INTO spark_runs (run_id, header, head) VALUES (?1, ?2, 0)",
@@ -339,13 +338,7 @@ fn execute(conn: &Connection, op: &Op) -> Result<Out, DurableError> {
         }
         Op::Append(run, expected, records) => {
             let head = head_of(run)?.ok_or_else(|| not_found(run))?;
-            if head != *expected {
-                return Err(DurableError::conflict(
-                    run,
-                    expected + 1,
-                    format!("the log head moved: expected {expected}, found {head}"),
-                ));
-            }
+            check_head(run, *expected, head)?;
             let mut stmt = conn
                 .prepare_cached("INSERT INTO spark_records (run_id, seq, body) VALUES (?1, ?2, ?3)")
                 .map_err(err)?;
@@ -445,13 +438,7 @@ fn execute(conn: &Connection, op: &Op) -> Result<Out, DurableError> {
         }
         Op::Snapshot(run, at, body) => {
             let head = head_of(run)?.ok_or_else(|| not_found(run))?;
-            if *at > head {
-                return Err(DurableError::conflict(
-                    run,
-                    *at,
-                    format!("a snapshot at {at} is beyond the log head {head}"),
-                ));
-            }
+            check_snapshot_within_head(run, *at, head)?;
             let at_i = to_i64(run, *at, *at)?;
             let later: Option<i64> = conn
                 .query_row(
@@ -462,11 +449,7 @@ fn execute(conn: &Connection, op: &Op) -> Result<Out, DurableError> {
                 .optional()
                 .map_err(err)?;
             if later.is_some_and(|l| l > at_i) {
-                return Err(DurableError::conflict(
-                    run,
-                    *at,
-                    "a later snapshot is already stored",
-                ));
+                return Err(later_snapshot_stored(run, *at));
             }
             conn.execute(
                 "INSERT INTO spark_snapshots (run_id, at_seq, body) VALUES (?1, ?2, ?3)
@@ -493,13 +476,11 @@ fn execute(conn: &Connection, op: &Op) -> Result<Out, DurableError> {
             let (holder, epoch, expires, head) = row.ok_or_else(|| not_found(run))?;
             let now = to_i64(run, 0, now_ms())?;
             if let Some(holder) = holder.filter(|h| h != owner && expires > now) {
-                return Err(DurableError::conflict(
+                return Err(lease_held(
                     run,
                     to_u64(run, 0, head)? + 1,
-                    format!(
-                        "the lease is held by `{holder}` for {} ms more",
-                        expires - now
-                    ),
+                    &holder,
+                    expires - now,
                 ));
             }
             let expires = now.saturating_add(to_i64(run, 0, *ttl)?);
@@ -527,11 +508,7 @@ fn execute(conn: &Connection, op: &Op) -> Result<Out, DurableError> {
                 )
                 .map_err(err)?;
             if n == 0 {
-                return Err(DurableError::conflict(
-                    run,
-                    0,
-                    format!("`{}` lost the lease", lease.owner),
-                ));
+                return Err(lease_lost(run, 0, &lease.owner));
             }
             Ok(Out::Lease(Lease {
                 expires_at_ms: to_u64(run, 0, expires)?,

@@ -1,11 +1,112 @@
-//! The workspace's layering, checked with `cargo tree` (see docs/ARCHITECTURE.md):
-//! core and edges never pull in a tokio runtime, the two executors never depend on each
-//! other, and nothing but the facade depends on every crate.
+//! The workspace's layering, checked with `cargo tree` (docs/ARCHITECTURE.md, "Layering"; each
+//! crate's lib.rs doc states its own rule). One table, [`LAYERS`], says for every workspace crate
+//! which other workspace crates it must and may depend on (normal dependencies, transitively), and
+//! whether it may enable a tokio runtime feature. Nothing but the facade may depend on every crate,
+//! and no crate may depend on the facade.
 #![allow(clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 
-/// `cargo tree` lines (`name version [features]`) of `package`'s normal dependencies.
+/// One crate's rule.
+struct Layer {
+    package: &'static str,
+    /// Workspace crates `package` must depend on.
+    requires: &'static [&'static str],
+    /// Workspace crates `package` may depend on besides `requires`.
+    may_use: &'static [&'static str],
+    /// Whether `package` must stay free of tokio's runtime features.
+    runtime_free: bool,
+}
+
+const CORE: &str = "spark-adk-core";
+const EDGES: &str = "spark-adk-edges";
+const SEQUENTIAL: &str = "spark-adk-sequential";
+const MAILBOX: &str = "spark-adk-mailbox";
+const POLICY: &str = "spark-adk-policy";
+const METRICS: &str = "spark-adk-metrics";
+const DURABLE: &str = "spark-adk-durable";
+const SQLITE: &str = "spark-adk-sqlite";
+const POSTGRES: &str = "spark-adk-postgres";
+const NATS: &str = "spark-adk-nats";
+const FACADE: &str = "spark-adk";
+
+const LAYERS: [Layer; 11] = [
+    Layer {
+        package: CORE,
+        requires: &[],
+        may_use: &[],
+        runtime_free: true,
+    },
+    Layer {
+        package: EDGES,
+        requires: &[CORE],
+        may_use: &[],
+        runtime_free: true,
+    },
+    // The executors are independent of each other; they may use durable's trait and records,
+    // never a store.
+    Layer {
+        package: SEQUENTIAL,
+        requires: &[CORE, EDGES],
+        may_use: &[DURABLE],
+        runtime_free: false,
+    },
+    Layer {
+        package: MAILBOX,
+        requires: &[CORE, EDGES],
+        may_use: &[DURABLE],
+        runtime_free: false,
+    },
+    Layer {
+        package: POLICY,
+        requires: &[CORE],
+        may_use: &[],
+        runtime_free: true,
+    },
+    Layer {
+        package: METRICS,
+        requires: &[CORE],
+        may_use: &[],
+        runtime_free: true,
+    },
+    Layer {
+        package: DURABLE,
+        requires: &[CORE],
+        may_use: &[],
+        runtime_free: false,
+    },
+    Layer {
+        package: SQLITE,
+        requires: &[CORE, DURABLE],
+        may_use: &[],
+        runtime_free: false,
+    },
+    Layer {
+        package: POSTGRES,
+        requires: &[CORE, DURABLE],
+        may_use: &[],
+        runtime_free: false,
+    },
+    Layer {
+        package: NATS,
+        requires: &[CORE, EDGES],
+        may_use: &[],
+        runtime_free: false,
+    },
+    // The facade re-exports every member crate and picks the store; it does not depend on the
+    // distributed runtime.
+    Layer {
+        package: FACADE,
+        requires: &[CORE, EDGES, SEQUENTIAL, MAILBOX, POLICY],
+        may_use: &[METRICS, DURABLE, SQLITE, POSTGRES],
+        runtime_free: false,
+    },
+];
+
+const RUNTIME_FEATURES: [&str; 4] = ["rt", "rt-multi-thread", "net", "full"];
+
+/// `cargo tree` lines (`name version [features]`) of `package`'s normal dependencies, the
+/// package itself first.
 fn dependency_tree(package: &str) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let out = Command::new(cargo)
@@ -35,10 +136,18 @@ fn dependency_tree(package: &str) -> Vec<String> {
         .collect()
 }
 
-fn depends_on(tree: &[String], krate: &str) -> bool {
-    tree.iter()
+/// The workspace crates in `tree`, the package itself left out, sorted and without repeats.
+fn workspace_dependencies(tree: &[String]) -> Vec<String> {
+    let mut deps: Vec<String> = tree
+        .iter()
         .skip(1) // the package itself
-        .any(|l| l.split_whitespace().next() == Some(krate))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| name.starts_with("spark-adk"))
+        .map(str::to_owned)
+        .collect();
+    deps.sort();
+    deps.dedup();
+    deps
 }
 
 fn tokio_features(tree: &[String]) -> Vec<String> {
@@ -56,97 +165,51 @@ fn tokio_features(tree: &[String]) -> Vec<String> {
         .collect()
 }
 
-const RUNTIME_FEATURES: [&str; 4] = ["rt", "rt-multi-thread", "net", "full"];
+#[test]
+fn the_layering_table_names_every_workspace_crate_once() {
+    let mut named: Vec<&str> = LAYERS.iter().map(|l| l.package).collect();
+    named.sort_unstable();
+    let crates = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .expect("the crates folder reads");
+    let mut on_disk: Vec<String> = crates
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    assert_eq!(named, on_disk, "every crate under crates/ has one rule");
+}
 
 #[test]
-fn core_and_edges_do_not_pull_in_a_tokio_runtime() {
-    for package in ["spark-adk-core", "spark-adk-edges"] {
-        let tree = dependency_tree(package);
-        let features = tokio_features(&tree);
-        for f in RUNTIME_FEATURES {
+fn every_crate_depends_on_exactly_the_workspace_crates_its_layer_allows() {
+    for layer in &LAYERS {
+        let deps = workspace_dependencies(&dependency_tree(layer.package));
+        for required in layer.requires {
             assert!(
-                !features.iter().any(|x| x == f),
-                "{package} enables tokio feature `{f}`: {features:?}"
+                deps.iter().any(|d| d == required),
+                "{} does not depend on {required}: {deps:?}",
+                layer.package
+            );
+        }
+        for dep in &deps {
+            assert!(
+                layer.requires.contains(&dep.as_str()) || layer.may_use.contains(&dep.as_str()),
+                "{} depends on {dep}, which its layer does not allow",
+                layer.package
             );
         }
     }
 }
 
 #[test]
-fn core_depends_on_no_other_spark_crate() {
-    let tree = dependency_tree("spark-adk-core");
-    for krate in [
-        "spark-adk-edges",
-        "spark-adk-sequential",
-        "spark-adk-mailbox",
-        "spark-adk",
-    ] {
-        assert!(
-            !depends_on(&tree, krate),
-            "spark-adk-core depends on {krate}"
-        );
-    }
-}
-
-#[test]
-fn edges_depend_only_on_core() {
-    let tree = dependency_tree("spark-adk-edges");
-    assert!(depends_on(&tree, "spark-adk-core"));
-    for krate in ["spark-adk-sequential", "spark-adk-mailbox", "spark-adk"] {
-        assert!(
-            !depends_on(&tree, krate),
-            "spark-adk-edges depends on {krate}"
-        );
-    }
-}
-
-#[test]
-fn executors_do_not_depend_on_each_other() {
-    let sequential = dependency_tree("spark-adk-sequential");
-    assert!(!depends_on(&sequential, "spark-adk-mailbox"));
-    assert!(!depends_on(&sequential, "spark-adk"));
-    let mailbox = dependency_tree("spark-adk-mailbox");
-    assert!(!depends_on(&mailbox, "spark-adk-sequential"));
-    assert!(!depends_on(&mailbox, "spark-adk"));
-}
-
-#[test]
-fn facade_reexports_every_member_crate() {
-    let tree = dependency_tree("spark-adk");
-    for krate in [
-        "spark-adk-core",
-        "spark-adk-edges",
-        "spark-adk-sequential",
-        "spark-adk-mailbox",
-        "spark-adk-policy",
-    ] {
-        assert!(depends_on(&tree, krate), "the facade misses {krate}");
-    }
-}
-
-#[test]
-fn policies_and_metrics_depend_only_on_core_and_pull_in_no_tokio_runtime() {
-    for package in ["spark-adk-policy", "spark-adk-metrics"] {
-        let tree = dependency_tree(package);
-        assert!(depends_on(&tree, "spark-adk-core"));
-        for krate in [
-            "spark-adk-edges",
-            "spark-adk-sequential",
-            "spark-adk-mailbox",
-            "spark-adk-policy",
-            "spark-adk-metrics",
-            "spark-adk",
-        ] {
-            assert!(
-                krate == package || !depends_on(&tree, krate),
-                "{package} depends on {krate}"
-            );
-        }
-        let features = tokio_features(&tree);
+fn core_edges_policies_and_metrics_pull_in_no_tokio_runtime() {
+    for layer in LAYERS.iter().filter(|l| l.runtime_free) {
+        let features = tokio_features(&dependency_tree(layer.package));
         for f in RUNTIME_FEATURES {
             assert!(
                 !features.iter().any(|x| x == f),
-                "{package} enables tokio feature `{f}`: {features:?}"
+                "{} enables tokio feature `{f}`: {features:?}",
+                layer.package
             );
         }
     }

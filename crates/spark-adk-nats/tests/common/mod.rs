@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use serde_json::json;
+use spark_adk_core::{node_fn, Node, NodeError};
 use spark_adk_edges::Topology;
 use spark_adk_nats::{async_nats, connect, DistributedGraph, Options};
 
@@ -92,4 +94,13 @@ pub async fn bounded<T>(secs: u64, f: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), f)
         .await
         .expect("the test did not finish in time")
+}
+
+/// A node that answers `{"n": n}` with `{"n": n + 1}` (`n` is 0 when missing): the generator of
+/// the loop tests (`gen.when("$.outputs.n < N") >> gen`).
+pub fn count_up() -> impl Node {
+    node_fn(|ctx| async move {
+        let n = ctx.inputs().content["n"].as_u64().unwrap_or(0);
+        Ok::<_, NodeError>(json!({ "n": n + 1 }))
+    })
 }
