@@ -18,6 +18,7 @@ use std::task::Poll;
 
 use spark_adk_core::{
     AckHook, BudgetKind, Context, DynNode, EventKind, NodeMessage, RunCounts, RunError, StopReason,
+    StreamEvent, StreamSender,
 };
 use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -74,6 +75,9 @@ async fn work(shared: &Shared, index: usize) {
     let Some(mut worker) = Worker::new(shared, index) else {
         return;
     };
+    // A streamed run (`Graph::stream`): one branch per message decides, the plain path is
+    // otherwise untouched.
+    let stream = shared.scope().stream();
     let end = loop {
         let Some(envelope) = worker.take().await else {
             break End::Stopped;
@@ -83,12 +87,16 @@ async fn work(shared: &Shared, index: usize) {
             shared.accounting().unprocessed(unprocessed);
             break End::Stopped;
         }
-        let Some(output) = worker.process(envelope).await else {
+        let output = match stream {
+            None => match worker.process(envelope).await {
+                Some(output) if worker.route(&output) => Some(output),
+                _ => None,
+            },
+            Some(stream) => worker.streamed(stream, envelope).await,
+        };
+        let Some(output) = output else {
             break End::Failed;
         };
-        if !worker.route(&output) {
-            break End::Failed;
-        }
         worker.settle(output).await;
     };
     worker.deferred.flush();
@@ -240,6 +248,42 @@ impl<'a> Worker<'a> {
             shared.stop().request(StopReason::Shutdown);
         }
         Some(output)
+    }
+
+    /// Process and route, as in a plain run, in a streamed run: the activation's input, output
+    /// and sink output go to the stream too. `None` when the node failed or a predicate
+    /// panicked (as `process` and `route`).
+    async fn streamed(&mut self, stream: &StreamSender, envelope: Envelope) -> Option<NodeMessage> {
+        let (node, input) = (Arc::clone(&self.name), envelope.payload.clone());
+        self.send(stream, StreamEvent::NodeStarted { node, input })
+            .await;
+        let output = self.process(envelope).await?;
+        let (node, finished) = (Arc::clone(&self.name), output.clone());
+        self.send(
+            stream,
+            StreamEvent::NodeFinished {
+                node,
+                output: finished,
+            },
+        )
+        .await;
+        if !self.route(&output) {
+            return None;
+        }
+        if self.targets.is_empty() {
+            let (node, sink) = (Arc::clone(&self.name), output.clone());
+            self.send(stream, StreamEvent::SinkOutput { node, output: sink })
+                .await;
+        }
+        Some(output)
+    }
+
+    /// Sends `event` to the run's stream; once the consumer dropped the stream, the run stops
+    /// gracefully as if its handle was dropped ([`StopReason::HandleDropped`]).
+    async fn send(&self, stream: &StreamSender, event: StreamEvent) {
+        if !stream.send(event).await && !self.shared.stop().is_stopping() {
+            self.shared.stop().request(StopReason::HandleDropped);
+        }
     }
 
     /// Route: the targets of `output` (`Topology::route`). `false` when a predicate panicked
