@@ -340,8 +340,23 @@ impl<'a> Worker<'a> {
             self.index,
             Arc::clone(self.shared.scope()),
         );
+        // A streamed run streams the delivery like an activation (its input says `shutdown`),
+        // so what the node emits meanwhile comes between a `NodeStarted` and a `NodeFinished`.
+        let stream = self.shared.scope().stream();
+        if let Some(stream) = stream {
+            let (node, input) = (Arc::clone(&self.name), ctx.inputs().clone());
+            self.send(stream, StreamEvent::NodeStarted { node, input })
+                .await;
+        }
         let panic = match self.runner.run(self.node.as_ref(), &ctx, || {}).await {
-            Ran::Done(Ok(_)) => None,
+            Ran::Done(Ok(output)) => {
+                if let Some(stream) = stream {
+                    let node = Arc::clone(&self.name);
+                    self.send(stream, StreamEvent::NodeFinished { node, output })
+                        .await;
+                }
+                None
+            }
             Ran::Done(Err(error)) => {
                 tracing::warn!(node = %self.name, %error, "the shutdown delivery returned an error");
                 None
