@@ -245,6 +245,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[allow(clippy::panic)]
     async fn lagging_mode_drops_what_finds_the_channel_full_and_reports_the_count_first() {
         let (tx, mut rx) =
             stream_channel(StreamOptions::lagging(2)).unwrap_or_else(|e| panic!("{e}"));

@@ -111,9 +111,8 @@ impl Stream for RunStream {
             return Poll::Ready(None);
         }
         let polled = self.rx.poll_recv(cx);
-        match &polled {
-            Poll::Ready(Some(StreamEvent::Finished(_)) | None) => self.done = true,
-            _ => {}
+        if let Poll::Ready(Some(StreamEvent::Finished(_)) | None) = &polled {
+            self.done = true;
         }
         polled
     }
