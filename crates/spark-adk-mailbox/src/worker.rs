@@ -87,15 +87,21 @@ async fn work(shared: &Shared, index: usize) {
             shared.accounting().unprocessed(unprocessed);
             break End::Stopped;
         }
-        let output = match stream {
-            None => match worker.process(envelope).await {
-                Some(output) if worker.route(&output) => Some(output),
-                _ => None,
-            },
-            Some(stream) => worker.streamed(stream, envelope).await,
-        };
-        let Some(output) = output else {
-            break End::Failed;
+        let output = if let Some(stream) = stream {
+            // Boxed: the plain path's future stays as it was (one allocation per message,
+            // streamed runs only).
+            let Some(output) = Box::pin(worker.streamed(stream, envelope)).await else {
+                break End::Failed;
+            };
+            output
+        } else {
+            let Some(output) = worker.process(envelope).await else {
+                break End::Failed;
+            };
+            if !worker.route(&output) {
+                break End::Failed;
+            }
+            output
         };
         worker.settle(output).await;
     };

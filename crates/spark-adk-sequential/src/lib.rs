@@ -379,8 +379,9 @@ async fn run_loop(
     let node_spans = !tracing::Span::current().is_disabled();
     // Without outside cancellation or deadline there is nothing to race a node against.
     let guarded = scope.external_cancellation().is_some() || scope.deadline().is_some();
-    // A streamed run (`Graph::stream`) sends its events with payloads here; a failed send (the
-    // consumer is gone) is ignored: the stream cancels the run's token when it is dropped.
+    // A streamed run (`Graph::stream`) sends its events with payloads here (boxed, so that the
+    // plain run's future does not grow); a failed send (the consumer is gone) is ignored: the
+    // stream cancels the run's token when it is dropped.
     let stream = scope.stream();
 
     while let Some((index, message)) = state.queue.pop() {
@@ -423,7 +424,7 @@ async fn run_loop(
         if let Some(stream) = stream {
             let input = ctx.inputs().clone();
             let node = Arc::clone(&entry.name);
-            stream.send(StreamEvent::NodeStarted { node, input }).await;
+            Box::pin(stream.send(StreamEvent::NodeStarted { node, input })).await;
         }
         if events {
             bus.publish(
@@ -520,7 +521,7 @@ async fn run_loop(
             None => {
                 if let Some(stream) = stream {
                     let (node, output) = (Arc::clone(&entry.name), output.clone());
-                    stream.send(StreamEvent::SinkOutput { node, output }).await;
+                    Box::pin(stream.send(StreamEvent::SinkOutput { node, output })).await;
                 }
                 state.sinks.push(Arc::clone(&entry.name), output);
             }
