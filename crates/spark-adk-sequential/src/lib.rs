@@ -510,9 +510,7 @@ async fn run_loop(
         };
         if let Some(stream) = stream {
             let (node, output) = (Arc::clone(&entry.name), output.clone());
-            stream
-                .send(StreamEvent::NodeFinished { node, output })
-                .await;
+            Box::pin(stream.send(StreamEvent::NodeFinished { node, output })).await;
         }
         let mut targets = Targets::default();
         let fired = topology.route(index, &output, |to| targets.push(to))?;
