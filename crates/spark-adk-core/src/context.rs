@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use serde_json::{Map, Value};
 
-use crate::{Budget, EventBus, EventKind, GraphState, NodeMessage};
+use crate::{Budget, EventBus, EventKind, GraphState, NodeMessage, StreamEvent, StreamSender};
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -50,6 +50,8 @@ pub struct RunScope {
     /// Where events published from inside an activation go (e.g. a retry wrapper's
     /// `NodeRetrying`), if the executor gave a bus.
     events: Option<EventBus>,
+    /// Where a streamed run's events go (`Graph::stream`); `None` for every other run.
+    stream: Option<StreamSender>,
     /// How many subgraph runs this run is nested in (0 for a run the user started).
     subgraph_depth: u32,
     /// The run this one is a subgraph of: tokens recorded here are recorded there too.
@@ -101,6 +103,7 @@ impl RunScope {
             initial_state,
             node_names,
             events: None,
+            stream: None,
             subgraph_depth: 0,
             parent: None,
         }
@@ -112,6 +115,20 @@ impl RunScope {
     pub fn with_events(mut self, bus: EventBus) -> Self {
         self.events = Some(bus);
         self
+    }
+
+    /// Returns the scope of a streamed run: its executor sends the run's events, with their
+    /// payloads, to `stream` (see [`StreamEvent`]), and [`Context::emit`] sends there too.
+    #[must_use]
+    pub fn with_stream(mut self, stream: StreamSender) -> Self {
+        self.stream = Some(stream);
+        self
+    }
+
+    /// The sending half of a streamed run's channel; `None` unless the run is streamed.
+    #[inline]
+    pub fn stream(&self) -> Option<&StreamSender> {
+        self.stream.as_ref()
     }
 
     /// The bus events published from inside an activation go to, if the run has one.
@@ -510,6 +527,67 @@ impl Context {
         Self {
             attempt: attempt.max(1),
             ..self.clone()
+        }
+    }
+
+    /// Emits `value` from inside this activation, for example one LLM token as it arrives.
+    ///
+    /// - In a streamed run (`Graph::stream`) it reaches the stream as
+    ///   [`StreamEvent::Emitted`], between this activation's `NodeStarted` and `NodeFinished`;
+    ///   in lossless mode the await waits while the consumer is behind (backpressure).
+    /// - Otherwise it costs a branch or two and does nothing, unless someone subscribed to the
+    ///   graph's event bus: then it is published there as [`EventKind::NodeEmitted`].
+    ///
+    /// It never fails: once the consumer dropped the stream, emitted values are discarded (the
+    /// run is stopping, see "Streaming" in `docs/runtime-semantics.md`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use spark_adk_core::{node_fn, Context, Node};
+    /// use serde_json::json;
+    ///
+    /// let llm = node_fn(|ctx| async move {
+    ///     for token in ["Hel", "lo"] {
+    ///         ctx.emit(token).await; // streamed when the run is; a no-op otherwise
+    ///     }
+    ///     Ok(json!({ "text": "Hello" }))
+    /// });
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let out = llm.process(&Context::detached(json!({}))).await.unwrap();
+    /// assert_eq!(out.content["text"], "Hello");
+    /// # });
+    /// ```
+    pub fn emit(
+        &self,
+        value: impl Into<serde_json::Value>,
+    ) -> impl std::future::Future<Output = ()> + Send + '_ {
+        let value = value.into();
+        async move {
+            let node = || {
+                self.scope
+                    .node_names
+                    .get(self.node_index)
+                    .map_or_else(|| Arc::from("?"), Arc::clone)
+            };
+            match self.scope.stream() {
+                Some(stream) => {
+                    self.scope.publish(|| EventKind::NodeEmitted {
+                        node: node(),
+                        value: value.clone(),
+                    });
+                    let _ = stream
+                        .send(StreamEvent::Emitted {
+                            node: node(),
+                            value,
+                        })
+                        .await;
+                }
+                None => self.scope.publish(|| EventKind::NodeEmitted {
+                    node: node(),
+                    value,
+                }),
+            }
         }
     }
 

@@ -51,6 +51,14 @@ pub enum EventKind {
         /// How long the wrapper waits before the next attempt.
         delay: Duration,
     },
+    /// A node emitted `value` with [`Context::emit`](crate::Context::emit) (for example one
+    /// LLM token). Published only while someone listens on the bus.
+    NodeEmitted {
+        /// The node.
+        node: Arc<str>,
+        /// What it emitted.
+        value: serde_json::Value,
+    },
     /// Long-running mode: a message was routed from one node to another.
     MessageSent {
         /// Sender.
@@ -92,7 +100,8 @@ impl Event {
             EventKind::NodeStarted { node }
             | EventKind::NodeFinished { node, .. }
             | EventKind::NodeFailed { node, .. }
-            | EventKind::NodeRetrying { node, .. } => Some(node),
+            | EventKind::NodeRetrying { node, .. }
+            | EventKind::NodeEmitted { node, .. } => Some(node),
             EventKind::MessageSent { from, .. } => Some(from),
             _ => None,
         }

@@ -41,6 +41,7 @@ mod node;
 pub mod panic;
 mod result;
 mod state;
+mod stream;
 mod task;
 
 pub use budget::{Budget, BudgetError, BudgetKind};
@@ -54,6 +55,9 @@ pub use result::{
     StopReason,
 };
 pub use state::GraphState;
+pub use stream::{
+    stream_channel, StreamEvent, StreamMode, StreamOptions, StreamReceiver, StreamSender,
+};
 pub use task::{Task, TaskType};
 
 /// Re-exported so users can cancel and observe cancellation without naming tokio-util.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spark_adk_core::{
-    BudgetKind, EventKind, RunError, RunResult, RunScope, SinkRetention, StopReason, Task, TaskType,
+    BudgetKind, EventKind, RunError, RunResult, RunScope, SinkRetention, StopReason, StreamSender,
+    Task, TaskType,
 };
 use spark_adk_edges::Topology;
 use tokio::sync::broadcast;
@@ -123,7 +124,40 @@ impl LongRunningExecutor {
                     .to_owned(),
             ));
         }
-        let started = start(topology, task, quiescence, false, self.sink_retention)?;
+        let started = start(topology, task, quiescence, false, self.sink_retention, None)?;
+        drive(started).await
+    }
+
+    /// Runs `task` as [`run`](Self::run) does, sending its events with their payloads to
+    /// `stream` (what `Graph::stream` uses; see `spark_adk_core::StreamEvent`). Each worker
+    /// sends where it starts and finishes an activation; in lossless mode it waits there for
+    /// room. Once the consumer dropped the stream, the run stops gracefully with
+    /// [`StopReason::HandleDropped`] at the next event a worker sends.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub async fn run_streamed(
+        &self,
+        topology: Arc<Topology>,
+        task: Task,
+        stream: StreamSender,
+    ) -> Result<RunResult, RunError> {
+        let quiescence = self.stop_on_quiescence.unwrap_or(true);
+        if !quiescence && task.budget.is_none_or(|b| b.is_unlimited()) {
+            return Err(RunError::InvalidTask(
+                "a long-running run without quiescence stop and without budget would never end; \
+                 set a budget"
+                    .to_owned(),
+            ));
+        }
+        let started = start(
+            topology,
+            task,
+            quiescence,
+            false,
+            self.sink_retention,
+            Some(stream),
+        )?;
         drive(started).await
     }
 
@@ -136,7 +170,7 @@ impl LongRunningExecutor {
     /// tokio runtime, or for a time budget on a runtime without timers.
     pub fn spawn(&self, topology: Arc<Topology>, task: Task) -> Result<RunHandle, RunError> {
         let quiescence = self.stop_on_quiescence.unwrap_or(false);
-        let started = start(topology, task, quiescence, true, self.sink_retention)?;
+        let started = start(topology, task, quiescence, true, self.sink_retention, None)?;
         let shared = Arc::clone(&started.shared);
         let driver = tokio::spawn(drive(started));
         Ok(RunHandle::new(shared, driver))
@@ -149,6 +183,7 @@ fn start(
     stop_on_quiescence: bool,
     with_outputs: bool,
     sink_retention: SinkRetention,
+    stream: Option<StreamSender>,
 ) -> Result<Started, RunError> {
     if task.task_type != TaskType::LongRunning {
         return Err(RunError::InvalidTask(format!(
@@ -173,15 +208,17 @@ fn start(
     let grace = task.grace_period();
     let start_node = topology.start();
     let outputs = with_outputs.then(|| broadcast::channel(OUTPUT_BUFFER).0);
-    let scope = Arc::new(
-        RunScope::for_run(
-            task.budget,
-            task.state
-                .unwrap_or_else(|| topology.initial_state().clone()),
-            Arc::clone(topology.names()),
-        )
-        .with_events(topology.events().clone()),
-    );
+    let scope = RunScope::for_run(
+        task.budget,
+        task.state
+            .unwrap_or_else(|| topology.initial_state().clone()),
+        Arc::clone(topology.names()),
+    )
+    .with_events(topology.events().clone());
+    let scope = Arc::new(match stream {
+        Some(stream) => scope.with_stream(stream),
+        None => scope,
+    });
     let shared = Arc::new(Shared::new(
         topology,
         scope,

@@ -18,6 +18,7 @@ use std::task::Poll;
 
 use spark_adk_core::{
     AckHook, BudgetKind, Context, DynNode, EventKind, NodeMessage, RunCounts, RunError, StopReason,
+    StreamEvent, StreamSender,
 };
 use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -74,6 +75,9 @@ async fn work(shared: &Shared, index: usize) {
     let Some(mut worker) = Worker::new(shared, index) else {
         return;
     };
+    // A streamed run (`Graph::stream`): one branch per message decides, the plain path is
+    // otherwise untouched.
+    let stream = shared.scope().stream();
     let end = loop {
         let Some(envelope) = worker.take().await else {
             break End::Stopped;
@@ -83,12 +87,22 @@ async fn work(shared: &Shared, index: usize) {
             shared.accounting().unprocessed(unprocessed);
             break End::Stopped;
         }
-        let Some(output) = worker.process(envelope).await else {
-            break End::Failed;
+        let output = if let Some(stream) = stream {
+            // Boxed: the plain path's future stays as it was (one allocation per message,
+            // streamed runs only).
+            let Some(output) = Box::pin(worker.streamed(stream, envelope)).await else {
+                break End::Failed;
+            };
+            output
+        } else {
+            let Some(output) = worker.process(envelope).await else {
+                break End::Failed;
+            };
+            if !worker.route(&output) {
+                break End::Failed;
+            }
+            output
         };
-        if !worker.route(&output) {
-            break End::Failed;
-        }
         worker.settle(output).await;
     };
     worker.deferred.flush();
@@ -242,6 +256,42 @@ impl<'a> Worker<'a> {
         Some(output)
     }
 
+    /// Process and route, as in a plain run, in a streamed run: the activation's input, output
+    /// and sink output go to the stream too. `None` when the node failed or a predicate
+    /// panicked (as `process` and `route`).
+    async fn streamed(&mut self, stream: &StreamSender, envelope: Envelope) -> Option<NodeMessage> {
+        let (node, input) = (Arc::clone(&self.name), envelope.payload.clone());
+        self.send(stream, StreamEvent::NodeStarted { node, input })
+            .await;
+        let output = self.process(envelope).await?;
+        let (node, finished) = (Arc::clone(&self.name), output.clone());
+        self.send(
+            stream,
+            StreamEvent::NodeFinished {
+                node,
+                output: finished,
+            },
+        )
+        .await;
+        if !self.route(&output) {
+            return None;
+        }
+        if self.targets.is_empty() {
+            let (node, sink) = (Arc::clone(&self.name), output.clone());
+            self.send(stream, StreamEvent::SinkOutput { node, output: sink })
+                .await;
+        }
+        Some(output)
+    }
+
+    /// Sends `event` to the run's stream; once the consumer dropped the stream, the run stops
+    /// gracefully as if its handle was dropped ([`StopReason::HandleDropped`]).
+    async fn send(&self, stream: &StreamSender, event: StreamEvent) {
+        if !stream.send(event).await && !self.shared.stop().is_stopping() {
+            self.shared.stop().request(StopReason::HandleDropped);
+        }
+    }
+
     /// Route: the targets of `output` (`Topology::route`). `false` when a predicate panicked
     /// (recorded as the run's error).
     #[inline]
@@ -296,8 +346,23 @@ impl<'a> Worker<'a> {
             self.index,
             Arc::clone(self.shared.scope()),
         );
+        // A streamed run streams the delivery like an activation (its input says `shutdown`),
+        // so what the node emits meanwhile comes between a `NodeStarted` and a `NodeFinished`.
+        let stream = self.shared.scope().stream();
+        if let Some(stream) = stream {
+            let (node, input) = (Arc::clone(&self.name), ctx.inputs().clone());
+            self.send(stream, StreamEvent::NodeStarted { node, input })
+                .await;
+        }
         let panic = match self.runner.run(self.node.as_ref(), &ctx, || {}).await {
-            Ran::Done(Ok(_)) => None,
+            Ran::Done(Ok(output)) => {
+                if let Some(stream) = stream {
+                    let node = Arc::clone(&self.name);
+                    self.send(stream, StreamEvent::NodeFinished { node, output })
+                        .await;
+                }
+                None
+            }
             Ran::Done(Err(error)) => {
                 tracing::warn!(node = %self.name, %error, "the shutdown delivery returned an error");
                 None

@@ -49,7 +49,8 @@ use std::sync::Arc;
 use spark_adk_core::panic::CatchUnwind;
 use spark_adk_core::{
     BudgetKind, CancellationToken, Context, EventKind, NodeCounts, NodeMessage, RunCounts,
-    RunError, RunMetadata, RunResult, RunScope, SinkOutputs, StopReason, Task, TaskType,
+    RunError, RunMetadata, RunResult, RunScope, SinkOutputs, StopReason, StreamEvent, Task,
+    TaskType,
 };
 use spark_adk_edges::Topology;
 use tokio::time::Instant;
@@ -378,6 +379,10 @@ async fn run_loop(
     let node_spans = !tracing::Span::current().is_disabled();
     // Without outside cancellation or deadline there is nothing to race a node against.
     let guarded = scope.external_cancellation().is_some() || scope.deadline().is_some();
+    // A streamed run (`Graph::stream`) sends its events with payloads here (boxed, so that the
+    // plain run's future does not grow); a failed send (the consumer is gone) is ignored: the
+    // stream cancels the run's token when it is dropped.
+    let stream = scope.stream();
 
     while let Some((index, message)) = state.queue.pop() {
         state.in_hand = true;
@@ -416,6 +421,11 @@ async fn run_loop(
         }
 
         let ctx = Context::new(message, index, Arc::clone(scope));
+        if let Some(stream) = stream {
+            let input = ctx.inputs().clone();
+            let node = Arc::clone(&entry.name);
+            Box::pin(stream.send(StreamEvent::NodeStarted { node, input })).await;
+        }
         if events {
             bus.publish(
                 scope.run_id(),
@@ -498,11 +508,21 @@ async fn run_loop(
                 })
             }
         };
+        if let Some(stream) = stream {
+            let (node, output) = (Arc::clone(&entry.name), output.clone());
+            Box::pin(stream.send(StreamEvent::NodeFinished { node, output })).await;
+        }
         let mut targets = Targets::default();
         let fired = topology.route(index, &output, |to| targets.push(to))?;
         state.accepted += fired as u64;
         match targets.split_last() {
-            None => state.sinks.push(Arc::clone(&entry.name), output),
+            None => {
+                if let Some(stream) = stream {
+                    let (node, output) = (Arc::clone(&entry.name), output.clone());
+                    Box::pin(stream.send(StreamEvent::SinkOutput { node, output })).await;
+                }
+                state.sinks.push(Arc::clone(&entry.name), output);
+            }
             Some((last, rest)) => {
                 for &to in rest {
                     state.queue.push((to, output.clone()));

@@ -3,10 +3,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use spark_adk_core::{Event, EventBus, NodeMessage, RunError, RunResult, Task, TaskType};
+use spark_adk_core::{
+    Event, EventBus, NodeMessage, RunError, RunResult, StreamOptions, Task, TaskType,
+};
 use spark_adk_edges::Topology;
 use spark_adk_mailbox::{LongRunningExecutor, RunHandle};
 use spark_adk_sequential::SequentialExecutor;
+
+use crate::RunStream;
 
 /// A built, validated graph. Cheap to clone (shared); can be run any number of times, also
 /// concurrently: runs never share mailboxes, budgets or token counters.
@@ -100,6 +104,55 @@ impl Graph {
     /// [`RunError::InvalidTask`] for a standard task, or when called outside a tokio runtime.
     pub fn spawn(&self, task: Task) -> Result<RunHandle, RunError> {
         LongRunningExecutor::new().spawn(Arc::clone(&self.topology), task)
+    }
+
+    /// Runs a task (either mode) and streams its events with their payloads: each node's
+    /// input as it starts, what it emits with [`Context::emit`](crate::Context::emit) (e.g. LLM
+    /// tokens), its output as it finishes, sink outputs, and last the result or error
+    /// ([`StreamEvent::Finished`](crate::StreamEvent::Finished)). Lossless with backpressure:
+    /// see [`stream_with`](Self::stream_with) for the capacity and the lagging mode, and
+    /// [`RunStream`] for what dropping the stream does. Call it within a tokio runtime (the
+    /// run works in a task of its own); outside one, the only item is
+    /// [`RunError::InvalidTask`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use spark_adk::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut g = Graph::builder();
+    /// let llm = g.add("llm", node_fn(|ctx| async move {
+    ///     for token in ["Hel", "lo"] {
+    ///         ctx.emit(token).await;
+    ///     }
+    ///     Ok(json!({ "text": "Hello" }))
+    /// }));
+    /// let graph = g.start(llm).build()?;
+    ///
+    /// let mut tokens = String::new();
+    /// let mut events = graph.stream(Task::new(json!({})));
+    /// while let Some(event) = events.next().await {
+    ///     match event {
+    ///         StreamEvent::Emitted { value, .. } => tokens.push_str(value.as_str().unwrap_or("")),
+    ///         StreamEvent::Finished(result) => assert_eq!(result?.content()["text"], "Hello"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// assert_eq!(tokens, "Hello");
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(&self, task: Task) -> RunStream {
+        self.stream_with(task, StreamOptions::default())
+    }
+
+    /// [`stream`](Self::stream) with a channel capacity and a mode: lossless (the run waits
+    /// while the channel is full) or lagging (the run never waits; what does not fit is
+    /// dropped and reported as [`StreamEvent::Lagged`](crate::StreamEvent::Lagged)). A
+    /// capacity of 0 makes [`RunError::InvalidTask`] the only item.
+    pub fn stream_with(&self, task: Task, options: StreamOptions) -> RunStream {
+        RunStream::start(Arc::clone(&self.topology), task, options)
     }
 
     /// Runs a standard-mode task with `inputs` (the seed's `graph.run(initial_inputs=...)`).

@@ -164,9 +164,11 @@
 
 mod graph;
 mod map;
+mod stream;
 
 pub use graph::{Graph, GraphBuilder};
 pub use map::{MapError, MapNode, OnItemError};
+pub use stream::RunStream;
 
 /// Node policies (retry, timeout, shared limiter): the `spark-adk-policy` crate.
 pub use spark_adk_policy as policy;
@@ -178,7 +180,8 @@ pub use spark_adk_core::{
     json, node_fn, AckHook, Budget, BudgetError, BudgetKind, CancellationToken, ChannelMessage,
     Context, DynNode, Event, EventBus, EventKind, GraphState, Map, Node, NodeCount, NodeCounts,
     NodeError, NodeMessage, NodeResult, RunCounts, RunError, RunMetadata, RunResult, RunScope,
-    SinkOutput, SinkOutputs, SinkRetention, StopReason, Task, TaskType, Value,
+    SinkOutput, SinkOutputs, SinkRetention, StopReason, StreamEvent, StreamMode, StreamOptions,
+    Task, TaskType, Value,
 };
 pub use spark_adk_edges::{
     BuildError, BuildErrors, Chain, EdgeCondition, Endpoint, ExprError, Expression, NodeRef,
@@ -214,8 +217,8 @@ pub mod prelude {
     pub use crate::{
         json, node_fn, Budget, ChannelMessage, Context, EdgeCondition, Event, EventKind, Graph,
         GraphBuilder, GraphState, Limiter, MapNode, Node, NodeError, NodeExt, NodeMessage, NodeRef,
-        OnItemError, RetryPolicy, RunError, RunHandle, RunResult, StopReason, SubgraphNode, Task,
-        TaskType, Value,
+        OnItemError, RetryPolicy, RunError, RunHandle, RunResult, StopReason, StreamEvent,
+        StreamOptions, SubgraphNode, Task, TaskType, Value,
     };
 }
 
