@@ -67,6 +67,7 @@ impl RunScope {
     /// Returns the scope with the graph's node names (by index), which contexts made from it
     /// report as [`Context::node_name`]. Executors set them.
     #[must_use]
+    #[inline]
     pub fn with_node_names(self, node_names: Arc<[Arc<str>]>) -> Self {
         Self { node_names, ..self }
     }
@@ -112,6 +113,7 @@ impl RunScope {
     /// Returns the scope with `bus` as the place where events published from inside an
     /// activation go ([`RunScope::publish`]); executors give the graph's bus.
     #[must_use]
+    #[inline]
     pub fn with_events(mut self, bus: EventBus) -> Self {
         self.events = Some(bus);
         self

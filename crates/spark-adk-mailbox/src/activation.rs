@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::Poll;
 
@@ -84,8 +84,9 @@ impl Runner<'_> {
             Ok(f) => Some(f),
             Err(message) => return Ran::Panicked(message),
         };
-        // Made only once the node waits: quick activations never touch the token.
-        let mut abandoned = pin!(None::<WaitForCancellationFuture<'_>>);
+        // Made (and boxed) only once the node waits: quick activations never touch the token,
+        // and this future stays small enough to be moved without a `memcpy` call.
+        let mut abandoned: Option<Pin<Box<WaitForCancellationFuture<'_>>>> = None;
         let mut pended = false;
         poll_fn(|cx| {
             let Some(running) = future.as_mut() else {
@@ -119,12 +120,11 @@ impl Runner<'_> {
                     }
                     if abandoned.is_none() {
                         let token = self.abandon.get_or_init(|| self.stop.abandon_token());
-                        abandoned.set(Some(token.cancelled()));
+                        abandoned = Some(Box::pin(token.cancelled()));
                     }
                     let grace_over = abandoned
                         .as_mut()
-                        .as_pin_mut()
-                        .is_none_or(|f| f.poll(cx).is_ready());
+                        .is_none_or(|f| f.as_mut().poll(cx).is_ready());
                     if !grace_over {
                         return Poll::Pending;
                     }

@@ -237,15 +237,21 @@ impl<'a> Worker<'a> {
         self.pended = false;
         let pended = &mut self.pended;
         let deferred = &mut self.deferred;
-        let activation = self.runner.run(self.node.as_ref(), &self.ctx, || {
+        let on_first_pending = || {
             *pended = true;
             deferred.flush();
-        });
+        };
+        // The activation is built where it is awaited (not bound first): a bound future is
+        // moved into the await with a `memcpy` call, once per message.
+        let (node, ctx) = (self.node.as_ref(), &self.ctx);
         let ran = if self.node_spans {
             let span = tracing::debug_span!("spark.node", node = %self.name, mode = "long_running");
-            activation.instrument(span).await
+            self.runner
+                .run(node, ctx, on_first_pending)
+                .instrument(span)
+                .await
         } else {
-            activation.await
+            self.runner.run(node, ctx, on_first_pending).await
         };
         let output = finished(shared, self.index, &self.name, ran, ack, started)?;
         if shared.scope().take_shutdown_request(self.index) {
