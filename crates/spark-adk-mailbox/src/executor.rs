@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spark_adk_core::{
-    BudgetKind, EventKind, RunError, RunResult, RunScope, SinkRetention, StopReason, Task, TaskType,
+    BudgetKind, EventKind, RunError, RunResult, RunScope, SinkOutput, SinkRetention, StopReason, Task,
+    TaskType,
 };
 use spark_adk_edges::Topology;
 use tokio::sync::broadcast;
@@ -22,6 +23,10 @@ use crate::worker::run_worker;
 
 /// How many sink outputs a subscriber of a spawned run may lag behind before it loses some.
 const OUTPUT_BUFFER: usize = 1024;
+
+/// How many sink outputs a spawned run keeps for its result unless the task or executor says
+/// otherwise (see [`LongRunningExecutor::sink_retention`]).
+pub const SPAWN_SINK_RETENTION: SinkRetention = SinkRetention::Last(OUTPUT_BUFFER);
 
 /// Runs graphs in long-running mode: every node a concurrent worker (a tokio task) with a
 /// bounded mailbox.
@@ -60,13 +65,15 @@ const OUTPUT_BUFFER: usize = 1024;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LongRunningExecutor {
     stop_on_quiescence: Option<bool>,
-    sink_retention: SinkRetention,
+    sink_retention: Option<SinkRetention>,
 }
 
 pub(crate) struct Started {
     pub(crate) shared: Arc<Shared>,
     tracker: TaskTracker,
     grace: Duration,
+    /// A spawned run's subscription to its sink outputs, made before its first activation.
+    first_outputs: Option<broadcast::Receiver<SinkOutput>>,
 }
 
 impl LongRunningExecutor {
@@ -76,21 +83,25 @@ impl LongRunningExecutor {
     }
 
     /// Whether a run ends once it is quiescent. Default: `true` for [`run`](Self::run),
-    /// `false` for [`spawn`](Self::spawn).
+    /// `false` for [`spawn`](Self::spawn). A task that sets its own
+    /// (`Task::with_quiescence`) overrides this.
     #[must_use]
     pub fn stop_on_quiescence(mut self, stop: bool) -> Self {
         self.stop_on_quiescence = Some(stop);
         self
     }
 
-    /// How many sink outputs the result keeps. Default: [`SinkRetention::All`], every one in
-    /// completion order. A spawned run that produces outputs for days should read them through
-    /// [`RunHandle::subscribe`] and keep only the last few
-    /// ([`SinkRetention::Last`]); the result then reports how many it did not keep in
-    /// `RunMetadata::sink_outputs_discarded`.
+    /// How many sink outputs the result keeps. A task that sets its own
+    /// (`Task::with_sink_retention`) overrides this.
+    ///
+    /// Default for [`run`](Self::run): [`SinkRetention::All`], every one in completion order
+    /// (the spec's result). Default for [`spawn`](Self::spawn): [`SPAWN_SINK_RETENTION`], the
+    /// most recent 1,024: a spawned run may produce outputs for days, and keeping them all
+    /// would grow its memory without bound; it reads them through [`RunHandle::subscribe`]. The
+    /// result reports how many it did not keep in `RunMetadata::sink_outputs_discarded`.
     #[must_use]
     pub fn sink_retention(mut self, retention: SinkRetention) -> Self {
-        self.sink_retention = retention;
+        self.sink_retention = Some(retention);
         self
     }
 
@@ -115,7 +126,10 @@ impl LongRunningExecutor {
     /// finish their in-flight message, get their shutdown delivery and exit in the background,
     /// within the grace period (then what still runs is dropped): no worker task is left behind.
     pub async fn run(&self, topology: Arc<Topology>, task: Task) -> Result<RunResult, RunError> {
-        let quiescence = self.stop_on_quiescence.unwrap_or(true);
+        let quiescence = task
+            .stop_on_quiescence
+            .or(self.stop_on_quiescence)
+            .unwrap_or(true);
         if !quiescence && task.budget.is_none_or(|b| b.is_unlimited()) {
             return Err(RunError::InvalidTask(
                 "a long-running run without quiescence stop and without budget would never end; \
@@ -123,7 +137,8 @@ impl LongRunningExecutor {
                     .to_owned(),
             ));
         }
-        let started = start(topology, task, quiescence, false, self.sink_retention)?;
+        let retention = self.sink_retention.unwrap_or(SinkRetention::All);
+        let started = start(topology, task, quiescence, false, retention)?;
         drive(started).await
     }
 
@@ -131,15 +146,24 @@ impl LongRunningExecutor {
     /// subscribe to outputs, request a shutdown and await the result. Dropping the handle stops
     /// the run gracefully unless it was [detached](RunHandle::detach).
     ///
+    /// The run's sink outputs are subscribed before its first activation: the handle's first
+    /// [`subscribe`](RunHandle::subscribe) sees them from the first one.
+    ///
     /// # Errors
     /// [`RunError::InvalidTask`] for a task that is not long-running, when called outside a
-    /// tokio runtime, or for a time budget on a runtime without timers.
+    /// tokio runtime, for a time budget on a runtime without timers, or for a mailbox capacity
+    /// of zero.
     pub fn spawn(&self, topology: Arc<Topology>, task: Task) -> Result<RunHandle, RunError> {
-        let quiescence = self.stop_on_quiescence.unwrap_or(false);
-        let started = start(topology, task, quiescence, true, self.sink_retention)?;
+        let quiescence = task
+            .stop_on_quiescence
+            .or(self.stop_on_quiescence)
+            .unwrap_or(false);
+        let retention = self.sink_retention.unwrap_or(SPAWN_SINK_RETENTION);
+        let mut started = start(topology, task, quiescence, true, retention)?;
         let shared = Arc::clone(&started.shared);
+        let first_outputs = started.first_outputs.take();
         let driver = tokio::spawn(drive(started));
-        Ok(RunHandle::new(shared, driver))
+        Ok(RunHandle::new(shared, driver, first_outputs))
     }
 }
 
@@ -170,6 +194,12 @@ fn start(
                 .to_owned(),
         ));
     }
+    if task.mailbox_capacity == Some(0) {
+        return Err(RunError::InvalidTask(
+            "the task's mailbox capacity must be at least 1".to_owned(),
+        ));
+    }
+    let sink_retention = task.sink_retention.unwrap_or(sink_retention);
     let grace = task.grace_period();
     let start_node = topology.start();
     let outputs = with_outputs.then(|| broadcast::channel(OUTPUT_BUFFER).0);
@@ -188,6 +218,7 @@ fn start(
         stop_on_quiescence,
         outputs,
         sink_retention,
+        task.mailbox_capacity,
     ));
     shared.publish(|| EventKind::GraphStarted {
         task_type: TaskType::LongRunning,
@@ -205,6 +236,8 @@ fn start(
             "the start node's new mailbox refused the task input".to_owned(),
         ));
     }
+    // Subscribed before any worker runs, so that no sink output is missed (section 11).
+    let first_outputs = with_outputs.then(|| shared.sinks().subscribe());
     let tracker = TaskTracker::new();
     for index in 0..shared.mailboxes().len() {
         tracker.spawn(run_worker(Arc::clone(&shared), index));
@@ -214,6 +247,7 @@ fn start(
         shared,
         tracker,
         grace,
+        first_outputs,
     })
 }
 
@@ -330,6 +364,7 @@ async fn drive_inner(started: Started) -> Result<RunResult, RunError> {
         shared,
         tracker,
         grace,
+        first_outputs: _,
     } = started;
     let mut guard = StopOnDrop {
         shared: Some(Arc::clone(&shared)),

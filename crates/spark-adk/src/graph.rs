@@ -74,6 +74,8 @@ impl Graph {
     }
 
     /// Runs a task; the task type picks the executor (the seed's `await graph.run(task)`).
+    /// A long-running task's options ([`Task::with_sink_retention`],
+    /// [`Task::with_mailbox_capacity`], [`Task::with_quiescence`]) apply to its run.
     ///
     /// # Errors
     /// Whatever the executor reports: see [`RunError`].
@@ -96,8 +98,14 @@ impl Graph {
     /// result. The run does not end at quiescence (the handle may still send); it ends on
     /// shutdown, budget, error, or when the handle is dropped.
     ///
+    /// Per-run options go on the task: [`Task::with_sink_retention`] (default here: the most
+    /// recent 1,024 sink outputs are kept for the result, so an endless stream keeps bounded
+    /// memory; read them all through [`RunHandle::subscribe`]), [`Task::with_mailbox_capacity`],
+    /// [`Task::with_quiescence`].
+    ///
     /// # Errors
-    /// [`RunError::InvalidTask`] for a standard task, or when called outside a tokio runtime.
+    /// [`RunError::InvalidTask`] for a standard task, when called outside a tokio runtime, or
+    /// for a mailbox capacity of zero.
     pub fn spawn(&self, task: Task) -> Result<RunHandle, RunError> {
         LongRunningExecutor::new().spawn(Arc::clone(&self.topology), task)
     }
