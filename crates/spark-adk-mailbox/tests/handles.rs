@@ -693,21 +693,30 @@ async fn a_spawned_run_ends_at_quiescence_when_its_task_asks() {
     assert_eq!(result.content(), &json!({ "n": 5 }));
 }
 
-#[tokio::test]
-async fn a_run_to_its_end_without_quiescence_from_its_task_ends_at_its_budget() {
-    let task = Task::long_running(json!({}))
-        .with_quiescence(false)
-        .with_budget(Budget::tokens(1).unwrap());
+#[tokio::test(start_paused = true)]
+async fn a_run_to_its_end_whose_task_turns_quiescence_off_ends_only_at_its_budget() {
     let topology = Arc::new(one_pass_node());
+    let unbounded = Task::long_running(json!({})).with_quiescence(false);
     let err = LongRunningExecutor::new()
-        .run(Arc::clone(&topology), Task::long_running(json!({})).with_quiescence(false))
+        .run(Arc::clone(&topology), unbounded)
+        .guarded()
         .await
         .unwrap_err();
     assert!(matches!(err, RunError::InvalidTask(_)), "{err}");
-    // With a budget it is allowed, and it is not stopped by quiescence: only the budget ends it.
-    let mut handle = LongRunningExecutor::new().spawn(topology, task).unwrap();
-    let still_running = tokio::time::timeout(Duration::from_millis(50), handle.finished()).await;
-    assert!(still_running.is_err(), "the run ended at quiescence");
+
+    let budgeted = Task::long_running(json!({}))
+        .with_quiescence(false)
+        .with_budget(Budget::seconds(5.0).unwrap());
+    let result = LongRunningExecutor::new()
+        .run(topology, budgeted)
+        .guarded()
+        .await
+        .unwrap();
+    assert_eq!(
+        result.metadata.stop_reason,
+        StopReason::Budget(BudgetKind::Time)
+    );
+    assert_eq!(result.metadata.processed, 1);
 }
 
 #[tokio::test]
