@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spark_adk_core::{
-    BudgetKind, EventKind, RunError, RunResult, RunScope, SinkOutput, SinkRetention, StopReason, Task,
-    TaskType,
+    BudgetKind, EventKind, RunError, RunResult, RunScope, SinkOutput, SinkRetention, StopReason,
+    Task, TaskType,
 };
 use spark_adk_edges::Topology;
 use tokio::sync::broadcast;

@@ -16,7 +16,10 @@ fn stream_of(n: u64) -> Graph {
             Ok(json!({ "seq": seq, "next": seq + 1, "more": seq + 1 < n }))
         }),
     );
-    let out = g.add("out", node_fn(|ctx| async move { Ok(ctx.inputs().clone()) }));
+    let out = g.add(
+        "out",
+        node_fn(|ctx| async move { Ok(ctx.inputs().clone()) }),
+    );
     g.connect(src >> out);
     g.connect(src.on("more", true) >> src);
     g.start(src).build().unwrap()
