@@ -245,7 +245,7 @@ impl RunSender {
 
     /// Sends a message into the mailbox of `node`, waiting while it is full (backpressure).
     ///
-    /// A node of this run may send through a handle it holds: its send then waits as that
+    /// A node of this run may send through a handle or sender it holds: its send then waits as that
     /// node's worker, so a wait that could never end (for example into its own full mailbox)
     /// ends the run with `RunError::Deadlock` and returns [`HandleSendError::Stopped`] instead
     /// of hanging.

@@ -114,6 +114,9 @@ impl Graph {
     ///
     /// # Errors
     /// As [`Graph::run`].
+    ///
+    /// # Cancel safety
+    /// As [`Graph::run`].
     pub async fn run_with(&self, inputs: impl Into<NodeMessage>) -> Result<RunResult, RunError> {
         self.run(Task::new(inputs)).await
     }
@@ -121,6 +124,9 @@ impl Graph {
     /// Runs a standard-mode task with an empty input (the seed's `await graph.run()`).
     ///
     /// # Errors
+    /// As [`Graph::run`].
+    ///
+    /// # Cancel safety
     /// As [`Graph::run`].
     pub async fn run_default(&self) -> Result<RunResult, RunError> {
         self.run(Task::default()).await
