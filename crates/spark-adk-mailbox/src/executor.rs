@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spark_adk_core::{
-    BudgetKind, EventKind, RunError, RunResult, RunScope, SinkOutput, SinkRetention, StopReason,
-    Task, TaskType,
+    BudgetKind, EventKind, RunError, RunResult, RunScope, SinkRetention, StopReason, Task, TaskType,
 };
 use spark_adk_edges::Topology;
 use tokio::sync::broadcast;
@@ -19,10 +18,8 @@ use crate::catch::call_caught;
 use crate::envelope::Envelope;
 use crate::handle::RunHandle;
 use crate::shared::Shared;
+use crate::sinks::OUTPUT_BUFFER;
 use crate::worker::run_worker;
-
-/// How many sink outputs a subscriber of a spawned run may lag behind before it loses some.
-const OUTPUT_BUFFER: usize = 1024;
 
 /// How many sink outputs a spawned run keeps for its result unless the task or executor says
 /// otherwise (see [`LongRunningExecutor::sink_retention`]).
@@ -72,8 +69,6 @@ pub(crate) struct Started {
     pub(crate) shared: Arc<Shared>,
     tracker: TaskTracker,
     grace: Duration,
-    /// A spawned run's subscription to its sink outputs, made before its first activation.
-    first_outputs: Option<broadcast::Receiver<SinkOutput>>,
 }
 
 impl LongRunningExecutor {
@@ -146,8 +141,8 @@ impl LongRunningExecutor {
     /// subscribe to outputs, request a shutdown and await the result. Dropping the handle stops
     /// the run gracefully unless it was [detached](RunHandle::detach).
     ///
-    /// The run's sink outputs are subscribed before its first activation: the handle's first
-    /// [`subscribe`](RunHandle::subscribe) sees them from the first one.
+    /// The handle's first [`subscribe`](RunHandle::subscribe) sees the run's sink outputs from
+    /// the first one, however late it is called.
     ///
     /// # Errors
     /// [`RunError::InvalidTask`] for a task that is not long-running, when called outside a
@@ -159,11 +154,10 @@ impl LongRunningExecutor {
             .or(self.stop_on_quiescence)
             .unwrap_or(false);
         let retention = self.sink_retention.unwrap_or(SPAWN_SINK_RETENTION);
-        let mut started = start(topology, task, quiescence, true, retention)?;
+        let started = start(topology, task, quiescence, true, retention)?;
         let shared = Arc::clone(&started.shared);
-        let first_outputs = started.first_outputs.take();
         let driver = tokio::spawn(drive(started));
-        Ok(RunHandle::new(shared, driver, first_outputs))
+        Ok(RunHandle::new(shared, driver))
     }
 }
 
@@ -236,8 +230,6 @@ fn start(
             "the start node's new mailbox refused the task input".to_owned(),
         ));
     }
-    // Subscribed before any worker runs, so that no sink output is missed (section 11).
-    let first_outputs = with_outputs.then(|| shared.sinks().subscribe());
     let tracker = TaskTracker::new();
     for index in 0..shared.mailboxes().len() {
         tracker.spawn(run_worker(Arc::clone(&shared), index));
@@ -247,7 +239,6 @@ fn start(
         shared,
         tracker,
         grace,
-        first_outputs,
     })
 }
 
@@ -364,7 +355,6 @@ async fn drive_inner(started: Started) -> Result<RunResult, RunError> {
         shared,
         tracker,
         grace,
-        first_outputs: _,
     } = started;
     let mut guard = StopOnDrop {
         shared: Some(Arc::clone(&shared)),

@@ -1,6 +1,6 @@
 //! [`RunHandle`]: talk to a spawned long-running run; [`RunSender`]: a cloneable sender into it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use spark_adk_core::{ChannelMessage, NodeMessage, RunError, RunResult, SinkOutput, StopReason};
 use tokio::sync::broadcast;
@@ -59,9 +59,6 @@ impl HandleSendError {
 pub struct RunHandle {
     sender: RunSender,
     driver: Option<JoinHandle<Result<RunResult, RunError>>>,
-    /// The subscription made when the run started, before its first activation; the first
-    /// [`subscribe`](Self::subscribe) takes it.
-    first_outputs: Mutex<Option<broadcast::Receiver<SinkOutput>>>,
 }
 
 /// A cloneable sender into a spawned run (from [`RunHandle::sender`]): send messages into
@@ -79,12 +76,10 @@ impl RunHandle {
     pub(crate) fn new(
         shared: Arc<Shared>,
         driver: JoinHandle<Result<RunResult, RunError>>,
-        first_outputs: Option<broadcast::Receiver<SinkOutput>>,
     ) -> Self {
         Self {
             sender: RunSender { shared },
             driver: Some(driver),
-            first_outputs: Mutex::new(first_outputs),
         }
     }
 
@@ -140,19 +135,19 @@ impl RunHandle {
 
     /// Subscribes to the run's sink outputs (outputs that matched no edge).
     ///
-    /// The **first** call returns a subscription made when the run started, before its first
-    /// activation: it sees every sink output from the first one, however late it is called
-    /// (section 11 of the spec). Until then that subscription buffers at most 1,024 outputs
-    /// (bounded memory); beyond that the oldest are reported as `RecvError::Lagged(n)`, never
-    /// lost silently. Later calls see the outputs from the call on. A subscriber that falls
-    /// more than 1,024 outputs behind gets `RecvError::Lagged` and loses the oldest; it never
-    /// slows the run down.
+    /// The **first** call does not miss what the run produced before it (section 11 of the
+    /// spec): it first receives, oldest first, the outputs the run has kept for its result so
+    /// far (as many as its sink retention keeps, at most the last 1,024), then every output
+    /// from the call on, each exactly once. So a first subscriber sees every output from the
+    /// first one unless it came so late that the retention (a spawned run keeps the last 1,024
+    /// by default) no longer holds them. Until the first call nothing is broadcast, so a run
+    /// nobody subscribes to pays nothing and holds no extra memory. Later calls see the outputs
+    /// from the call on.
+    ///
+    /// A subscriber that falls more than 1,024 outputs behind gets `RecvError::Lagged` and
+    /// loses the oldest; it never slows the run down.
     pub fn subscribe(&self) -> broadcast::Receiver<SinkOutput> {
-        let first = match self.first_outputs.lock() {
-            Ok(mut first) => first.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
-        first.unwrap_or_else(|| self.sender.shared.sinks().subscribe())
+        self.sender.shared.sinks().subscribe()
     }
 
     /// Asks the run to stop gracefully ([`StopReason::Shutdown`]): every worker finishes its

@@ -539,6 +539,56 @@ async fn subscribing_right_after_spawn_never_misses_the_first_output() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_subscriber_sees_every_output_exactly_once_whenever_it_subscribes() {
+    const N: u64 = 300;
+    let graph = sequence_of(N);
+    for delay in [0, 1, 10, 100, 1000] {
+        let handle = graph
+            .spawn(Task::long_running(json!({})).with_quiescence(true))
+            .unwrap();
+        // Subscribes at some point of the stream: before, during or after it.
+        for _ in 0..delay {
+            tokio::task::yield_now().await;
+        }
+        let mut outputs = handle.subscribe();
+        let result = handle.wait().guarded().await.unwrap();
+
+        let mut seen = Vec::new();
+        while let Ok(out) = outputs.try_recv() {
+            seen.push(out.message.content["seq"].as_u64().unwrap());
+        }
+        assert_eq!(
+            seen,
+            (0..N).collect::<Vec<_>>(),
+            "subscribed after {delay} yields"
+        );
+        assert_eq!(result.sink_outputs().len() as u64, N);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_first_subscriber_gets_what_the_retention_kept_then_the_rest() {
+    let graph = one_pass_node();
+    let task = Task::long_running(json!({ "n": 0 })).with_sink_retention(SinkRetention::Last(2));
+    let handle = graph.spawn(task).unwrap();
+    for n in 1..=4 {
+        handle.send("a", json!({ "n": n })).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await; // all five are sink outputs by now
+    let mut outputs = handle.subscribe();
+    handle.send("a", json!({ "n": 5 })).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(outputs.recv().guarded().await.unwrap().message.content["n"].clone());
+    }
+    assert_eq!(got, [json!(3), json!(4), json!(5)]);
+    handle.shutdown();
+    let result = handle.wait().guarded().await.unwrap();
+    assert_eq!(result.metadata.sink_outputs_discarded, 4);
+    assert!(outputs.try_recv().is_err(), "an output was delivered twice");
+}
+
 #[tokio::test]
 async fn a_sender_keeps_sending_while_the_handle_waits_for_the_result() {
     let graph = one_pass_node();

@@ -66,7 +66,8 @@
 //! messages into any node by name, [`subscribe`](RunHandle::subscribe) to sink outputs, then
 //! [`shutdown`](RunHandle::shutdown) and [`wait`](RunHandle::wait) for the result. A spawned
 //! run does not stop at quiescence (the handle may still send); dropping the handle stops it.
-//! Its first subscription is made before the first activation, so no output is missed;
+//! Its first subscriber gets the outputs produced before it (as many as the run keeps), so
+//! none is lost to a late `subscribe`;
 //! [`sender`](RunHandle::sender) gives a cloneable [`RunSender`] to send while
 //! [`finished`](RunHandle::finished) waits. Per-run options go on the task:
 //! [`with_sink_retention`](Task::with_sink_retention) (a spawned run keeps the last 1,024 sink
@@ -93,7 +94,7 @@
 //! // 2. In the background, with a handle; the result keeps only the last 100 outputs.
 //! let task = Task::long_running(json!({})).with_sink_retention(SinkRetention::Last(100));
 //! let mut handle = graph.spawn(task)?;
-//! let mut outputs = handle.subscribe(); // sees every output, from the first one
+//! let mut outputs = handle.subscribe(); // the first one also gets what came before it
 //! let sender = handle.sender(); // cloneable: send from anywhere while the handle waits
 //! sender.send("price", json!({ "order": 7, "qty": 5 })).await?;
 //! let total = loop {

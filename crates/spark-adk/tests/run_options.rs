@@ -47,7 +47,7 @@ async fn graph_spawn_takes_retention_capacity_and_quiescence_from_the_task() {
     assert_eq!(result.metadata.stop_reason, StopReason::Completed);
     assert_eq!(kept(&result), [45, 46, 47, 48, 49]);
     assert_eq!(result.metadata.sink_outputs_discarded, 45);
-    // The subscription made at spawn saw every output, from the first one.
+    // The first subscriber saw every output, from the first one.
     let mut seen = Vec::new();
     while let Ok(out) = outputs.try_recv() {
         seen.push(out.message.content["seq"].as_u64().unwrap());
