@@ -692,10 +692,14 @@ impl Soak {
             rss: None,
             problems: Vec::new(),
         };
-        let spawned = LongRunningExecutor::new().stop_on_quiescence(true).spawn(
-            Arc::clone(self.graph.topology()),
-            Task::long_running(json!({ EPOCH: number })),
-        );
+        // Every sink output is counted below: keep them all (a spawn keeps the last 1,024).
+        let spawned = LongRunningExecutor::new()
+            .stop_on_quiescence(true)
+            .sink_retention(spark_adk::SinkRetention::All)
+            .spawn(
+                Arc::clone(self.graph.topology()),
+                Task::long_running(json!({ EPOCH: number })),
+            );
         let handle = match spawned {
             Ok(handle) => handle,
             Err(e) => {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use serde_json::{Map, Value};
 
-use crate::{Budget, NodeMessage};
+use crate::{Budget, NodeMessage, SinkRetention};
 
 /// The execution mode of a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
@@ -51,6 +51,15 @@ pub struct Task {
     /// Long-running mode: how long a graceful stop waits for running activations (and
     /// shutdown deliveries) before they are dropped. `None` means [`Task::DEFAULT_GRACE`].
     pub grace: Option<Duration>,
+    /// Long-running mode: how many sink outputs the result keeps. `None` uses the executor's
+    /// default (every one for a run to its end, the most recent 1,024 for a spawned run).
+    pub sink_retention: Option<SinkRetention>,
+    /// Long-running mode: the mailbox capacity of every node that has no capacity of its own
+    /// (replacing the graph's default). `None` uses the graph's.
+    pub mailbox_capacity: Option<usize>,
+    /// Long-running mode: whether the run ends once it is quiescent. `None` uses the
+    /// executor's default (`true` for a run to its end, `false` for a spawned run).
+    pub stop_on_quiescence: Option<bool>,
 }
 
 impl Task {
@@ -63,6 +72,9 @@ impl Task {
             max_steps: None,
             state: None,
             grace: None,
+            sink_retention: None,
+            mailbox_capacity: None,
+            stop_on_quiescence: None,
         }
     }
 
@@ -120,6 +132,48 @@ impl Task {
     #[must_use]
     pub fn with_max_steps(mut self, max_steps: u64) -> Self {
         self.max_steps = Some(max_steps);
+        self
+    }
+
+    /// Sets how many sink outputs the result keeps (long-running mode). A spawned run that
+    /// produces outputs for days reads them through its handle's `subscribe` and keeps only the
+    /// last few; the result reports how many it did not keep in
+    /// `RunMetadata::sink_outputs_discarded`. Standard mode keeps every sink output (its step
+    /// limit bounds them).
+    ///
+    /// ```
+    /// use spark_adk_core::{SinkRetention, Task};
+    /// use serde_json::json;
+    ///
+    /// let task = Task::long_running(json!({}))
+    ///     .with_sink_retention(SinkRetention::Last(100))
+    ///     .with_mailbox_capacity(64)
+    ///     .with_quiescence(true);
+    /// assert_eq!(task.sink_retention, Some(SinkRetention::Last(100)));
+    /// ```
+    #[must_use]
+    pub fn with_sink_retention(mut self, retention: SinkRetention) -> Self {
+        self.sink_retention = Some(retention);
+        self
+    }
+
+    /// Sets the mailbox capacity of this run's nodes (long-running mode): every node without a
+    /// capacity of its own gets `capacity` instead of the graph's default (a node whose own
+    /// capacity equals the graph's default counts as having none). Zero is rejected when the
+    /// run starts (`RunError::InvalidTask`).
+    #[must_use]
+    pub fn with_mailbox_capacity(mut self, capacity: usize) -> Self {
+        self.mailbox_capacity = Some(capacity);
+        self
+    }
+
+    /// Sets whether the run ends once it is quiescent: every mailbox empty and no worker
+    /// processing (long-running mode). A run to its end stops at quiescence by default; a
+    /// spawned run does not (its handle may still send). A run to its end without quiescence
+    /// needs a budget, or it could never end.
+    #[must_use]
+    pub fn with_quiescence(mut self, stop: bool) -> Self {
+        self.stop_on_quiescence = Some(stop);
         self
     }
 }

@@ -19,10 +19,12 @@ use crate::catch::call_caught;
 use crate::envelope::Envelope;
 use crate::handle::RunHandle;
 use crate::shared::Shared;
+use crate::sinks::OUTPUT_BUFFER;
 use crate::worker::run_worker;
 
-/// How many sink outputs a subscriber of a spawned run may lag behind before it loses some.
-const OUTPUT_BUFFER: usize = 1024;
+/// How many sink outputs a spawned run keeps for its result unless the task or executor says
+/// otherwise (see [`LongRunningExecutor::sink_retention`]).
+pub const SPAWN_SINK_RETENTION: SinkRetention = SinkRetention::Last(OUTPUT_BUFFER);
 
 /// Runs graphs in long-running mode: every node a concurrent worker (a tokio task) with a
 /// bounded mailbox.
@@ -61,7 +63,7 @@ const OUTPUT_BUFFER: usize = 1024;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LongRunningExecutor {
     stop_on_quiescence: Option<bool>,
-    sink_retention: SinkRetention,
+    sink_retention: Option<SinkRetention>,
 }
 
 pub(crate) struct Started {
@@ -77,21 +79,25 @@ impl LongRunningExecutor {
     }
 
     /// Whether a run ends once it is quiescent. Default: `true` for [`run`](Self::run),
-    /// `false` for [`spawn`](Self::spawn).
+    /// `false` for [`spawn`](Self::spawn). A task that sets its own
+    /// (`Task::with_quiescence`) overrides this.
     #[must_use]
     pub fn stop_on_quiescence(mut self, stop: bool) -> Self {
         self.stop_on_quiescence = Some(stop);
         self
     }
 
-    /// How many sink outputs the result keeps. Default: [`SinkRetention::All`], every one in
-    /// completion order. A spawned run that produces outputs for days should read them through
-    /// [`RunHandle::subscribe`] and keep only the last few
-    /// ([`SinkRetention::Last`]); the result then reports how many it did not keep in
-    /// `RunMetadata::sink_outputs_discarded`.
+    /// How many sink outputs the result keeps. A task that sets its own
+    /// (`Task::with_sink_retention`) overrides this.
+    ///
+    /// Default for [`run`](Self::run): [`SinkRetention::All`], every one in completion order
+    /// (the spec's result). Default for [`spawn`](Self::spawn): [`SPAWN_SINK_RETENTION`], the
+    /// most recent 1,024: a spawned run may produce outputs for days, and keeping them all
+    /// would grow its memory without bound; it reads them through [`RunHandle::subscribe`]. The
+    /// result reports how many it did not keep in `RunMetadata::sink_outputs_discarded`.
     #[must_use]
     pub fn sink_retention(mut self, retention: SinkRetention) -> Self {
-        self.sink_retention = retention;
+        self.sink_retention = Some(retention);
         self
     }
 
@@ -116,16 +122,7 @@ impl LongRunningExecutor {
     /// finish their in-flight message, get their shutdown delivery and exit in the background,
     /// within the grace period (then what still runs is dropped): no worker task is left behind.
     pub async fn run(&self, topology: Arc<Topology>, task: Task) -> Result<RunResult, RunError> {
-        let quiescence = self.stop_on_quiescence.unwrap_or(true);
-        if !quiescence && task.budget.is_none_or(|b| b.is_unlimited()) {
-            return Err(RunError::InvalidTask(
-                "a long-running run without quiescence stop and without budget would never end; \
-                 set a budget or use spawn() and its handle"
-                    .to_owned(),
-            ));
-        }
-        let started = start(topology, task, quiescence, false, self.sink_retention, None)?;
-        drive(started).await
+        self.run_to_end(topology, task, None).await
     }
 
     /// Runs `task` as [`run`](Self::run) does, sending its events with their payloads to
@@ -142,22 +139,30 @@ impl LongRunningExecutor {
         task: Task,
         stream: StreamSender,
     ) -> Result<RunResult, RunError> {
-        let quiescence = self.stop_on_quiescence.unwrap_or(true);
+        self.run_to_end(topology, task, Some(stream)).await
+    }
+
+    /// What [`run`](Self::run) and [`run_streamed`](Self::run_streamed) share: a run to its
+    /// end, at quiescence unless the task or the executor turned that off.
+    async fn run_to_end(
+        &self,
+        topology: Arc<Topology>,
+        task: Task,
+        stream: Option<StreamSender>,
+    ) -> Result<RunResult, RunError> {
+        let quiescence = task
+            .stop_on_quiescence
+            .or(self.stop_on_quiescence)
+            .unwrap_or(true);
         if !quiescence && task.budget.is_none_or(|b| b.is_unlimited()) {
             return Err(RunError::InvalidTask(
                 "a long-running run without quiescence stop and without budget would never end; \
-                 set a budget"
+                 set a budget or use spawn() and its handle"
                     .to_owned(),
             ));
         }
-        let started = start(
-            topology,
-            task,
-            quiescence,
-            false,
-            self.sink_retention,
-            Some(stream),
-        )?;
+        let retention = self.sink_retention.unwrap_or(SinkRetention::All);
+        let started = start(topology, task, quiescence, false, retention, stream)?;
         drive(started).await
     }
 
@@ -165,12 +170,20 @@ impl LongRunningExecutor {
     /// subscribe to outputs, request a shutdown and await the result. Dropping the handle stops
     /// the run gracefully unless it was [detached](RunHandle::detach).
     ///
+    /// The handle's first [`subscribe`](RunHandle::subscribe) sees the run's sink outputs from
+    /// the first one, however late it is called.
+    ///
     /// # Errors
     /// [`RunError::InvalidTask`] for a task that is not long-running, when called outside a
-    /// tokio runtime, or for a time budget on a runtime without timers.
+    /// tokio runtime, for a time budget on a runtime without timers, or for a mailbox capacity
+    /// of zero.
     pub fn spawn(&self, topology: Arc<Topology>, task: Task) -> Result<RunHandle, RunError> {
-        let quiescence = self.stop_on_quiescence.unwrap_or(false);
-        let started = start(topology, task, quiescence, true, self.sink_retention, None)?;
+        let quiescence = task
+            .stop_on_quiescence
+            .or(self.stop_on_quiescence)
+            .unwrap_or(false);
+        let retention = self.sink_retention.unwrap_or(SPAWN_SINK_RETENTION);
+        let started = start(topology, task, quiescence, true, retention, None)?;
         let shared = Arc::clone(&started.shared);
         let driver = tokio::spawn(drive(started));
         Ok(RunHandle::new(shared, driver))
@@ -205,6 +218,12 @@ fn start(
                 .to_owned(),
         ));
     }
+    if task.mailbox_capacity == Some(0) {
+        return Err(RunError::InvalidTask(
+            "the task's mailbox capacity must be at least 1".to_owned(),
+        ));
+    }
+    let sink_retention = task.sink_retention.unwrap_or(sink_retention);
     let grace = task.grace_period();
     let start_node = topology.start();
     let outputs = with_outputs.then(|| broadcast::channel(OUTPUT_BUFFER).0);
@@ -225,6 +244,7 @@ fn start(
         stop_on_quiescence,
         outputs,
         sink_retention,
+        task.mailbox_capacity,
     ));
     shared.publish(|| EventKind::GraphStarted {
         task_type: TaskType::LongRunning,

@@ -1,4 +1,4 @@
-//! [`RunHandle`]: talk to a spawned long-running run.
+//! [`RunHandle`]: talk to a spawned long-running run; [`RunSender`]: a cloneable sender into it.
 
 use std::sync::Arc;
 
@@ -51,10 +51,25 @@ impl HandleSendError {
 ///
 /// Dropping the handle begins a graceful stop ([`StopReason::HandleDropped`]) unless
 /// [`detach`](Self::detach) was called: workers never keep running forever by accident.
+///
+/// To send while waiting for the result, take a [`RunSender`] with [`sender`](Self::sender)
+/// (cloneable, and dropping it stops nothing), or wait by reference with
+/// [`finished`](Self::finished).
 #[derive(Debug)]
 pub struct RunHandle {
-    shared: Arc<Shared>,
+    sender: RunSender,
     driver: Option<JoinHandle<Result<RunResult, RunError>>>,
+}
+
+/// A cloneable sender into a spawned run (from [`RunHandle::sender`]): send messages into
+/// nodes, request a shutdown, ask whether the run is stopping.
+///
+/// Unlike the [`RunHandle`], dropping a `RunSender` stops nothing, and it does not keep the
+/// run alive either: the run still stops when its handle is dropped. Its sends fail with
+/// [`HandleSendError::Stopped`] once the run is stopping.
+#[derive(Clone, Debug)]
+pub struct RunSender {
+    shared: Arc<Shared>,
 }
 
 impl RunHandle {
@@ -63,11 +78,152 @@ impl RunHandle {
         driver: JoinHandle<Result<RunResult, RunError>>,
     ) -> Self {
         Self {
-            shared,
+            sender: RunSender { shared },
             driver: Some(driver),
         }
     }
 
+    /// A cloneable [`RunSender`] into this run, to keep sending while this handle
+    /// [waits](Self::wait) for the result (e.g. from another task).
+    pub fn sender(&self) -> RunSender {
+        self.sender.clone()
+    }
+
+    /// Sends a message into the mailbox of `node`, waiting while it is full (backpressure).
+    /// See [`RunSender::send`].
+    ///
+    /// # Errors
+    /// [`HandleSendError::UnknownNode`] or [`HandleSendError::Stopped`], with the message.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`RunSender::send`].
+    pub async fn send(
+        &self,
+        node: &str,
+        message: impl Into<NodeMessage>,
+    ) -> Result<(), HandleSendError> {
+        self.sender.send(node, message).await
+    }
+
+    /// Sends an envelope into the mailbox of `node`. See [`RunSender::send_channel`].
+    ///
+    /// # Errors
+    /// As [`RunSender::send`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`RunSender::send`].
+    pub async fn send_channel(
+        &self,
+        node: &str,
+        message: ChannelMessage,
+    ) -> Result<(), HandleSendError> {
+        self.sender.send_channel(node, message).await
+    }
+
+    /// Sends a message into `node`'s mailbox if it has room now.
+    ///
+    /// # Errors
+    /// [`HandleSendError::Full`], [`HandleSendError::UnknownNode`] or
+    /// [`HandleSendError::Stopped`], with the message.
+    pub fn try_send(
+        &self,
+        node: &str,
+        message: impl Into<NodeMessage>,
+    ) -> Result<(), HandleSendError> {
+        self.sender.try_send(node, message)
+    }
+
+    /// Subscribes to the run's sink outputs (outputs that matched no edge).
+    ///
+    /// The **first** call does not miss what the run produced before it (section 11 of the
+    /// spec): it first receives, oldest first, the outputs the run has kept for its result so
+    /// far (as many as its sink retention keeps, at most the last 1,024), then every output
+    /// from the call on, each exactly once. So a first subscriber sees every output from the
+    /// first one unless it came so late that the retention (a spawned run keeps the last 1,024
+    /// by default) no longer holds them. Until the first call nothing is broadcast, so a run
+    /// nobody subscribes to pays nothing and holds no extra memory. Later calls see the outputs
+    /// from the call on.
+    ///
+    /// A subscriber that falls more than 1,024 outputs behind gets `RecvError::Lagged` and
+    /// loses the oldest; it never slows the run down.
+    pub fn subscribe(&self) -> broadcast::Receiver<SinkOutput> {
+        self.sender.shared.sinks().subscribe()
+    }
+
+    /// Asks the run to stop gracefully ([`StopReason::Shutdown`]): every worker finishes its
+    /// in-flight message, gets its shutdown delivery and exits. Await [`wait`](Self::wait) or
+    /// [`finished`](Self::finished) for the result.
+    pub fn shutdown(&self) {
+        self.sender.shutdown();
+    }
+
+    /// `true` once the run is stopping or stopped.
+    pub fn is_stopping(&self) -> bool {
+        self.sender.is_stopping()
+    }
+
+    /// `true` once the run has ended: its result is ready, and [`wait`](Self::wait) or
+    /// [`finished`](Self::finished) returns without waiting. Also `true` after `finished`
+    /// returned the result.
+    pub fn is_finished(&self) -> bool {
+        self.driver.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Tokens recorded so far.
+    pub fn tokens_used(&self) -> u64 {
+        self.sender.shared.scope().tokens_used()
+    }
+
+    /// Waits for the run to end and returns its result, consuming the handle.
+    ///
+    /// # Errors
+    /// As `LongRunningExecutor::run`; [`RunError::Internal`] if [`finished`](Self::finished)
+    /// already returned the result.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropping this future drops the handle, which begins a graceful stop.
+    /// To wait in a `select!` and keep the run, use [`finished`](Self::finished).
+    pub async fn wait(mut self) -> Result<RunResult, RunError> {
+        let Some(driver) = self.driver.take() else {
+            return Err(RunError::Internal("the run was already awaited".to_owned()));
+        };
+        let shared = Arc::clone(&self.sender.shared);
+        let _stop_if_dropped = StopGuard(shared);
+        joined(driver.await)
+    }
+
+    /// Waits for the run to end and returns its result, by reference: the handle stays
+    /// usable meanwhile (e.g. in a `select!` beside other work), and its drop still stops the
+    /// run if it has not ended. The result is returned once: a later call, or
+    /// [`wait`](Self::wait), returns [`RunError::Internal`].
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping this future neither stops the run nor loses its result; call
+    /// `finished` again to go on waiting.
+    pub async fn finished(&mut self) -> Result<RunResult, RunError> {
+        let Some(driver) = self.driver.as_mut() else {
+            return Err(RunError::Internal("the run was already awaited".to_owned()));
+        };
+        let outcome = driver.await;
+        self.driver = None;
+        joined(outcome)
+    }
+
+    /// Lets the run go on after the handle is dropped; it then ends only by a budget, a
+    /// shutdown requested by a node, an error, or quiescence if enabled. Returns the driver's
+    /// join handle, to await the result later.
+    pub fn detach(mut self) -> JoinHandle<Result<RunResult, RunError>> {
+        match self.driver.take() {
+            Some(driver) => driver,
+            None => tokio::spawn(async { Err(RunError::Internal("already awaited".to_owned())) }),
+        }
+    }
+}
+
+impl RunSender {
     fn target(
         &self,
         node: &str,
@@ -84,7 +240,7 @@ impl RunHandle {
 
     /// Sends a message into the mailbox of `node`, waiting while it is full (backpressure).
     ///
-    /// A node of this run may send through a handle it holds: its send then waits as that
+    /// A node of this run may send through a handle or sender it holds: its send then waits as that
     /// node's worker, so a wait that could never end (for example into its own full mailbox)
     /// ends the run with `RunError::Deadlock` and returns [`HandleSendError::Stopped`] instead
     /// of hanging.
@@ -111,10 +267,10 @@ impl RunHandle {
     /// once the node has processed the message.
     ///
     /// # Errors
-    /// As [`RunHandle::send`].
+    /// As [`RunSender::send`].
     ///
     /// # Cancel safety
-    /// As [`RunHandle::send`].
+    /// As [`RunSender::send`].
     pub async fn send_channel(
         &self,
         node: &str,
@@ -210,16 +366,8 @@ impl RunHandle {
             .map_err(HandleSendError::Stopped)
     }
 
-    /// Subscribes to the run's sink outputs (outputs that matched no edge), from now on. A
-    /// subscriber that falls more than 1,024 outputs behind gets `RecvError::Lagged` and loses
-    /// the oldest; it never slows the run down.
-    pub fn subscribe(&self) -> broadcast::Receiver<SinkOutput> {
-        self.shared.sinks().subscribe()
-    }
-
-    /// Asks the run to stop gracefully ([`StopReason::Shutdown`]): every worker finishes its
-    /// in-flight message, gets its shutdown delivery and exits. Await [`wait`](Self::wait) for
-    /// the result.
+    /// Asks the run to stop gracefully ([`StopReason::Shutdown`]), as
+    /// [`RunHandle::shutdown`].
     pub fn shutdown(&self) {
         self.shared.stop().request(StopReason::Shutdown);
     }
@@ -228,41 +376,17 @@ impl RunHandle {
     pub fn is_stopping(&self) -> bool {
         self.shared.stop().is_stopping()
     }
+}
 
-    /// Tokens recorded so far.
-    pub fn tokens_used(&self) -> u64 {
-        self.shared.scope().tokens_used()
-    }
-
-    /// Waits for the run to end and returns its result.
-    ///
-    /// # Errors
-    /// As `LongRunningExecutor::run`.
-    ///
-    /// # Cancel safety
-    /// Dropping this future drops the handle, which begins a graceful stop.
-    pub async fn wait(mut self) -> Result<RunResult, RunError> {
-        let Some(driver) = self.driver.take() else {
-            return Err(RunError::Internal("the run was already awaited".to_owned()));
-        };
-        let shared = Arc::clone(&self.shared);
-        let _stop_if_dropped = StopGuard(shared);
-        match driver.await {
-            Ok(result) => result,
-            Err(e) => Err(RunError::Internal(format!(
-                "the run's driver task failed: {e}"
-            ))),
-        }
-    }
-
-    /// Lets the run go on after the handle is dropped; it then ends only by a budget, a
-    /// shutdown requested by a node, an error, or quiescence if enabled. Returns the driver's
-    /// join handle, to await the result later.
-    pub fn detach(mut self) -> JoinHandle<Result<RunResult, RunError>> {
-        match self.driver.take() {
-            Some(driver) => driver,
-            None => tokio::spawn(async { Err(RunError::Internal("already awaited".to_owned())) }),
-        }
+/// The result of a driver's join.
+fn joined(
+    outcome: Result<Result<RunResult, RunError>, tokio::task::JoinError>,
+) -> Result<RunResult, RunError> {
+    match outcome {
+        Ok(result) => result,
+        Err(e) => Err(RunError::Internal(format!(
+            "the run's driver task failed: {e}"
+        ))),
     }
 }
 
@@ -278,8 +402,9 @@ impl Drop for StopGuard {
 
 impl Drop for RunHandle {
     fn drop(&mut self) {
-        if self.driver.is_some() && !self.shared.stop().is_stopping() {
-            self.shared.stop().request(StopReason::HandleDropped);
+        let stop = self.sender.shared.stop();
+        if self.driver.is_some() && !stop.is_stopping() {
+            stop.request(StopReason::HandleDropped);
         }
     }
 }

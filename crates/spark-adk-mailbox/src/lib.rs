@@ -79,5 +79,5 @@ mod sinks;
 mod stop;
 mod worker;
 
-pub use executor::LongRunningExecutor;
-pub use handle::{HandleSendError, RunHandle};
+pub use executor::{LongRunningExecutor, SPAWN_SINK_RETENTION};
+pub use handle::{HandleSendError, RunHandle, RunSender};

@@ -43,10 +43,22 @@ impl Shared {
         stop_on_quiescence: bool,
         outputs: Option<broadcast::Sender<SinkOutput>>,
         sink_retention: SinkRetention,
+        mailbox_capacity: Option<usize>,
     ) -> Self {
         let n = topology.len();
+        // A run's capacity replaces the graph's default; a node's own capacity stays.
+        let default = topology.mailbox_capacity();
+        let capacity = |own: usize| match mailbox_capacity {
+            Some(run) if own == default => run,
+            _ => own,
+        };
         Self {
-            mailboxes: Mailboxes::new(topology.nodes().iter().map(|n| n.mailbox_capacity)),
+            mailboxes: Mailboxes::new(
+                topology
+                    .nodes()
+                    .iter()
+                    .map(|n| capacity(n.mailbox_capacity)),
+            ),
             accounting: Accounting::new(n),
             stop: StopSignal::new(Arc::clone(&scope)),
             sinks: Sinks::new(sink_retention, outputs),

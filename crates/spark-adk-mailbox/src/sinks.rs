@@ -1,5 +1,10 @@
 //! [`Sinks`]: the sink outputs of a run (outputs that matched no edge), kept for the result and
 //! broadcast to the subscribers of a spawned run.
+//!
+//! Nothing is broadcast until the first subscription, so a run nobody listens to pays nothing
+//! for it. The first subscription does not miss what came before it (spec section 11): it is
+//! made under the lock that records outputs, and the outputs kept so far (as many as the run's
+//! retention keeps, at most [`OUTPUT_BUFFER`]) are replayed into it first.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,6 +14,10 @@ use tokio::sync::broadcast;
 
 use crate::mailbox::lock;
 
+/// How many sink outputs a subscriber of a spawned run may lag behind before it loses some;
+/// also the most outputs replayed to the first subscriber.
+pub(crate) const OUTPUT_BUFFER: usize = 1024;
+
 /// The sink outputs of one run. Aligned: its lock is written per sink output, so it stays off
 /// the cache lines other workers read per message.
 #[derive(Debug)]
@@ -16,7 +25,8 @@ use crate::mailbox::lock;
 pub(crate) struct Sinks {
     kept: Mutex<SinkOutputs>,
     outputs: Option<broadcast::Sender<SinkOutput>>,
-    /// Set once anyone subscribed to `outputs`: until then, nothing is broadcast.
+    /// Set (under the `kept` lock) once anyone subscribed to `outputs`: until then, nothing is
+    /// broadcast.
     subscribed: AtomicBool,
 }
 
@@ -34,32 +44,39 @@ impl Sinks {
     }
 
     /// A receiver of the sink outputs broadcast from now on (an already closed one for a run
-    /// that does not broadcast them).
+    /// that does not broadcast them). The first one also gets the outputs kept so far, oldest
+    /// first (at most [`OUTPUT_BUFFER`]).
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<SinkOutput> {
-        match &self.outputs {
-            Some(tx) => {
-                let rx = tx.subscribe();
-                self.subscribed.store(true, Ordering::Release);
-                rx
+        let Some(tx) = &self.outputs else {
+            return broadcast::channel(1).1;
+        };
+        let kept = lock(&self.kept);
+        let rx = tx.subscribe();
+        if !self.subscribed.swap(true, Ordering::Relaxed) {
+            // The first receiver is the only one: the replay reaches it alone.
+            let kept = kept.as_slice();
+            for output in &kept[kept.len().saturating_sub(OUTPUT_BUFFER)..] {
+                let _ = tx.send(output.clone());
             }
-            None => broadcast::channel(1).1,
         }
+        rx
     }
 
     /// Records one sink output of `node`.
     pub(crate) fn record(&self, node: &Arc<str>, message: NodeMessage) {
-        let outputs = self
-            .outputs
-            .as_ref()
-            .filter(|_| self.subscribed.load(Ordering::Acquire));
-        if let Some(outputs) = outputs {
-            // No subscriber, or a lagging one, never blocks or fails the run.
-            let _ = outputs.send(SinkOutput {
-                node: Arc::clone(node),
-                message: message.clone(),
-            });
+        let mut kept = lock(&self.kept);
+        // Read under the lock, so that each output is either replayed to the first subscriber
+        // or broadcast to it, never both, never neither.
+        if self.subscribed.load(Ordering::Relaxed) {
+            if let Some(outputs) = &self.outputs {
+                // A lagging subscriber never blocks or fails the run.
+                let _ = outputs.send(SinkOutput {
+                    node: Arc::clone(node),
+                    message: message.clone(),
+                });
+            }
         }
-        lock(&self.kept).push(Arc::clone(node), message);
+        kept.push(Arc::clone(node), message);
     }
 
     /// Takes the kept outputs (when the run ends).

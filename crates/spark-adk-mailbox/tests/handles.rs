@@ -496,3 +496,325 @@ async fn concurrent_runs_do_not_share_mailboxes_or_budgets() {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+// The handle's papercuts (issue 11, item 8): first output, waiting while sending, finished
+// ---------------------------------------------------------------------------------------------
+
+/// A graph whose start node `a` returns its input (a sink output).
+fn one_pass_node() -> Topology {
+    let mut g = Graph::builder();
+    let a = g.add("a", pass());
+    g.start(a).build().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spawned_runs_first_output_reaches_a_subscriber_that_subscribes_after_it_was_produced() {
+    let graph = one_pass_node();
+    let handle = graph.spawn(Task::long_running(json!({ "n": 0 }))).unwrap();
+    // The paused clock advances only once every task is idle: the start node has run and its
+    // output is a sink output before anyone subscribes.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut outputs = handle.subscribe();
+
+    let first = outputs
+        .try_recv()
+        .expect("the first output was lost to a late subscribe");
+    assert_eq!(first.message.content["n"], 0);
+    handle.shutdown();
+    let result = handle.wait().guarded().await.unwrap();
+    assert_eq!(result.metadata.processed, 1);
+    assert_balanced(&result.metadata);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_right_after_spawn_never_misses_the_first_output() {
+    let graph = one_pass_node();
+    for _ in 0..5 {
+        let handle = graph.spawn(Task::long_running(json!({ "n": 0 }))).unwrap();
+        let mut outputs = handle.subscribe();
+        let first = outputs.recv().guarded().await.unwrap();
+        assert_eq!(first.message.content["n"], 0);
+        handle.shutdown();
+        handle.wait().guarded().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_subscriber_sees_every_output_exactly_once_whenever_it_subscribes() {
+    const N: u64 = 300;
+    let graph = sequence_of(N);
+    for delay in [0, 1, 10, 100, 1000] {
+        let handle = graph
+            .spawn(Task::long_running(json!({})).with_quiescence(true))
+            .unwrap();
+        // Subscribes at some point of the stream: before, during or after it.
+        for _ in 0..delay {
+            tokio::task::yield_now().await;
+        }
+        let mut outputs = handle.subscribe();
+        let result = handle.wait().guarded().await.unwrap();
+
+        let mut seen = Vec::new();
+        while let Ok(out) = outputs.try_recv() {
+            seen.push(out.message.content["seq"].as_u64().unwrap());
+        }
+        assert_eq!(
+            seen,
+            (0..N).collect::<Vec<_>>(),
+            "subscribed after {delay} yields"
+        );
+        assert_eq!(result.sink_outputs().len() as u64, N);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_first_subscriber_gets_what_the_retention_kept_then_the_rest() {
+    let graph = one_pass_node();
+    let task = Task::long_running(json!({ "n": 0 })).with_sink_retention(SinkRetention::Last(2));
+    let handle = graph.spawn(task).unwrap();
+    for n in 1..=4 {
+        handle.send("a", json!({ "n": n })).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await; // all five are sink outputs by now
+    let mut outputs = handle.subscribe();
+    handle.send("a", json!({ "n": 5 })).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(outputs.recv().guarded().await.unwrap().message.content["n"].clone());
+    }
+    assert_eq!(got, [json!(3), json!(4), json!(5)]);
+    handle.shutdown();
+    let result = handle.wait().guarded().await.unwrap();
+    assert_eq!(result.metadata.sink_outputs_discarded, 4);
+    assert!(outputs.try_recv().is_err(), "an output was delivered twice");
+}
+
+#[tokio::test]
+async fn a_sender_keeps_sending_while_the_handle_waits_for_the_result() {
+    let graph = one_pass_node();
+    let handle = graph.spawn(Task::long_running(json!({ "n": 0 }))).unwrap();
+    let mut outputs = handle.subscribe();
+    let sender: RunSender = handle.sender();
+    let feeder = tokio::spawn(async move {
+        for n in 1..=3 {
+            sender.clone().send("a", json!({ "n": n })).await.unwrap();
+        }
+        for n in 0..=3 {
+            assert_eq!(outputs.recv().await.unwrap().message.content["n"], n);
+        }
+        sender.shutdown();
+        // The run is stopping: a send now hands its message back.
+        let refused = sender.send("a", json!({ "n": 4 })).await.unwrap_err();
+        assert_eq!(refused.into_message().payload.content["n"], 4);
+    });
+
+    let result = handle.wait().guarded().await.unwrap();
+    feeder.await.unwrap();
+    assert_eq!(result.metadata.stop_reason, StopReason::Shutdown);
+    assert_eq!(result.metadata.processed_by("a"), Some(4));
+    assert_balanced(&result.metadata);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_sender_does_not_stop_the_run() {
+    let graph = one_pass_node();
+    let handle = graph.spawn(Task::long_running(json!({}))).unwrap();
+    let mut outputs = handle.subscribe();
+    drop(handle.sender());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!handle.is_stopping());
+    handle.send("a", json!({})).await.unwrap();
+    for _ in 0..2 {
+        outputs.recv().guarded().await.unwrap();
+    }
+    handle.shutdown();
+    assert_eq!(handle.wait().guarded().await.unwrap().metadata.processed, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_by_reference_can_be_cancelled_without_stopping_the_run() {
+    let graph = one_pass_node();
+    let mut handle = graph.spawn(Task::long_running(json!({}))).unwrap();
+    let mut outputs = handle.subscribe();
+
+    let cancelled = tokio::time::timeout(Duration::from_secs(1), handle.finished()).await;
+    assert!(cancelled.is_err(), "the run ended on its own");
+    assert!(!handle.is_stopping());
+    handle.send("a", json!({})).await.unwrap();
+    for _ in 0..2 {
+        outputs.recv().guarded().await.unwrap();
+    }
+    handle.shutdown();
+    let result = handle.finished().guarded().await.unwrap();
+
+    assert_eq!(result.metadata.stop_reason, StopReason::Shutdown);
+    assert_eq!(result.metadata.processed, 2);
+    assert!(handle.is_finished());
+    assert!(matches!(
+        handle.finished().await,
+        Err(RunError::Internal(_))
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn is_finished_turns_true_only_once_the_run_has_ended() {
+    let graph = one_pass_node();
+    let handle = graph.spawn(Task::long_running(json!({}))).unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!handle.is_finished());
+
+    handle.shutdown();
+    async {
+        while !handle.is_finished() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    .guarded()
+    .await;
+    let result = handle.wait().await.unwrap();
+    assert_eq!(result.metadata.stop_reason, StopReason::Shutdown);
+}
+
+// Run options on the task (issue 11, item 9)
+// ---------------------------------------------------------------------------------------------
+
+/// A graph whose `src` emits `n` numbered outputs to the sink `out`.
+fn sequence_of(n: u64) -> Topology {
+    let mut g = Graph::builder();
+    let src = g.add("src", sequence_source(n));
+    let out = g.add("out", pass());
+    g.connect(src >> out);
+    g.connect(src.on("more", true) >> src);
+    g.start(src).build().unwrap()
+}
+
+#[tokio::test]
+async fn a_spawned_run_keeps_the_sink_retention_its_task_sets() {
+    const N: u64 = 20;
+    let task = Task::long_running(json!({}))
+        .with_sink_retention(SinkRetention::Last(3))
+        .with_quiescence(true);
+    let handle = sequence_of(N).spawn(task).unwrap();
+    let result = handle.wait().guarded().await.unwrap();
+
+    let kept: Vec<u64> = result
+        .sink_outputs()
+        .iter()
+        .map(|s| s.message.content["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, [N - 3, N - 2, N - 1]);
+    assert_eq!(result.metadata.sink_outputs_discarded, N - 3);
+    assert_balanced(&result.metadata);
+}
+
+#[tokio::test]
+async fn a_spawned_run_keeps_a_bounded_number_of_sink_outputs_by_default() {
+    const N: u64 = 1100;
+    let handle = sequence_of(N)
+        .spawn(Task::long_running(json!({})).with_quiescence(true))
+        .unwrap();
+    let result = handle.wait().guarded().await.unwrap();
+
+    assert_eq!(result.sink_outputs().len(), 1024);
+    assert_eq!(result.metadata.sink_outputs_discarded, N - 1024);
+    assert_eq!(result.content()["seq"], N - 1);
+    assert_balanced(&result.metadata);
+}
+
+#[tokio::test]
+async fn a_run_to_its_end_keeps_every_sink_output_even_past_the_spawn_default() {
+    const N: u64 = 1100;
+    let result = sequence_of(N)
+        .run(Task::long_running(json!({})))
+        .guarded()
+        .await
+        .unwrap();
+    assert_eq!(result.sink_outputs().len() as u64, N);
+    assert_eq!(result.metadata.sink_outputs_discarded, 0);
+}
+
+#[tokio::test]
+async fn a_spawned_run_ends_at_quiescence_when_its_task_asks() {
+    let handle = one_pass_node()
+        .spawn(Task::long_running(json!({ "n": 5 })).with_quiescence(true))
+        .unwrap();
+    let result = handle.wait().guarded().await.unwrap();
+    assert_eq!(result.metadata.stop_reason, StopReason::Completed);
+    assert_eq!(result.content(), &json!({ "n": 5 }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_to_its_end_whose_task_turns_quiescence_off_ends_only_at_its_budget() {
+    let topology = Arc::new(one_pass_node());
+    let unbounded = Task::long_running(json!({})).with_quiescence(false);
+    let err = LongRunningExecutor::new()
+        .run(Arc::clone(&topology), unbounded)
+        .guarded()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::InvalidTask(_)), "{err}");
+
+    let budgeted = Task::long_running(json!({}))
+        .with_quiescence(false)
+        .with_budget(Budget::seconds(5.0).unwrap());
+    let result = LongRunningExecutor::new()
+        .run(topology, budgeted)
+        .guarded()
+        .await
+        .unwrap();
+    assert_eq!(
+        result.metadata.stop_reason,
+        StopReason::Budget(BudgetKind::Time)
+    );
+    assert_eq!(result.metadata.processed, 1);
+}
+
+#[tokio::test]
+async fn a_run_uses_the_mailbox_capacity_its_task_sets() {
+    let started = Arc::new(Notify::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut g = Graph::builder();
+    let a = g.add("a", pass());
+    let (s, gt) = (Arc::clone(&started), Arc::clone(&gate));
+    let _slow = g.add(
+        "slow",
+        node_fn(move |ctx: Context| {
+            let (started, gate) = (Arc::clone(&s), Arc::clone(&gt));
+            async move {
+                started.notify_one();
+                gate.acquire().await.map(|p| p.forget()).ok();
+                Ok::<_, NodeError>(ctx.inputs().clone())
+            }
+        }),
+    );
+    let graph = g.start(a).build().unwrap();
+
+    let handle = graph
+        .spawn(Task::long_running(json!({})).with_mailbox_capacity(1))
+        .unwrap();
+    let mut outputs = handle.subscribe();
+    handle.send("slow", json!({ "n": 1 })).await.unwrap();
+    started.notified().guarded().await; // 1 is being processed, the mailbox is empty
+    handle.send("slow", json!({ "n": 2 })).await.unwrap(); // fills the one slot
+    let full = handle.try_send("slow", json!({ "n": 3 })).unwrap_err();
+    assert!(matches!(full, HandleSendError::Full { .. }), "{full}");
+
+    gate.add_permits(10);
+    let mut slow = 0;
+    while slow < 2 {
+        let out = outputs.recv().guarded().await.unwrap();
+        slow += usize::from(out.node.as_ref() == "slow");
+    }
+    handle.shutdown();
+    let result = handle.wait().guarded().await.unwrap();
+    assert_eq!(result.metadata.processed_by("slow"), Some(2));
+    assert_balanced(&result.metadata);
+}
+
+#[tokio::test]
+async fn a_task_with_a_mailbox_capacity_of_zero_is_rejected() {
+    let err = one_pass_node()
+        .spawn(Task::long_running(json!({})).with_mailbox_capacity(0))
+        .unwrap_err();
+    assert!(matches!(err, RunError::InvalidTask(ref m) if m.contains("mailbox capacity")));
+}

@@ -295,8 +295,10 @@ async fn quick_nodes_keep_send_order_through_a_batched_pipeline() {
     g.mailbox_capacity(8);
     let graph = g.start(held).build().unwrap();
 
+    // A spawned run keeps its last 1,024 sink outputs by default; this one checks them all.
     let handle = LongRunningExecutor::new()
         .stop_on_quiescence(true)
+        .sink_retention(SinkRetention::All)
         .spawn(Arc::new(graph.clone()), Task::long_running(json!({})))
         .unwrap();
     for seq in 0..N {

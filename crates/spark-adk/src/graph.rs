@@ -78,6 +78,8 @@ impl Graph {
     }
 
     /// Runs a task; the task type picks the executor (the seed's `await graph.run(task)`).
+    /// A long-running task's options ([`Task::with_sink_retention`],
+    /// [`Task::with_mailbox_capacity`], [`Task::with_quiescence`]) apply to its run.
     ///
     /// # Errors
     /// Whatever the executor reports: see [`RunError`].
@@ -100,8 +102,14 @@ impl Graph {
     /// result. The run does not end at quiescence (the handle may still send); it ends on
     /// shutdown, budget, error, or when the handle is dropped.
     ///
+    /// Per-run options go on the task: [`Task::with_sink_retention`] (default here: the most
+    /// recent 1,024 sink outputs are kept for the result, so an endless stream keeps bounded
+    /// memory; read them all through [`RunHandle::subscribe`]), [`Task::with_mailbox_capacity`],
+    /// [`Task::with_quiescence`].
+    ///
     /// # Errors
-    /// [`RunError::InvalidTask`] for a standard task, or when called outside a tokio runtime.
+    /// [`RunError::InvalidTask`] for a standard task, when called outside a tokio runtime, or
+    /// for a mailbox capacity of zero.
     pub fn spawn(&self, task: Task) -> Result<RunHandle, RunError> {
         LongRunningExecutor::new().spawn(Arc::clone(&self.topology), task)
     }
@@ -159,6 +167,9 @@ impl Graph {
     ///
     /// # Errors
     /// As [`Graph::run`].
+    ///
+    /// # Cancel safety
+    /// As [`Graph::run`].
     pub async fn run_with(&self, inputs: impl Into<NodeMessage>) -> Result<RunResult, RunError> {
         self.run(Task::new(inputs)).await
     }
@@ -166,6 +177,9 @@ impl Graph {
     /// Runs a standard-mode task with an empty input (the seed's `await graph.run()`).
     ///
     /// # Errors
+    /// As [`Graph::run`].
+    ///
+    /// # Cancel safety
     /// As [`Graph::run`].
     pub async fn run_default(&self) -> Result<RunResult, RunError> {
         self.run(Task::default()).await

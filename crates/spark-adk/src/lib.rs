@@ -66,6 +66,13 @@
 //! messages into any node by name, [`subscribe`](RunHandle::subscribe) to sink outputs, then
 //! [`shutdown`](RunHandle::shutdown) and [`wait`](RunHandle::wait) for the result. A spawned
 //! run does not stop at quiescence (the handle may still send); dropping the handle stops it.
+//! Its first subscriber gets the outputs produced before it (as many as the run keeps), so
+//! none is lost to a late `subscribe`;
+//! [`sender`](RunHandle::sender) gives a cloneable [`RunSender`] to send while
+//! [`finished`](RunHandle::finished) waits. Per-run options go on the task:
+//! [`with_sink_retention`](Task::with_sink_retention) (a spawned run keeps the last 1,024 sink
+//! outputs for its result by default), [`with_mailbox_capacity`](Task::with_mailbox_capacity),
+//! [`with_quiescence`](Task::with_quiescence).
 //!
 //! ```
 //! use spark_adk::prelude::*;
@@ -84,10 +91,12 @@
 //! assert_eq!(result.metadata.stop_reason, StopReason::Completed);
 //! assert_eq!(result.content()["total"], 6);
 //!
-//! // 2. In the background, with a handle.
-//! let handle = graph.spawn(Task::long_running(json!({})))?;
-//! let mut outputs = handle.subscribe(); // subscribe before sending
-//! handle.send("price", json!({ "order": 7, "qty": 5 })).await?;
+//! // 2. In the background, with a handle; the result keeps only the last 100 outputs.
+//! let task = Task::long_running(json!({})).with_sink_retention(SinkRetention::Last(100));
+//! let mut handle = graph.spawn(task)?;
+//! let mut outputs = handle.subscribe(); // the first one also gets what came before it
+//! let sender = handle.sender(); // cloneable: send from anywhere while the handle waits
+//! sender.send("price", json!({ "order": 7, "qty": 5 })).await?;
 //! let total = loop {
 //!     let out = outputs.recv().await?;
 //!     if out.message.content["order"] == 7 {
@@ -95,8 +104,8 @@
 //!     }
 //! };
 //! assert_eq!(total, 15);
-//! handle.shutdown();
-//! let result = handle.wait().await?;
+//! sender.shutdown();
+//! let result = handle.finished().await?; // by reference: cancel safe in a `select!`
 //! assert_eq!(result.metadata.stop_reason, StopReason::Shutdown);
 //! # Ok(()) }
 //! ```
@@ -143,8 +152,8 @@
 //! - **Run**: [`Task`], [`TaskType`], [`Budget`]; results: [`RunResult`], [`RunMetadata`],
 //!   [`StopReason`], [`SinkOutput`]; failures: [`RunError`] (every variant names the node or
 //!   edge).
-//! - **Long-running runs**: [`Graph::spawn`] → [`RunHandle`] ([`HandleSendError`] hands an
-//!   undelivered message back); envelopes: [`ChannelMessage`], [`AckHook`]; output retention:
+//! - **Long-running runs**: [`Graph::spawn`] → [`RunHandle`], [`RunSender`] ([`HandleSendError`]
+//!   hands an undelivered message back); envelopes: [`ChannelMessage`], [`AckHook`]; output retention:
 //!   [`SinkRetention`].
 //! - **Observe**: [`Graph::subscribe_events`] → [`Event`], [`EventKind`]; `tracing` spans
 //!   `spark.run` and `spark.node` (node spans at `DEBUG`); with the `metrics` cargo feature,
@@ -187,7 +196,7 @@ pub use spark_adk_edges::{
     BuildError, BuildErrors, Chain, EdgeCondition, Endpoint, ExprError, Expression, NodeRef,
     Topology, DEFAULT_MAILBOX_CAPACITY, DEFAULT_STEP_LIMIT,
 };
-pub use spark_adk_mailbox::{channel, HandleSendError, LongRunningExecutor, RunHandle};
+pub use spark_adk_mailbox::{channel, HandleSendError, LongRunningExecutor, RunHandle, RunSender};
 pub use spark_adk_sequential::{SequentialExecutor, SubgraphNode, DEFAULT_SUBGRAPH_DEPTH_LIMIT};
 
 /// Run events as `metrics` counters, gauges and histograms (activations, failures, retries and
@@ -217,8 +226,8 @@ pub mod prelude {
     pub use crate::{
         json, node_fn, Budget, ChannelMessage, Context, EdgeCondition, Event, EventKind, Graph,
         GraphBuilder, GraphState, Limiter, MapNode, Node, NodeError, NodeExt, NodeMessage, NodeRef,
-        OnItemError, RetryPolicy, RunError, RunHandle, RunResult, StopReason, StreamEvent,
-        StreamOptions, SubgraphNode, Task, TaskType, Value,
+        OnItemError, RetryPolicy, RunError, RunHandle, RunResult, RunSender, SinkRetention,
+        StopReason, StreamEvent, StreamOptions, SubgraphNode, Task, TaskType, Value,
     };
 }
 

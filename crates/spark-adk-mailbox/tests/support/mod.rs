@@ -21,7 +21,7 @@ pub use spark_adk_core::{
     SinkRetention, StopReason, Task, TaskType,
 };
 pub use spark_adk_edges::{GraphBuilder, Topology};
-pub use spark_adk_mailbox::{HandleSendError, LongRunningExecutor, RunHandle};
+pub use spark_adk_mailbox::{HandleSendError, LongRunningExecutor, RunHandle, RunSender};
 pub use tokio::sync::{Barrier, Notify};
 pub use tokio::time::Instant;
 
