@@ -188,6 +188,35 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn the_write_log_names_each_written_key_once_in_first_write_order() {
+        let mut initial = Map::new();
+        initial.insert("keep".to_owned(), json!(1));
+        initial.insert("gone".to_owned(), json!(2));
+        let state = GraphState::with_write_log(initial);
+        state.set("b", json!(1));
+        state.remove("gone");
+        state.update_with("a", |v| *v = json!(3));
+        state.set("b", json!(2));
+        state.transaction(|m| {
+            m.insert("t".to_owned(), json!(true));
+            m.insert("keep".to_owned(), json!(1)); // unchanged: not a write
+        });
+        assert_eq!(state.take_writes(), ["b", "gone", "a", "t"]);
+        assert!(state.take_writes().is_empty(), "taking the writes clears them");
+        assert_eq!(
+            state.values_of(&["b".to_owned(), "gone".to_owned()]),
+            [Some(json!(2)), None]
+        );
+    }
+
+    #[test]
+    fn a_state_without_a_write_log_reports_no_writes() {
+        let state = GraphState::default();
+        state.set("a", json!(1));
+        assert!(state.take_writes().is_empty());
+    }
+
+    #[test]
     fn concurrent_increments_are_never_lost() {
         let state = GraphState::default();
         let threads: Vec<_> = (0..8)
