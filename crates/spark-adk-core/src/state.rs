@@ -202,7 +202,10 @@ mod tests {
             m.insert("keep".to_owned(), json!(1)); // unchanged: not a write
         });
         assert_eq!(state.take_writes(), ["b", "gone", "a", "t"]);
-        assert!(state.take_writes().is_empty(), "taking the writes clears them");
+        assert!(
+            state.take_writes().is_empty(),
+            "taking the writes clears them"
+        );
         assert_eq!(
             state.values_of(&["b".to_owned(), "gone".to_owned()]),
             [Some(json!(2)), None]
