@@ -101,6 +101,18 @@ fn edges_depend_only_on_core() {
 }
 
 #[test]
+fn the_standard_executor_uses_the_durable_trait_and_no_concrete_store() {
+    let sequential = dependency_tree("spark-adk-sequential");
+    assert!(depends_on(&sequential, "spark-adk-durable"));
+    for store in ["spark-adk-sqlite", "spark-adk-postgres"] {
+        assert!(
+            !depends_on(&sequential, store),
+            "sequential depends on {store}"
+        );
+    }
+}
+
+#[test]
 fn executors_do_not_depend_on_each_other() {
     let sequential = dependency_tree("spark-adk-sequential");
     assert!(!depends_on(&sequential, "spark-adk-mailbox"));
