@@ -528,3 +528,62 @@ proptest! {
         });
     }
 }
+
+#[test]
+fn a_resumer_whose_lease_expired_is_fenced_out_by_the_log_head() {
+    // `gated` runs once per resumer and waits for the test's permit.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut g = GraphBuilder::new();
+    let first = g.add(
+        "first",
+        node_fn(|_ctx: Context| async move { Ok::<_, NodeError>(json!({ "n": 1 })) }),
+    );
+    let gated = g.add("gated", {
+        let (gate, entered) = (Arc::clone(&gate), Arc::clone(&entered));
+        node_fn(move |_ctx: Context| {
+            let (gate, entered) = (Arc::clone(&gate), Arc::clone(&entered));
+            async move {
+                entered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _permit = gate.acquire().await.unwrap();
+                Ok::<_, NodeError>(json!({ "done": true }))
+            }
+        })
+    });
+    g.connect(first >> gated);
+    let topology = Arc::new(g.start(first).build().unwrap());
+    runtime().block_on(async {
+        // The run stops at its first record: `gated` never ran.
+        let kept = Arc::new(MemoryStore::new());
+        let failing: Arc<dyn Store> = Arc::new(FailingStore::new(Arc::clone(&kept), 1));
+        SequentialExecutor::new()
+            .run_durable(&topology, Task::new(json!({})), options(failing, "r"))
+            .await
+            .unwrap_err();
+        let short = |owner: &str| {
+            let mut o = options(Arc::clone(&kept) as Arc<dyn Store>, "r").with_owner(owner);
+            o.lease_ttl = std::time::Duration::from_millis(1);
+            o
+        };
+        let spawn = |o: DurableOptions| {
+            let topology = Arc::clone(&topology);
+            tokio::spawn(async move { SequentialExecutor::new().resume(&topology, o, None).await })
+        };
+        let a = spawn(short("a"));
+        while entered.load(std::sync::atomic::Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5)); // a's lease expires
+        let b = spawn(short("b"));
+        while entered.load(std::sync::atomic::Ordering::SeqCst) < 2 && !b.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(2);
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        assert!(a.as_ref().is_err_and(DurableRunError::is_conflict), "{a:?}");
+        let b = b.unwrap();
+        assert_eq!(b.content()["done"], true);
+        assert_eq!(b.metadata.steps, 2);
+        assert_eq!(entered.load(std::sync::atomic::Ordering::SeqCst), 2);
+    });
+}
