@@ -434,6 +434,8 @@ pub struct Context {
     /// Which attempt of this activation is running (1 unless a retry wrapper says otherwise).
     attempt: u32,
     scope: Arc<RunScope>,
+    /// Durable runs only: the activation id and the resume value (`None` otherwise, and free).
+    durable: Option<Arc<(u64, Option<Value>)>>,
 }
 
 impl Context {
@@ -446,6 +448,7 @@ impl Context {
             node_index,
             attempt: 1,
             scope,
+            durable: None,
         }
     }
 
@@ -467,6 +470,7 @@ impl Context {
     pub fn reset(&mut self, inputs: NodeMessage, node_index: usize) -> NodeMessage {
         self.node_index = node_index;
         self.attempt = 1;
+        self.durable = None;
         std::mem::replace(&mut self.inputs, inputs)
     }
 
@@ -591,6 +595,57 @@ impl Context {
                 }),
             }
         }
+    }
+
+    /// A copy of this context for an activation of a durable run: `activation` is its id (the
+    /// id of the message it consumes, the same on every retry and after a resume), and
+    /// `resume_value` the answer to its interrupt, when the run was resumed with one. Durable
+    /// executors call this.
+    #[must_use]
+    pub fn with_activation(mut self, activation: u64, resume_value: Option<Value>) -> Self {
+        self.durable = Some(Arc::new((activation, resume_value)));
+        self
+    }
+
+    /// The activation id in a durable run: the id of the message this activation consumes,
+    /// stable across retries and resumes (so an outside effect can be keyed by it). `None`
+    /// outside durable runs.
+    pub fn activation_id(&self) -> Option<u64> {
+        self.durable.as_ref().map(|d| d.0)
+    }
+
+    /// The value the run was resumed with, when this activation interrupted itself before (see
+    /// [`Context::interrupt`]) and the run was resumed with an answer.
+    pub fn resume_value(&self) -> Option<&Value> {
+        self.durable.as_ref().and_then(|d| d.1.as_ref())
+    }
+
+    /// Asks for outside input: returns the error the node returns (`return Err(ctx.interrupt(..))`)
+    /// to stop a durable run with `StopReason::Interrupted` once the interrupt is logged. The
+    /// run is resumed with an answer, and this node runs again on the same message with the
+    /// answer in [`Context::resume_value`]. State writes the interrupted attempt made are not
+    /// logged (the node runs again). Outside a durable run it is an ordinary node error.
+    ///
+    /// ```
+    /// use spark_adk_core::{Context, NodeError};
+    /// use serde_json::json;
+    ///
+    /// fn review(ctx: &Context) -> Result<bool, NodeError> {
+    ///     match ctx.resume_value() {
+    ///         Some(answer) => Ok(answer == &json!("approve")),
+    ///         None => Err(ctx.interrupt(json!({ "question": "approve?" }))),
+    ///     }
+    /// }
+    /// let err = review(&Context::detached(json!({}))).unwrap_err();
+    /// assert_eq!(err.interrupt_payload(), Some(&json!({ "question": "approve?" })));
+    /// ```
+    pub fn interrupt(&self, payload: impl Into<Value>) -> crate::NodeError {
+        crate::NodeError::with_source(
+            format!("node `{}` interrupted the run", self.node_name()),
+            crate::Interrupt {
+                payload: payload.into(),
+            },
+        )
     }
 
     /// The index of the running node in its graph.

@@ -60,7 +60,33 @@ impl NodeError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The payload when this error is an interrupt made by
+    /// [`Context::interrupt`](crate::Context::interrupt): the node asks for outside input and
+    /// the run stops (durable runs) until it is resumed with a value.
+    pub fn interrupt_payload(&self) -> Option<&serde_json::Value> {
+        self.source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<Interrupt>())
+            .map(|i| &i.payload)
+    }
 }
+
+/// The cause of the [`NodeError`] that [`Context::interrupt`](crate::Context::interrupt)
+/// returns: what the node asks (see [`NodeError::interrupt_payload`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interrupt {
+    /// What the node asks, given back to whoever resumes the run.
+    pub payload: serde_json::Value,
+}
+
+impl fmt::Display for Interrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "interrupted, asking {}", self.payload)
+    }
+}
+
+impl StdError for Interrupt {}
 
 impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -46,13 +46,13 @@ mod task;
 
 pub use budget::{Budget, BudgetError, BudgetKind};
 pub use context::{Context, RunScope};
-pub use error::{NodeError, RunCounts, RunError};
+pub use error::{Interrupt, NodeError, RunCounts, RunError};
 pub use events::{Event, EventBus, EventKind};
 pub use message::{AckHook, ChannelMessage, NodeMessage, PayloadError};
 pub use node::{node_fn, BoxFuture, DynNode, FnNode, IntoNodeResult, Node, NodeResult};
 pub use result::{
-    NodeCount, NodeCounts, RunMetadata, RunResult, SinkOutput, SinkOutputs, SinkRetention,
-    StopReason,
+    InterruptInfo, NodeCount, NodeCounts, RunMetadata, RunResult, SinkOutput, SinkOutputs,
+    SinkRetention, StopReason,
 };
 pub use state::GraphState;
 pub use stream::{

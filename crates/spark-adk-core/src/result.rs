@@ -20,6 +20,18 @@ pub enum StopReason {
     Shutdown,
     /// The run handle was dropped while the run was still going (long-running mode).
     HandleDropped,
+    /// A node interrupted a durable run (`Context::interrupt`); the node and what it asked are
+    /// in [`RunMetadata::interrupt`]. Resume the run with an answer to go on.
+    Interrupted,
+}
+
+/// The interrupt a durable run stopped at ([`StopReason::Interrupted`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InterruptInfo {
+    /// The node that interrupted.
+    pub node: Arc<str>,
+    /// What it asked.
+    pub payload: Value,
 }
 
 /// One output that matched no outgoing edge (a sink output of the run).
@@ -360,6 +372,9 @@ pub struct RunMetadata {
     /// Sink outputs produced but not kept in the result ([`SinkRetention::Last`]); they were
     /// still broadcast to subscribers of a spawned run. Zero when every one is kept.
     pub sink_outputs_discarded: u64,
+    /// The interrupt the run stopped at, when [`RunMetadata::stop_reason`] is
+    /// [`StopReason::Interrupted`].
+    pub interrupt: Option<InterruptInfo>,
 }
 
 impl RunMetadata {
@@ -377,6 +392,7 @@ impl RunMetadata {
             activations_dropped: 0,
             per_node: NodeCounts::default(),
             sink_outputs_discarded: 0,
+            interrupt: None,
         }
     }
 

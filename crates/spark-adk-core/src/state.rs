@@ -30,6 +30,9 @@ use serde_json::{Map, Value};
 #[derive(Clone, Default)]
 pub struct GraphState {
     inner: Arc<Mutex<Map<String, Value>>>,
+    /// The keys written since the last [`GraphState::take_writes`]: kept only for durable runs
+    /// (see [`GraphState::with_write_log`]); `None`, and free, otherwise.
+    writes: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl fmt::Debug for GraphState {
@@ -43,6 +46,43 @@ impl GraphState {
     pub fn new(initial: Map<String, Value>) -> Self {
         Self {
             inner: Arc::new(Mutex::new(initial)),
+            writes: None,
+        }
+    }
+
+    /// A store holding `initial` that remembers which keys are written (set, removed, updated),
+    /// for an executor that logs each activation's state changes (durable runs). Read and clear
+    /// the written keys with [`GraphState::take_writes`].
+    pub fn with_write_log(initial: Map<String, Value>) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(initial)),
+            writes: Some(Arc::new(Mutex::new(Vec::new()))),
+        }
+    }
+
+    /// The keys written since the last call, each once, in the order first written; empty when
+    /// the store keeps no write log. Each key's current value is what was written last.
+    pub fn take_writes(&self) -> Vec<String> {
+        let Some(writes) = &self.writes else {
+            return Vec::new();
+        };
+        let mut keys = std::mem::take(&mut *writes.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        keys.retain(|k| seen.insert(k.clone()));
+        keys
+    }
+
+    /// The current values of `keys` (`None` for a removed key), read under one lock.
+    pub fn values_of(&self, keys: &[String]) -> Vec<Option<Value>> {
+        let map = self.lock();
+        keys.iter().map(|k| map.get(k).cloned()).collect()
+    }
+
+    #[inline]
+    fn wrote<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
+        if let Some(writes) = &self.writes {
+            let mut w = writes.lock().unwrap_or_else(PoisonError::into_inner);
+            w.extend(keys.into_iter().map(str::to_owned));
         }
     }
 
@@ -59,12 +99,17 @@ impl GraphState {
 
     /// Sets `key` to `value`; returns the previous value.
     pub fn set(&self, key: impl Into<String>, value: impl Into<Value>) -> Option<Value> {
-        self.lock().insert(key.into(), value.into())
+        let key = key.into();
+        let mut map = self.lock();
+        self.wrote([key.as_str()]);
+        map.insert(key, value.into())
     }
 
     /// Removes `key`; returns its value.
     pub fn remove(&self, key: &str) -> Option<Value> {
-        self.lock().remove(key)
+        let mut map = self.lock();
+        self.wrote([key]);
+        map.remove(key)
     }
 
     /// Sets several keys at once, atomically.
@@ -74,7 +119,9 @@ impl GraphState {
     ) {
         let mut map = self.lock();
         for (k, v) in entries {
-            map.insert(k.into(), v.into());
+            let k = k.into();
+            self.wrote([k.as_str()]);
+            map.insert(k, v.into());
         }
     }
 
@@ -87,6 +134,7 @@ impl GraphState {
         let mut map = self.lock();
         let mut value = map.get(key).cloned().unwrap_or(Value::Null);
         let result = f(&mut value);
+        self.wrote([key]);
         match map.get_mut(key) {
             Some(slot) => *slot = value,
             None => {
@@ -104,6 +152,21 @@ impl GraphState {
         let mut map = self.lock();
         let mut draft = map.clone();
         let result = f(&mut draft);
+        if self.writes.is_some() {
+            // Only durable runs pay for finding what the transaction changed.
+            let changed: Vec<&str> = map
+                .iter()
+                .filter(|(k, v)| draft.get(*k) != Some(*v))
+                .map(|(k, _)| k.as_str())
+                .chain(
+                    draft
+                        .iter()
+                        .filter(|(k, _)| !map.contains_key(*k))
+                        .map(|(k, _)| k.as_str()),
+                )
+                .collect();
+            self.wrote(changed);
+        }
         *map = draft;
         result
     }
@@ -123,6 +186,38 @@ impl GraphState {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_write_log_names_each_written_key_once_in_first_write_order() {
+        let mut initial = Map::new();
+        initial.insert("keep".to_owned(), json!(1));
+        initial.insert("gone".to_owned(), json!(2));
+        let state = GraphState::with_write_log(initial);
+        state.set("b", json!(1));
+        state.remove("gone");
+        state.update_with("a", |v| *v = json!(3));
+        state.set("b", json!(2));
+        state.transaction(|m| {
+            m.insert("t".to_owned(), json!(true));
+            m.insert("keep".to_owned(), json!(1)); // unchanged: not a write
+        });
+        assert_eq!(state.take_writes(), ["b", "gone", "a", "t"]);
+        assert!(
+            state.take_writes().is_empty(),
+            "taking the writes clears them"
+        );
+        assert_eq!(
+            state.values_of(&["b".to_owned(), "gone".to_owned()]),
+            [Some(json!(2)), None]
+        );
+    }
+
+    #[test]
+    fn a_state_without_a_write_log_reports_no_writes() {
+        let state = GraphState::default();
+        state.set("a", json!(1));
+        assert!(state.take_writes().is_empty());
+    }
 
     #[test]
     fn concurrent_increments_are_never_lost() {

@@ -257,6 +257,7 @@ fn stop_label(stop_reason: Option<StopReason>) -> &'static str {
         Some(StopReason::Completed) => "completed",
         Some(StopReason::Shutdown) => "shutdown",
         Some(StopReason::HandleDropped) => "handle_dropped",
+        Some(StopReason::Interrupted) => "interrupted",
         Some(StopReason::Budget(BudgetKind::Time)) => "budget_time",
         Some(StopReason::Budget(BudgetKind::Tokens)) => "budget_tokens",
         None => "error",

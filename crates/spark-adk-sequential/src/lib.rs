@@ -9,7 +9,12 @@
 //! Before each activation the checks run in this order: time budget, token budget, step limit.
 //! A node error or panic stops the run with an error naming the node.
 //!
-//! **Layering**: depends on `spark-adk-core`, `spark-adk-edges`, tokio (`time`, `macros`; it needs
+//! Durable runs ([`SequentialExecutor::run_durable`], [`SequentialExecutor::resume`]) log each
+//! committed activation to a `spark-adk-durable` store and continue from the log; see the
+//! `durable` module's rules in `docs/runtime-semantics.md`, "Durable runs".
+//!
+//! **Layering**: depends on `spark-adk-core`, `spark-adk-edges`, `spark-adk-durable` (its trait
+//! and records only, never a concrete store), thiserror, tokio (`time`, `macros`; it needs
 //! a tokio runtime with timers only when a time budget is set) and `tracing` (spans only, without
 //! its `attributes` feature). It never depends on
 //! `spark-adk-mailbox`: the two executors are independent.
@@ -38,8 +43,10 @@
 //! # Ok(()) }
 //! ```
 
+mod durable;
 mod subgraph;
 
+pub use durable::{fingerprint, topology_shape, DurableOptions, DurableRunError};
 pub use subgraph::{SubgraphNode, DEFAULT_SUBGRAPH_DEPTH_LIMIT};
 
 use std::collections::VecDeque;

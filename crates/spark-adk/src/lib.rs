@@ -166,11 +166,13 @@
 //! original's module paths (`spark_adk::graphs::tasks::Task`, `spark_adk::nodes::types::NodeMessage`).
 //!
 //! **Layering**: the facade depends on every member crate (`spark-adk-core`, `spark-adk-edges`,
-//! `spark-adk-sequential`, `spark-adk-mailbox`, `spark-adk-policy`, and `spark-adk-metrics` with
-//! the `metrics` feature); nothing depends on it
+//! `spark-adk-sequential`, `spark-adk-mailbox`, `spark-adk-policy`, `spark-adk-durable`,
+//! `spark-adk-sqlite` with the `sqlite` feature (default), `spark-adk-postgres` with the
+//! `postgres` feature, and `spark-adk-metrics` with the `metrics` feature); nothing depends on it
 //! except examples, tests and benches. It holds no execution logic of its own beyond dispatch,
 //! the subgraph node and the map node.
 
+mod durable_run;
 mod graph;
 mod map;
 mod stream;
@@ -199,6 +201,28 @@ pub use spark_adk_edges::{
 pub use spark_adk_mailbox::{channel, HandleSendError, LongRunningExecutor, RunHandle, RunSender};
 pub use spark_adk_sequential::{SequentialExecutor, SubgraphNode, DEFAULT_SUBGRAPH_DEPTH_LIMIT};
 
+/// Durable runs (checkpoints, resume, interrupts): start one with [`Graph::run_durable`], go on
+/// with [`Graph::resume`] / [`Graph::resume_with`]. The whole `spark-adk-durable` API (records,
+/// replay, the store trait, the in-memory store, the conformance suite) is in [`durable`].
+pub use spark_adk_core::{Interrupt, InterruptInfo};
+pub use spark_adk_durable::{Durability, DurableError, MemoryStore, RunId, Store, StoreExt};
+/// The PostgreSQL store (the `postgres` feature).
+#[cfg(feature = "postgres")]
+pub use spark_adk_postgres::PostgresStore;
+pub use spark_adk_sequential::{DurableOptions, DurableRunError};
+/// The embedded SQLite store (the `sqlite` feature, on by default).
+#[cfg(feature = "sqlite")]
+pub use spark_adk_sqlite::SqliteStore;
+
+/// Durable runs: the `spark-adk-durable` crate (log records, replay, the [`Store`] trait,
+/// [`MemoryStore`], the log writer, the store conformance suite), plus the standard executor's
+/// [`DurableOptions`], [`DurableRunError`] and topology fingerprint helpers. Rules:
+/// docs/runtime-semantics.md, "Durable runs".
+pub mod durable {
+    pub use spark_adk_durable::*;
+    pub use spark_adk_sequential::{fingerprint, topology_shape, DurableOptions, DurableRunError};
+}
+
 /// Run events as `metrics` counters, gauges and histograms (activations, failures, retries and
 /// durations per node; runs by mode and stop reason): the `spark-adk-metrics` crate, with the
 /// `metrics` cargo feature. Start with `metrics::MetricsExporter::attach(graph.events(), "name")`.
@@ -213,12 +237,17 @@ pub use spark_adk_core::{IntoNodeResult, PayloadError};
 /// The member crates, for users who need what the facade does not re-export.
 pub mod crates {
     pub use spark_adk_core as core;
+    pub use spark_adk_durable as durable;
     pub use spark_adk_edges as edges;
     pub use spark_adk_mailbox as mailbox;
     #[cfg(feature = "metrics")]
     pub use spark_adk_metrics as metrics;
     pub use spark_adk_policy as policy;
+    #[cfg(feature = "postgres")]
+    pub use spark_adk_postgres as postgres;
     pub use spark_adk_sequential as sequential;
+    #[cfg(feature = "sqlite")]
+    pub use spark_adk_sqlite as sqlite;
 }
 
 /// Everything a graph author usually needs: `use spark_adk::prelude::*;`.
