@@ -31,6 +31,9 @@ pub struct Locations {
     /// With `--rounds N` (N > 1): every round's median of each criterion id of this run; the
     /// report then uses the median of the rounds' medians.
     pub rounds: BTreeMap<String, Vec<f64>>,
+    /// Rows this run skipped (a server they need did not answer), with the reason: reported
+    /// as skipped, never a failure.
+    pub skipped: BTreeMap<String, String>,
 }
 
 /// A measurement, or why there is none.
@@ -74,6 +77,8 @@ pub enum Status {
     NotMeasured,
     /// Nothing to judge: reported for information.
     Info,
+    /// Not run: a server the row needs did not answer (never a failure).
+    Skipped,
 }
 
 impl Status {
@@ -83,6 +88,7 @@ impl Status {
             Self::Miss => "MISS",
             Self::NotMeasured => "not measured",
             Self::Info => "info",
+            Self::Skipped => "SKIPPED",
         }
     }
 }
@@ -417,6 +423,20 @@ impl Report {
         let mut rows = Vec::with_capacity(targets.len());
         let mut related = Vec::new();
         for t in targets {
+            if let Some(reason) = at.skipped.get(&t.id) {
+                rows.push(Row {
+                    target: t.clone(),
+                    measurement: Measurement::NotMeasured {
+                        reason: reason.clone(),
+                    },
+                    ratio_results: Vec::new(),
+                    speedup_vs_seed: None,
+                    ratio_to_target: None,
+                    instructions: None,
+                    status: Status::Skipped,
+                });
+                continue;
+            }
             let measurement = match t.source {
                 Source::Criterion => at.criterion(t.criterion_id(), t.divide_by)?,
                 Source::Process => at.process(t.process(), t.field(), t.divide_by)?,
@@ -599,7 +619,12 @@ impl Report {
                     },
                     t.target.clone(),
                     fixed(r.ratio_to_target),
-                    r.status.label().to_owned(),
+                    match (&r.status, &r.measurement) {
+                        (Status::Skipped, Measurement::NotMeasured { reason }) => {
+                            format!("SKIPPED: {reason}")
+                        }
+                        (status, _) => status.label().to_owned(),
+                    },
                     r.instructions.as_ref().map_or_else(
                         || "-".to_owned(),
                         |i| {
@@ -751,10 +776,11 @@ impl Report {
     fn summary(&self) -> String {
         let count = |s: Status| self.rows.iter().filter(|r| r.status == s).count();
         let mut line = format!(
-            "\n{} passed, {} missed, {} not measured{}.\n",
+            "\n{} passed, {} missed, {} not measured, {} skipped{}.\n",
             count(Status::Pass),
             count(Status::Miss),
             count(Status::NotMeasured),
+            count(Status::Skipped),
             if self.strict {
                 " (--strict: not measured counts as missed)"
             } else {
@@ -1029,6 +1055,7 @@ mod tests {
                 target_dir: self.0.join("target"),
                 since,
                 rounds: BTreeMap::new(),
+                skipped: BTreeMap::new(),
             }
         }
     }
@@ -1050,6 +1077,42 @@ mod tests {
             .iter()
             .map(|r| (r.target.id.as_str(), r.status))
             .collect()
+    }
+
+    #[test]
+    fn a_skipped_row_is_reported_with_its_reason_and_never_fails() {
+        let s = Scratch::new("skipped");
+        s.full_run();
+        let text = format!("{FIXTURE}{}", crate::targets::tests::NATS_ROW);
+        let targets = parse(&text).unwrap_or_default();
+        let mut at = s.locations(None);
+        at.skipped.insert(
+            "nats_hop".to_owned(),
+            "the server at 127.0.0.1:4222 does not answer (connection refused)".to_owned(),
+        );
+        let Ok(report) = Report::gather(&targets, &at, true) else {
+            panic!("the report gathers");
+        };
+        assert_eq!(
+            statuses(&report).last(),
+            Some(&("nats_hop", Status::Skipped))
+        );
+        assert!(report.failures().iter().all(|f| !f.contains("nats_hop")));
+        assert!(report.related.iter().all(|r| r.of != "nats_hop"));
+        let out = report.to_text();
+        assert!(
+            out.contains("SKIPPED: the server at 127.0.0.1:4222 does not answer"),
+            "{out}"
+        );
+        assert!(out.contains(", 1 skipped"), "{out}");
+        at.skipped.clear();
+        let Ok(unskipped) = Report::gather(&targets, &at, true) else {
+            panic!("the report gathers");
+        };
+        assert_eq!(
+            statuses(&unskipped).last(),
+            Some(&("nats_hop", Status::NotMeasured))
+        );
     }
 
     #[test]
