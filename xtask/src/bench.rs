@@ -2,12 +2,16 @@
 //! the child-process benches, and the instruction counts, then report each row against the
 //! same-run ratios of `benches/targets.toml`.
 //!
-//! - **Interleaved rows.** The bench executables are built first (`cargo bench --no-run`, ours
-//!   and the peers' crate), then for each criterion row of the table, in order: our bench of
+//! - **Interleaved rows.** The bench executables the rows need are built first (`cargo bench
+//!   --no-run` per package: `spark-adk-benches` or the row's own `package`, and the peers'
+//!   crate), then for each criterion row of the table, in order: our bench of
 //!   the row, the peer's bench of the same row, then the row's other ratios (floors) and the
 //!   benches beside it, each a run of the executable with `--exact <criterion id>`. So a
 //!   row's figures are seconds apart, and the ratio of two medians is not skewed by the
 //!   machine's load moving between the start and the end of a run (A B A B, not A A B B).
+//! - **Rows that need a server** (`server` in the table, `nats_hop*`): when nothing answers
+//!   at that address, the row is not run and is reported as SKIPPED with the reason (never a
+//!   failure).
 //! - **Child-process benches** ([`crate::process`]): `mem_lr_10k`, `server_10k` (with
 //!   graph-flow's `server_10k_graph_flow`).
 //! - **Instruction counts** ([`crate::icount`]): the standard-mode rows, ours and graph-flow's,
