@@ -246,10 +246,23 @@ pub fn instructions_file(target_dir: &Path, id: &str) -> PathBuf {
     target_dir.join("bench-icount").join(format!("{id}.json"))
 }
 
+/// The directory criterion keeps a bench's results in, under its output directory: the group,
+/// then the function id with the characters criterion makes file-name safe (`/` among them)
+/// replaced by `_` (`durable_append/sqlite/async` is kept in `durable_append/sqlite_async`).
+pub fn criterion_directory(criterion_id: &str) -> String {
+    match criterion_id.split_once('/') {
+        Some((group, function)) => {
+            let safe = function.replace(['/', '\\', '?', '"', '*', '<', '>', ':', '|'], "_");
+            format!("{group}/{safe}")
+        }
+        None => criterion_id.to_owned(),
+    }
+}
+
 impl Locations {
     fn estimates(&self, criterion_id: &str, baseline: &str) -> PathBuf {
         self.criterion_dir
-            .join(criterion_id)
+            .join(criterion_directory(criterion_id))
             .join(baseline)
             .join("estimates.json")
     }
@@ -1077,6 +1090,19 @@ mod tests {
             .iter()
             .map(|r| (r.target.id.as_str(), r.status))
             .collect()
+    }
+
+    #[test]
+    fn a_function_id_with_a_slash_is_read_from_criterions_safe_directory() {
+        assert_eq!(
+            criterion_directory("durable_append/sqlite/async"),
+            "durable_append/sqlite_async"
+        );
+        assert_eq!(
+            criterion_directory("std_per_node/chain_1000"),
+            "std_per_node/chain_1000"
+        );
+        assert_eq!(criterion_directory("std_flow_3"), "std_flow_3");
     }
 
     #[test]
