@@ -814,13 +814,15 @@ mod tests {
     #[test]
     fn a_server_that_is_not_listening_does_not_answer() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").ok();
-        let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-        let Some(addr) = addr else {
-            panic!("a local port to listen on");
-        };
-        assert_eq!(server_answers(&addr.to_string()), None);
+        let addr = listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        assert!(!addr.is_empty(), "a local port to listen on");
+        assert_eq!(server_answers(&addr), None);
         drop(listener);
-        assert!(server_answers(&addr.to_string()).is_some());
+        assert!(server_answers(&addr).is_some());
         assert!(server_answers("no-such-host.invalid:4222").is_some());
     }
 
