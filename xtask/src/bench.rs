@@ -238,37 +238,32 @@ pub fn plan(table: &[Target], peers: bool) -> Vec<Step> {
     let mut steps = Vec::new();
     for t in table.iter().filter(|t| t.source == Source::Criterion) {
         let ours = t.bench_target.clone().unwrap_or_default();
-        let step = |bench_target: &str, id: &str| Step {
-            package: if bench_target == PEERS_BENCH {
-                PEERS_PACKAGE
-            } else {
-                t.package()
-            }
-            .to_owned(),
+        let step = |package: &str, bench_target: &str, id: &str| Step {
+            package: package.to_owned(),
             bench_target: bench_target.to_owned(),
             id: id.to_owned(),
         };
-        steps.push(step(&ours, t.criterion_id()));
+        steps.push(step(t.package(), &ours, t.criterion_id()));
         let mut ratios: Vec<_> = t.ratios.iter().collect();
         ratios.sort_by_key(|r| !r.peer);
         for r in ratios {
             let Some(id) = &r.criterion_id else { continue };
             if r.peer {
                 if peers {
-                    steps.push(step(PEERS_BENCH, id));
+                    steps.push(step(PEERS_PACKAGE, PEERS_BENCH, id));
                 }
             } else {
-                steps.push(step(&ours, id));
+                steps.push(step(t.package(), &ours, id));
             }
         }
         for id in &t.related {
-            steps.push(step(&ours, id));
+            steps.push(step(t.package(), &ours, id));
         }
         // A ratio's own numerator, unless it already runs as a bench beside the row.
         let compared = t.ratios.iter().filter(|r| peers || !r.peer);
         for of in compared.filter_map(|r| r.of.as_deref()) {
             if !t.related.iter().any(|id| id == of) {
-                steps.push(step(&ours, of));
+                steps.push(step(t.package(), &ours, of));
             }
         }
     }
