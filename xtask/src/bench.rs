@@ -2,12 +2,16 @@
 //! the child-process benches, and the instruction counts, then report each row against the
 //! same-run ratios of `benches/targets.toml`.
 //!
-//! - **Interleaved rows.** The bench executables are built first (`cargo bench --no-run`, ours
-//!   and the peers' crate), then for each criterion row of the table, in order: our bench of
+//! - **Interleaved rows.** The bench executables the rows need are built first (`cargo bench
+//!   --no-run` per package: `spark-adk-benches` or the row's own `package`, and the peers'
+//!   crate), then for each criterion row of the table, in order: our bench of
 //!   the row, the peer's bench of the same row, then the row's other ratios (floors) and the
 //!   benches beside it, each a run of the executable with `--exact <criterion id>`. So a
 //!   row's figures are seconds apart, and the ratio of two medians is not skewed by the
 //!   machine's load moving between the start and the end of a run (A B A B, not A A B B).
+//! - **Rows that need a server** (`server` in the table, `nats_hop*`): when nothing answers
+//!   at that address, the row is not run and is reported as SKIPPED with the reason (never a
+//!   failure).
 //! - **Child-process benches** ([`crate::process`]): `mem_lr_10k`, `server_10k` (with
 //!   graph-flow's `server_10k_graph_flow`).
 //! - **Instruction counts** ([`crate::icount`]): the standard-mode rows, ours and graph-flow's,
@@ -39,8 +43,11 @@ use crate::targets::{self, Source, Target};
 use crate::workspace::{run_step, Workspace};
 use crate::{icount, Context, Error, Result};
 
-/// The package that holds the benches.
+/// The package that holds the benches (a row of `benches/targets.toml` may name another).
 pub const PACKAGE: &str = "spark-adk-benches";
+
+/// The package of the peers' crate (benches/peers, a workspace of its own).
+pub const PEERS_PACKAGE: &str = "spark-adk-peers";
 
 /// The bench target of the peers' crate.
 pub const PEERS_BENCH: &str = "peers";
@@ -213,10 +220,12 @@ pub fn select_rows(table: Vec<Target>, part: &str) -> Vec<Target> {
     table.into_iter().filter(|t| t.id.contains(part)).collect()
 }
 
-/// One criterion bench to run: which executable (ours: the bench target's name; the peers':
-/// [`PEERS_BENCH`]) and the bench's criterion id.
+/// One criterion bench to run: which executable (ours: the row's package and bench target;
+/// the peers': [`PEERS_PACKAGE`] and [`PEERS_BENCH`]) and the bench's criterion id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
+    /// The package of the bench target.
+    pub package: String,
     /// The bench target.
     pub bench_target: String,
     /// The criterion id.
@@ -229,31 +238,32 @@ pub fn plan(table: &[Target], peers: bool) -> Vec<Step> {
     let mut steps = Vec::new();
     for t in table.iter().filter(|t| t.source == Source::Criterion) {
         let ours = t.bench_target.clone().unwrap_or_default();
-        let step = |bench_target: &str, id: &str| Step {
+        let step = |package: &str, bench_target: &str, id: &str| Step {
+            package: package.to_owned(),
             bench_target: bench_target.to_owned(),
             id: id.to_owned(),
         };
-        steps.push(step(&ours, t.criterion_id()));
+        steps.push(step(t.package(), &ours, t.criterion_id()));
         let mut ratios: Vec<_> = t.ratios.iter().collect();
         ratios.sort_by_key(|r| !r.peer);
         for r in ratios {
             let Some(id) = &r.criterion_id else { continue };
             if r.peer {
                 if peers {
-                    steps.push(step(PEERS_BENCH, id));
+                    steps.push(step(PEERS_PACKAGE, PEERS_BENCH, id));
                 }
             } else {
-                steps.push(step(&ours, id));
+                steps.push(step(t.package(), &ours, id));
             }
         }
         for id in &t.related {
-            steps.push(step(&ours, id));
+            steps.push(step(t.package(), &ours, id));
         }
         // A ratio's own numerator, unless it already runs as a bench beside the row.
         let compared = t.ratios.iter().filter(|r| peers || !r.peer);
         for of in compared.filter_map(|r| r.of.as_deref()) {
             if !t.related.iter().any(|id| id == of) {
-                steps.push(step(&ours, of));
+                steps.push(step(t.package(), &ours, of));
             }
         }
     }
@@ -287,11 +297,21 @@ pub fn run(ws: &Workspace, options: &Options) -> Result<()> {
         return Ok(());
     }
     let mut rounds = BTreeMap::new();
+    let mut skipped = BTreeMap::new();
     let since = if options.report_only {
         None
     } else {
         let started = SystemTime::now();
-        rounds = run_rows(ws, &table, options, peers)?;
+        skipped = skipped_rows(&table, server_answers);
+        for (id, reason) in &skipped {
+            println!("==> `{id}` SKIPPED: {reason}");
+        }
+        let runnable: Vec<Target> = table
+            .iter()
+            .filter(|t| !skipped.contains_key(&t.id))
+            .cloned()
+            .collect();
+        rounds = run_rows(ws, &runnable, options, peers)?;
         if table.iter().any(|t| t.source == Source::Process) {
             crate::process::run(ws, peers)?;
         }
@@ -313,6 +333,7 @@ pub fn run(ws: &Workspace, options: &Options) -> Result<()> {
         } else {
             BTreeMap::new()
         },
+        skipped,
     };
     let mut report = Report::gather(&table, &at, options.strict)?;
     if let Some(name) = &options.compare {
@@ -329,6 +350,47 @@ pub fn run(ws: &Workspace, options: &Options) -> Result<()> {
     std::fs::write(&json, report.to_json()?).context(|| format!("writing {}", json.display()))?;
     println!("reports: {} and {}", md.display(), json.display());
     report.verdict()
+}
+
+/// The rows to skip, each with the reason: those whose `server` does not answer `probe` (which
+/// returns why not, or `None` when it answers). Each server is probed once.
+pub fn skipped_rows(
+    table: &[Target],
+    probe: impl Fn(&str) -> Option<String>,
+) -> BTreeMap<String, String> {
+    let mut answers: BTreeMap<&str, Option<String>> = BTreeMap::new();
+    let mut skipped = BTreeMap::new();
+    for t in table {
+        let Some(server) = t.server.as_deref() else {
+            continue;
+        };
+        let answer = answers.entry(server).or_insert_with(|| probe(server));
+        if let Some(why) = answer {
+            skipped.insert(
+                t.id.clone(),
+                format!("the server at {server} does not answer ({why})"),
+            );
+        }
+    }
+    skipped
+}
+
+/// Whether a TCP server answers at `addr` (`host:port`) within 2 s: `None` when it does, else
+/// why not.
+fn server_answers(addr: &str) -> Option<String> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let addrs = match addr.to_socket_addrs() {
+        Ok(a) => a.collect::<Vec<_>>(),
+        Err(e) => return Some(e.to_string()),
+    };
+    let mut why = format!("`{addr}` resolves to no address");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)) {
+            Ok(_) => return None,
+            Err(e) => why = e.to_string(),
+        }
+    }
+    Some(why)
 }
 
 fn valgrind_available() -> bool {
@@ -408,14 +470,22 @@ fn run_rows(
     options: &Options,
     peers: bool,
 ) -> Result<BTreeMap<String, Vec<f64>>> {
-    let names = ws.bench_targets(PACKAGE)?;
-    let exes = ws.build_benches(Some(PACKAGE), None, &names)?;
-    let mut executables: Vec<(String, PathBuf)> = names.into_iter().zip(exes).collect();
-    if peers {
-        let peer = ws.build_benches(None, Some(&ws.peers_manifest()), &[PEERS_BENCH.to_owned()])?;
-        executables.extend(peer.into_iter().map(|e| (PEERS_BENCH.to_owned(), e)));
-    }
     let steps = plan(table, peers);
+    // The executables the steps need, built per package: ((package, bench target), exe).
+    let mut executables: Vec<((String, String), PathBuf)> = Vec::new();
+    for (package, names) in bench_targets_by_package(&steps) {
+        let exes = if package == PEERS_PACKAGE {
+            ws.build_benches(None, Some(&ws.peers_manifest()), &names)?
+        } else {
+            ws.build_benches(Some(&package), None, &names)?
+        };
+        executables.extend(
+            names
+                .into_iter()
+                .zip(exes)
+                .map(|(name, exe)| ((package.clone(), name), exe)),
+        );
+    }
     let args = options.criterion_args();
     let criterion_dir = ws.criterion_dir();
     let at = Locations {
@@ -423,6 +493,7 @@ fn run_rows(
         target_dir: ws.target_dir.clone(),
         since: None,
         rounds: BTreeMap::new(),
+        skipped: BTreeMap::new(),
     };
     let total = options.rounds.max(1);
     let mut medians: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -430,12 +501,12 @@ fn run_rows(
         for (i, step) in steps.iter().enumerate() {
             let exe = executables
                 .iter()
-                .find(|(name, _)| *name == step.bench_target)
+                .find(|((package, name), _)| *package == step.package && *name == step.bench_target)
                 .map(|(_, exe)| exe)
                 .ok_or_else(|| {
                     Error::fail(format!(
-                        "no bench target `{}` (for `{}`)",
-                        step.bench_target, step.id
+                        "no bench target `{}` of `{}` (for `{}`)",
+                        step.bench_target, step.package, step.id
                     ))
                 })?;
             println!(
@@ -460,6 +531,26 @@ fn run_rows(
         println!("==> every round's medians: {}", file.display());
     }
     Ok(medians)
+}
+
+/// The bench targets the steps run, grouped by package, each package and name once, in the
+/// order the steps first name them.
+pub fn bench_targets_by_package(steps: &[Step]) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for s in steps {
+        let at = match out.iter().position(|(p, _)| *p == s.package) {
+            Some(i) => i,
+            None => {
+                out.push((s.package.clone(), Vec::new()));
+                out.len() - 1
+            }
+        };
+        let names = &mut out[at].1;
+        if !names.contains(&s.bench_target) {
+            names.push(s.bench_target.clone());
+        }
+    }
+    out
 }
 
 /// The command that runs one criterion bench of `exe` (only the one with id `id`), writing
@@ -627,6 +718,107 @@ mod tests {
                 ("long_running", "floor/pipeline_3"),
             ])
         );
+    }
+
+    fn table_with_nats() -> Vec<Target> {
+        let text = format!(
+            "{}{}",
+            crate::targets::tests::FIXTURE,
+            crate::targets::tests::NATS_ROW
+        );
+        crate::targets::parse(&text).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_rows_benches_run_from_its_own_package_and_the_peers_from_theirs() {
+        let steps: Vec<(String, String, String)> = plan(&table_with_nats(), true)
+            .into_iter()
+            .map(|s| (s.package, s.bench_target, s.id))
+            .collect();
+        let nats: Vec<(&str, &str, &str)> = steps
+            .iter()
+            .filter(|(p, _, _)| p == "spark-adk-nats")
+            .map(|(p, b, id)| (p.as_str(), b.as_str(), id.as_str()))
+            .collect();
+        assert_eq!(
+            nats,
+            [
+                ("spark-adk-nats", "nats_hop", "nats_hop/pipeline_3"),
+                ("spark-adk-nats", "nats_hop", "nats_hop/bare"),
+                ("spark-adk-nats", "nats_hop", "nats_hop/throughput_1"),
+            ]
+        );
+        for (package, bench_target, id) in &steps {
+            let expected = match bench_target.as_str() {
+                "peers" => PEERS_PACKAGE,
+                "nats_hop" => "spark-adk-nats",
+                _ => PACKAGE,
+            };
+            assert_eq!(package, expected, "{id}");
+        }
+    }
+
+    #[test]
+    fn each_package_builds_only_the_bench_targets_its_steps_run() {
+        let groups = bench_targets_by_package(&plan(&table_with_nats(), true));
+        let owned = |p: &str, names: &[&str]| {
+            (
+                p.to_owned(),
+                names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            groups,
+            [
+                owned(PACKAGE, &["standard", "long_running"]),
+                owned(PEERS_PACKAGE, &["peers"]),
+                owned("spark-adk-nats", &["nats_hop"]),
+            ]
+        );
+        let nats_only = select_rows(table_with_nats(), "nats_hop");
+        assert_eq!(
+            bench_targets_by_package(&plan(&nats_only, true)),
+            [owned("spark-adk-nats", &["nats_hop"])]
+        );
+    }
+
+    #[test]
+    fn rows_whose_server_does_not_answer_are_skipped_with_the_reason() {
+        let probed = std::cell::Cell::new(0);
+        let refused = |addr: &str| {
+            probed.set(probed.get() + 1);
+            (addr == "127.0.0.1:4222").then(|| "connection refused".to_owned())
+        };
+        let mut table = table_with_nats();
+        let mut second = table[5].clone();
+        second.id = "nats_hop_2".to_owned();
+        table.push(second);
+        let skipped = skipped_rows(&table, refused);
+        assert_eq!(
+            skipped.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["nats_hop", "nats_hop_2"]
+        );
+        assert_eq!(
+            skipped.get("nats_hop").map(String::as_str),
+            Some("the server at 127.0.0.1:4222 does not answer (connection refused)")
+        );
+        assert_eq!(probed.get(), 1, "each server is probed once");
+        assert!(skipped_rows(&table, |_| None).is_empty());
+    }
+
+    #[test]
+    fn a_server_that_is_not_listening_does_not_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").ok();
+        let addr = listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        assert!(!addr.is_empty(), "a local port to listen on");
+        assert_eq!(server_answers(&addr), None);
+        drop(listener);
+        assert!(server_answers(&addr).is_some());
+        assert!(server_answers("no-such-host.invalid:4222").is_some());
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Locations {
     /// With `--rounds N` (N > 1): every round's median of each criterion id of this run; the
     /// report then uses the median of the rounds' medians.
     pub rounds: BTreeMap<String, Vec<f64>>,
+    /// Rows this run skipped (a server they need did not answer), with the reason: reported
+    /// as skipped, never a failure.
+    pub skipped: BTreeMap<String, String>,
 }
 
 /// A measurement, or why there is none.
@@ -74,6 +77,8 @@ pub enum Status {
     NotMeasured,
     /// Nothing to judge: reported for information.
     Info,
+    /// Not run: a server the row needs did not answer (never a failure).
+    Skipped,
 }
 
 impl Status {
@@ -83,6 +88,7 @@ impl Status {
             Self::Miss => "MISS",
             Self::NotMeasured => "not measured",
             Self::Info => "info",
+            Self::Skipped => "SKIPPED",
         }
     }
 }
@@ -240,10 +246,23 @@ pub fn instructions_file(target_dir: &Path, id: &str) -> PathBuf {
     target_dir.join("bench-icount").join(format!("{id}.json"))
 }
 
+/// The directory criterion keeps a bench's results in, under its output directory: the group,
+/// then the function id with the characters criterion makes file-name safe (`/` among them)
+/// replaced by `_` (`durable_append/sqlite/async` is kept in `durable_append/sqlite_async`).
+pub fn criterion_directory(criterion_id: &str) -> String {
+    match criterion_id.split_once('/') {
+        Some((group, function)) => {
+            let safe = function.replace(['/', '\\', '?', '"', '*', '<', '>', ':', '|'], "_");
+            format!("{group}/{safe}")
+        }
+        None => criterion_id.to_owned(),
+    }
+}
+
 impl Locations {
     fn estimates(&self, criterion_id: &str, baseline: &str) -> PathBuf {
         self.criterion_dir
-            .join(criterion_id)
+            .join(criterion_directory(criterion_id))
             .join(baseline)
             .join("estimates.json")
     }
@@ -417,6 +436,20 @@ impl Report {
         let mut rows = Vec::with_capacity(targets.len());
         let mut related = Vec::new();
         for t in targets {
+            if let Some(reason) = at.skipped.get(&t.id) {
+                rows.push(Row {
+                    target: t.clone(),
+                    measurement: Measurement::NotMeasured {
+                        reason: reason.clone(),
+                    },
+                    ratio_results: Vec::new(),
+                    speedup_vs_seed: None,
+                    ratio_to_target: None,
+                    instructions: None,
+                    status: Status::Skipped,
+                });
+                continue;
+            }
             let measurement = match t.source {
                 Source::Criterion => at.criterion(t.criterion_id(), t.divide_by)?,
                 Source::Process => at.process(t.process(), t.field(), t.divide_by)?,
@@ -599,7 +632,12 @@ impl Report {
                     },
                     t.target.clone(),
                     fixed(r.ratio_to_target),
-                    r.status.label().to_owned(),
+                    match (&r.status, &r.measurement) {
+                        (Status::Skipped, Measurement::NotMeasured { reason }) => {
+                            format!("SKIPPED: {reason}")
+                        }
+                        (status, _) => status.label().to_owned(),
+                    },
                     r.instructions.as_ref().map_or_else(
                         || "-".to_owned(),
                         |i| {
@@ -751,10 +789,11 @@ impl Report {
     fn summary(&self) -> String {
         let count = |s: Status| self.rows.iter().filter(|r| r.status == s).count();
         let mut line = format!(
-            "\n{} passed, {} missed, {} not measured{}.\n",
+            "\n{} passed, {} missed, {} not measured, {} skipped{}.\n",
             count(Status::Pass),
             count(Status::Miss),
             count(Status::NotMeasured),
+            count(Status::Skipped),
             if self.strict {
                 " (--strict: not measured counts as missed)"
             } else {
@@ -1029,6 +1068,7 @@ mod tests {
                 target_dir: self.0.join("target"),
                 since,
                 rounds: BTreeMap::new(),
+                skipped: BTreeMap::new(),
             }
         }
     }
@@ -1050,6 +1090,55 @@ mod tests {
             .iter()
             .map(|r| (r.target.id.as_str(), r.status))
             .collect()
+    }
+
+    #[test]
+    fn a_function_id_with_a_slash_is_read_from_criterions_safe_directory() {
+        assert_eq!(
+            criterion_directory("durable_append/sqlite/async"),
+            "durable_append/sqlite_async"
+        );
+        assert_eq!(
+            criterion_directory("std_per_node/chain_1000"),
+            "std_per_node/chain_1000"
+        );
+        assert_eq!(criterion_directory("std_flow_3"), "std_flow_3");
+    }
+
+    #[test]
+    fn a_skipped_row_is_reported_with_its_reason_and_never_fails() {
+        let s = Scratch::new("skipped");
+        s.full_run();
+        let text = format!("{FIXTURE}{}", crate::targets::tests::NATS_ROW);
+        let targets = parse(&text).unwrap_or_default();
+        let mut at = s.locations(None);
+        at.skipped.insert(
+            "nats_hop".to_owned(),
+            "the server at 127.0.0.1:4222 does not answer (connection refused)".to_owned(),
+        );
+        let Ok(report) = Report::gather(&targets, &at, true) else {
+            panic!("the report gathers");
+        };
+        assert_eq!(
+            statuses(&report).last(),
+            Some(&("nats_hop", Status::Skipped))
+        );
+        assert!(report.failures().iter().all(|f| !f.contains("nats_hop")));
+        assert!(report.related.iter().all(|r| r.of != "nats_hop"));
+        let out = report.to_text();
+        assert!(
+            out.contains("SKIPPED: the server at 127.0.0.1:4222 does not answer"),
+            "{out}"
+        );
+        assert!(out.contains(", 1 skipped"), "{out}");
+        at.skipped.clear();
+        let Ok(unskipped) = Report::gather(&targets, &at, true) else {
+            panic!("the report gathers");
+        };
+        assert_eq!(
+            statuses(&unskipped).last(),
+            Some(&("nats_hop", Status::NotMeasured))
+        );
     }
 
     #[test]

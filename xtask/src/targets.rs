@@ -72,6 +72,13 @@ pub struct Target {
     /// "long_running").
     #[serde(default)]
     pub bench_target: Option<String>,
+    /// The package whose bench target that is (default: `spark-adk-benches`).
+    #[serde(default)]
+    pub package: Option<String>,
+    /// A server (`host:port`) the row's benches need; when it does not answer, `cargo xtask
+    /// bench` skips the row and reports it as skipped (not a failure).
+    #[serde(default)]
+    pub server: Option<String>,
     /// Where the measurement comes from.
     #[serde(default)]
     pub source: Source,
@@ -120,6 +127,11 @@ impl Target {
     /// The id criterion files the estimates under.
     pub fn criterion_id(&self) -> &str {
         self.criterion_id.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The package of the row's bench target.
+    pub fn package(&self) -> &str {
+        self.package.as_deref().unwrap_or(crate::bench::PACKAGE)
     }
 
     /// The child-process bench of a process row.
@@ -183,6 +195,12 @@ pub fn parse(text: &str) -> Result<Vec<Target>> {
                     t.id, r.name
                 ));
             }
+        }
+        if t.source == Source::Process && (t.package.is_some() || t.server.is_some()) {
+            problems.push(format!(
+                "`{}`: `package` and `server` are for criterion rows",
+                t.id
+            ));
         }
         if t.source == Source::Criterion && t.bench_target.is_none() {
             problems.push(format!("`{}`: a criterion row needs `bench_target`", t.id));
@@ -276,6 +294,46 @@ ratios = [{ name = "one run alone", field = "lr_single_ns" }]
 unit = "ns"
 "#;
 
+    /// A row of another package's bench that needs a server.
+    pub(crate) const NATS_ROW: &str = r#"
+[[bench]]
+id = "nats_hop"
+criterion_id = "nats_hop/pipeline_3"
+scenario = "3 nodes, 2 processes"
+package = "spark-adk-nats"
+bench_target = "nats_hop"
+server = "127.0.0.1:4222"
+seed = "-"
+target = "<= 2x bare"
+ratios = [{ name = "bare JetStream", criterion_id = "nats_hop/bare", max = 2.0 }]
+unit = "ns"
+related = ["nats_hop/throughput_1"]
+"#;
+
+    #[test]
+    fn a_row_names_its_package_and_server_and_defaults_to_the_benches_package() {
+        let rows = parse(&format!("{FIXTURE}{NATS_ROW}")).unwrap_or_default();
+        let packages: Vec<(&str, Option<&str>)> = rows
+            .iter()
+            .map(|t| (t.package(), t.server.as_deref()))
+            .collect();
+        assert_eq!(packages.len(), 6);
+        assert_eq!(packages[0], ("spark-adk-benches", None));
+        assert_eq!(packages[5], ("spark-adk-nats", Some("127.0.0.1:4222")));
+        let process_with_server = FIXTURE.replace(
+            "field = \"bytes_per_node\"",
+            "field = \"bytes_per_node\"\nserver = \"127.0.0.1:1\"",
+        );
+        let msg = parse(&process_with_server)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("`package` and `server` are for criterion rows"),
+            "{msg}"
+        );
+    }
+
     #[test]
     fn the_fixture_parses() {
         let rows = parse(FIXTURE).unwrap_or_default();
@@ -324,6 +382,9 @@ unit = "ns"
                 "server_10k",
                 "server_10k_rss",
                 "server_lr_1k",
+                "nats_hop",
+                "nats_hop_throughput_1",
+                "durable_lr",
             ]
         );
     }
