@@ -4,7 +4,7 @@
 //! benches (`std_*`) and the long-running ones (`lr_*`) run exactly the same shapes; only the
 //! [`Task`] differs (`Task::new(..)` versus `Task::long_running(..)`).
 //!
-//! The nodes do trivial work, as `DESIGN.md` asks: read `count` from the JSON input and return
+//! The nodes do trivial work, so that the figures measure the runtime, not the nodes: read `count` from the JSON input and return
 //! `{"count": count + 1}`. A graph's result therefore tells how many nodes ran on the way to it
 //! (see [`Shape::expected_count`]), which the benches check once before timing anything.
 //!

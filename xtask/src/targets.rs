@@ -102,7 +102,7 @@ pub struct Target {
     /// The seed's figure as a number in `unit` (the low end of a range).
     #[serde(default)]
     pub seed_value: Option<f64>,
-    /// Our target, as written in DESIGN.md.
+    /// Our target, as written in the project's design targets (the ratio table in `benches/targets.toml`).
     pub target: String,
     /// The same-run ratios the row is judged by (all must hold).
     #[serde(default)]

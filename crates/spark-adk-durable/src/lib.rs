@@ -1,4 +1,4 @@
-//! Durable runs for Spark for Rust (SEMANTICS section 10): the log record format, replay, the
+//! Durable runs for Spark for Rust (docs/runtime-semantics.md, "Durable runs"): the log record format, replay, the
 //! store trait, the in-memory store, the log writer with its durability modes, and the store
 //! conformance suite.
 //!

@@ -1,5 +1,5 @@
-//! [`RunLog`]: the one writer task of a run's log, with group commit and the durability modes of
-//! SEMANTICS section 10.
+//! [`RunLog`]: the one writer task of a run's log, with group commit and the durability modes `Sync`,
+//! `Async` and `Exit` ([`Durability`]).
 
 use std::sync::{Arc, Mutex};
 

@@ -545,7 +545,7 @@ impl Coordinator {
         }
     }
 
-    /// Deadlock, by timeout (SEMANTICS 12): for `deadlock_timeout` no activation settled
+    /// Deadlock, by timeout (across processes a deadlock may be detected by timeout): for `deadlock_timeout` no activation settled
     /// anywhere, some live workers have been waiting for room all that time, and every node
     /// with work (a message pending or in flight) is one of them. Then nothing can free a
     /// mailbox: the run ends with `RunError::Deadlock` naming the waiting nodes.

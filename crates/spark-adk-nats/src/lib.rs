@@ -89,8 +89,8 @@
 //!
 //! # Semantics, and how they differ from memory
 //!
-//! The promises of the in-memory long-running runtime (`spark-adk-mailbox`, SEMANTICS.md
-//! section 5) hold, with these differences (section 12):
+//! The promises of the in-memory long-running runtime (`spark-adk-mailbox`,
+//! docs/runtime-semantics.md) hold, with these differences:
 //!
 //! - **Delivery** is at-least-once across a process crash, with de-duplication: see above. A
 //!   node that routes differently when it runs again (it is not deterministic) may leave the

@@ -1,4 +1,4 @@
-//! Durable standard-mode runs (SEMANTICS section 10): every committed activation is logged to a
+//! Durable standard-mode runs (docs/runtime-semantics.md, "Durable runs"): every committed activation is logged to a
 //! [`Store`] through `spark-adk-durable`'s records, and a run can be resumed from its log after a
 //! crash, a failed commit or an interrupt.
 //!

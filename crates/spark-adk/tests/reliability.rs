@@ -291,7 +291,7 @@ async fn node_blocking_past_the_deadline_is_caught_by_the_next_activations_check
         .await
         .unwrap_err();
     // The blocking node could not be interrupted; the check before the next activation refuses
-    // it (SEMANTICS section 9), naming the node that would have run.
+    // it (docs/runtime-semantics.md, "Standard mode"), naming the node that would have run.
     assert!(err.is_timeout(), "{err:?}");
     assert_eq!(err.node(), Some("next"));
     let counts = err.counts().unwrap();
