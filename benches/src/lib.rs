@@ -252,6 +252,25 @@ pub fn chain_with_first(first: impl Node, n: usize) -> Result<Graph, BuildErrors
     g.build()
 }
 
+/// A linear chain `n0 >> n1 >> ... >> n{n-1}` starting at `n0`, node `i` made by `node(i)`:
+/// [`chain`] with other nodes, e.g. each [`Inc`] wrapped in a policy.
+///
+/// # Errors
+/// When `n` is zero (an empty graph).
+pub fn chain_of<N: Node>(n: usize, mut node: impl FnMut(usize) -> N) -> Result<Graph, BuildErrors> {
+    let mut g = Graph::builder();
+    let nodes: Vec<NodeRef> = (0..n).map(|i| g.add(format!("n{i}"), node(i))).collect();
+    for pair in nodes.windows(2) {
+        if let [from, to] = *pair {
+            g.connect(from >> to);
+        }
+    }
+    if let Some(&first) = nodes.first() {
+        g.start(first);
+    }
+    g.build()
+}
+
 /// The name of the gate node of [`gated_chain`].
 pub const GATE: &str = "gate";
 
@@ -397,6 +416,21 @@ mod tests {
     #[test]
     fn an_empty_chain_is_rejected() {
         assert!(chain(0).is_err());
+        assert!(chain_of(0, |_| Inc).is_err());
+    }
+
+    #[test]
+    fn chain_of_runs_every_node_it_made_in_order() {
+        let rt = current_thread_runtime().unwrap();
+        let mut made = Vec::new();
+        let graph = chain_of(4, |i| {
+            made.push(i);
+            Inc
+        })
+        .unwrap();
+        assert_eq!(made, [0, 1, 2, 3]);
+        assert_eq!(graph.topology().len(), 4);
+        assert_eq!(rt.block_on(run_standard(&graph, input())).unwrap(), 4);
     }
 
     #[test]

@@ -385,6 +385,11 @@ related = ["nats_hop/throughput_1"]
                 "nats_hop",
                 "nats_hop_throughput_1",
                 "durable_lr",
+                "cost_stream_std_flow_3",
+                "cost_stream_lr_flow_3",
+                "cost_retry_std_flow_3",
+                "cost_retry_per_node",
+                "cost_map_20x10ms",
             ]
         );
     }
