@@ -47,7 +47,9 @@ async fn stream_to_end(graph: &Graph, task: Task) -> u64 {
     let mut count = None;
     while let Some(event) = events.next().await {
         if let StreamEvent::Finished(result) = event {
-            count = Some(count_of(result.expect("the streamed run succeeds").content()));
+            count = Some(count_of(
+                result.expect("the streamed run succeeds").content(),
+            ));
         }
     }
     count.expect("a streamed run ends with its result")
@@ -57,7 +59,9 @@ async fn stream_to_end(graph: &Graph, task: Task) -> u64 {
 fn stream_row(c: &mut Criterion, rt: &Runtime, id: &str, task: fn() -> Task) {
     let graph = chain(3).expect("the 3-node chain builds");
     assert_eq!(rt.block_on(stream_to_end(&graph, task())), 3);
-    let plain = rt.block_on(graph.run(task())).expect("the plain run succeeds");
+    let plain = rt
+        .block_on(graph.run(task()))
+        .expect("the plain run succeeds");
     assert_eq!(count_of(plain.content()), 3);
 
     let mut group = c.benchmark_group(id);
@@ -66,9 +70,8 @@ fn stream_row(c: &mut Criterion, rt: &Runtime, id: &str, task: fn() -> Task) {
             .iter(|| async { black_box(stream_to_end(&graph, task()).await) });
     });
     group.bench_function("plain", |b| {
-        b.to_async(rt).iter(|| async {
-            black_box(graph.run(task()).await.expect("the plain run succeeds"))
-        });
+        b.to_async(rt)
+            .iter(|| async { black_box(graph.run(task()).await.expect("the plain run succeeds")) });
     });
     group.finish();
 }
