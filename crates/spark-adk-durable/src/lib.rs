@@ -61,6 +61,7 @@ mod error;
 mod fingerprint;
 mod image;
 mod memory;
+mod options;
 mod record;
 mod store;
 pub mod testing;
@@ -71,6 +72,7 @@ pub use error::{BackendError, DurableError, StoreFailure};
 pub use fingerprint::{EdgeShape, Fingerprint, TopologyShape};
 pub use image::{replay, PendingInterrupt, PendingMessage, RunImage, SinkEntry};
 pub use memory::MemoryStore;
+pub use options::{DurableOptions, DurableRunError};
 pub use record::{
     decode, encode, now_ms, AcceptedRecord, ActivationRecord, Budgets, InterruptRecord, MessageId,
     Record, ResumeRecord, RoutedMessage, RunHeader, RunId, RunMode, Snapshot, StateChange,
@@ -79,7 +81,7 @@ pub use record::{
 pub use store::{
     decode_log, BoxFuture, Lease, LoadedRun, RunSummary, Store, StoreExt, StoredLog, StoredRecord,
 };
-pub use writer::{Durability, RunLog};
+pub use writer::{Commit, Durability, LogSlot, RunLog};
 
 /// The activation id: an activation is named by the message it consumes (stable across retries).
 pub type ActivationId = MessageId;

@@ -169,6 +169,39 @@ impl RunLog {
         }
     }
 
+    /// Waits for room in the writer's queue and returns a [`LogSlot`] to append one record
+    /// without waiting: what an executor uses when a record must be queued in the same breath
+    /// as something else (a message delivered right after its acceptance is logged, so the
+    /// log's order is the order in which things happened).
+    ///
+    /// # Errors
+    /// The log's first failure, or [`DurableError::Closed`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: nothing is queued until [`LogSlot::append`].
+    pub async fn reserve(&self) -> Result<LogSlot<'_>, DurableError> {
+        if let Some(e) = self.shared.failed() {
+            return Err(e);
+        }
+        let permit = self.tx.reserve().await.map_err(|_| self.closed())?;
+        Ok(LogSlot { log: self, permit })
+    }
+
+    /// [`RunLog::reserve`] without waiting: `None` when the writer's queue is full.
+    ///
+    /// # Errors
+    /// The log's first failure, or [`DurableError::Closed`].
+    pub fn try_reserve(&self) -> Result<Option<LogSlot<'_>>, DurableError> {
+        if let Some(e) = self.shared.failed() {
+            return Err(e);
+        }
+        match self.tx.try_reserve() {
+            Ok(permit) => Ok(Some(LogSlot { log: self, permit })),
+            Err(mpsc::error::TrySendError::Full(())) => Ok(None),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(self.closed()),
+        }
+    }
+
     /// Commits everything appended so far; returns the log head.
     pub async fn flush(&self) -> Result<u64, DurableError> {
         let (reply, rx) = oneshot::channel();
@@ -197,6 +230,68 @@ impl RunLog {
                 run: self.run.clone(),
                 seq: 0,
             })
+    }
+}
+
+/// Room for one record in a [`RunLog`]'s queue (from [`RunLog::reserve`]).
+pub struct LogSlot<'a> {
+    log: &'a RunLog,
+    permit: mpsc::Permit<'a, Command>,
+}
+
+impl LogSlot<'_> {
+    /// Queues `record` now (records are committed in the order they are queued) and returns
+    /// what waits for its commit.
+    pub fn append(self, record: Record) -> Commit {
+        if self.log.mode == Durability::Sync {
+            let (reply, rx) = oneshot::channel();
+            self.permit.send(Command::Append(record, Some(reply)));
+            Commit {
+                run: self.log.run.clone(),
+                rx: Some(rx),
+                shared: Arc::clone(&self.log.shared),
+            }
+        } else {
+            self.permit.send(Command::Append(record, None));
+            Commit {
+                run: self.log.run.clone(),
+                rx: None,
+                shared: Arc::clone(&self.log.shared),
+            }
+        }
+    }
+}
+
+/// The commit of a record queued through a [`LogSlot`].
+pub struct Commit {
+    run: RunId,
+    rx: Option<oneshot::Receiver<Result<u64, DurableError>>>,
+    shared: Arc<Shared>,
+}
+
+impl Commit {
+    /// `Sync`: waits until the record is committed. `Async` and `Exit`: returns at once (with
+    /// an earlier commit's failure, if any).
+    ///
+    /// # Errors
+    /// The failure of the commit (or an earlier one).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the record stays queued; only the wait is given up.
+    pub async fn wait(self) -> Result<(), DurableError> {
+        match self.rx {
+            Some(rx) => match rx.await {
+                Ok(result) => result.map(|_| ()),
+                Err(_) => Err(self.shared.failed().unwrap_or(DurableError::Closed {
+                    run: self.run,
+                    seq: 0,
+                })),
+            },
+            None => match self.shared.failed() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            },
+        }
     }
 }
 

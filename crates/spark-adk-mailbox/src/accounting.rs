@@ -84,6 +84,15 @@ impl Accounting {
         self.traffic.in_flight.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// A resumed durable run: `n` messages node `node` processed before, counted accepted and
+    /// processed (they are not in flight). Call before any worker runs.
+    pub(crate) fn restore_processed(&self, node: usize, n: u64) {
+        if let Some(slot) = self.slots.get(node) {
+            slot.processed.fetch_add(n, Ordering::AcqRel);
+            self.traffic.accepted_outside.fetch_add(n, Ordering::AcqRel);
+        }
+    }
+
     /// Node `node` finished processing one message. Only the node's own worker writes its
     /// slot, so a load and a store do (no locked read-modify-write).
     pub(crate) fn record_processed(&self, node: usize) {

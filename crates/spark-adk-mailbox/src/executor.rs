@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spark_adk_core::{
-    BudgetKind, EventKind, RunError, RunResult, RunScope, SinkRetention, StopReason, StreamSender,
-    Task, TaskType,
+    BudgetKind, EventKind, GraphState, Map, RunError, RunResult, RunScope, SinkRetention,
+    StopReason, StreamSender, Task, TaskType,
 };
 use spark_adk_edges::Topology;
 use tokio::sync::broadcast;
@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::catch::call_caught;
+use crate::durable::Durable;
 use crate::envelope::Envelope;
 use crate::handle::RunHandle;
 use crate::shared::Shared;
@@ -62,8 +63,8 @@ pub const SPAWN_SINK_RETENTION: SinkRetention = SinkRetention::Last(OUTPUT_BUFFE
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LongRunningExecutor {
-    stop_on_quiescence: Option<bool>,
-    sink_retention: Option<SinkRetention>,
+    pub(crate) stop_on_quiescence: Option<bool>,
+    pub(crate) sink_retention: Option<SinkRetention>,
 }
 
 pub(crate) struct Started {
@@ -162,7 +163,7 @@ impl LongRunningExecutor {
             ));
         }
         let retention = self.sink_retention.unwrap_or(SinkRetention::All);
-        let started = start(topology, task, quiescence, false, retention, stream)?;
+        let started = start(topology, task, quiescence, false, retention, stream, None)?;
         drive(started).await
     }
 
@@ -183,20 +184,24 @@ impl LongRunningExecutor {
             .or(self.stop_on_quiescence)
             .unwrap_or(false);
         let retention = self.sink_retention.unwrap_or(SPAWN_SINK_RETENTION);
-        let started = start(topology, task, quiescence, true, retention, None)?;
+        let started = start(topology, task, quiescence, true, retention, None, None)?;
         let shared = Arc::clone(&started.shared);
         let driver = tokio::spawn(drive(started));
         Ok(RunHandle::new(shared, driver))
     }
 }
 
-fn start(
+/// Starts a run: its shared state, the task input, one worker per node. A durable run
+/// (`durable`) gets a graph state that logs its writes, and its own workers, which start from
+/// the log's pending messages instead of the task input (see `durable.rs`).
+pub(crate) fn start(
     topology: Arc<Topology>,
     task: Task,
     stop_on_quiescence: bool,
     with_outputs: bool,
     sink_retention: SinkRetention,
     stream: Option<StreamSender>,
+    durable: Option<Arc<Durable>>,
 ) -> Result<Started, RunError> {
     if task.task_type != TaskType::LongRunning {
         return Err(RunError::InvalidTask(format!(
@@ -227,28 +232,44 @@ fn start(
     let grace = task.grace_period();
     let start_node = topology.start();
     let outputs = with_outputs.then(|| broadcast::channel(OUTPUT_BUFFER).0);
-    let scope = RunScope::for_run(
-        task.budget,
-        task.state
-            .unwrap_or_else(|| topology.initial_state().clone()),
-        Arc::clone(topology.names()),
-    )
+    let initial = task
+        .state
+        .unwrap_or_else(|| topology.initial_state().clone());
+    let names = Arc::clone(topology.names());
+    let scope = match durable {
+        None => RunScope::for_run(task.budget, initial, names),
+        Some(_) => RunScope::for_run(task.budget, Map::new(), names)
+            .with_state(GraphState::with_write_log(initial)),
+    }
     .with_events(topology.events().clone());
     let scope = Arc::new(match stream {
         Some(stream) => scope.with_stream(stream),
         None => scope,
     });
-    let shared = Arc::new(Shared::new(
-        topology,
-        scope,
-        stop_on_quiescence,
-        outputs,
-        sink_retention,
-        task.mailbox_capacity,
-    ));
+    let shared = Arc::new(
+        Shared::new(
+            topology,
+            scope,
+            stop_on_quiescence,
+            outputs,
+            sink_retention,
+            task.mailbox_capacity,
+        )
+        .with_durable(durable),
+    );
     shared.publish(|| EventKind::GraphStarted {
         task_type: TaskType::LongRunning,
     });
+    if let Some(durable) = shared.durable() {
+        let tracker = TaskTracker::new();
+        crate::durable::launch(&shared, durable, &tracker);
+        tracker.close();
+        return Ok(Started {
+            shared,
+            tracker,
+            grace,
+        });
+    }
     // The task input goes into the start node's mailbox before any worker runs; a new mailbox
     // always has room for it.
     shared.accounting().accept_outside();

@@ -26,6 +26,14 @@ pub enum HandleSendError {
     /// The run is stopping or has stopped (shutdown, budget, error).
     #[error("the run is stopping or has stopped; the message was not delivered")]
     Stopped(ChannelMessage),
+    /// A durable run's log failed to record the message as accepted (the run stops with the
+    /// log's error). The message was queued and may be processed before the run stops; it is
+    /// not handed back.
+    #[error("the run's log failed to record the message: {error}")]
+    NotLogged {
+        /// The log's error, naming the run and the record.
+        error: spark_adk_durable::DurableError,
+    },
     /// The node's mailbox is full (only from [`RunHandle::try_send`]).
     #[error("the mailbox of `{node}` is full; the message was not delivered")]
     Full {
@@ -37,12 +45,14 @@ pub enum HandleSendError {
 }
 
 impl HandleSendError {
-    /// The message that was not delivered.
+    /// The message that was not delivered (an empty one for [`HandleSendError::NotLogged`],
+    /// whose message was queued).
     pub fn into_message(self) -> ChannelMessage {
         match self {
             HandleSendError::UnknownNode { message, .. }
             | HandleSendError::Stopped(message)
             | HandleSendError::Full { message, .. } => message,
+            HandleSendError::NotLogged { .. } => ChannelMessage::new(NodeMessage::empty()),
         }
     }
 }
@@ -248,10 +258,19 @@ impl RunSender {
     /// # Errors
     /// [`HandleSendError::UnknownNode`] or [`HandleSendError::Stopped`], with the message.
     ///
+    /// In a durable run (`LongRunningExecutor::spawn_durable`), the message gets an id and is
+    /// recorded as accepted in the run's log in the same breath as it is queued; in `Sync`
+    /// durability the send returns once that record is committed. A failed commit is
+    /// [`HandleSendError::NotLogged`].
+    ///
     /// # Cancel safety
-    /// Cancel safe: the message is queued only once a slot is reserved, and nothing is reserved
-    /// while it waits. A cancelled send did not deliver; its message is dropped with the future
-    /// (as with `tokio::sync::mpsc::Sender::send`).
+    /// Cancel safe: the message is queued only once a slot is reserved (in a durable run, a
+    /// slot in the mailbox and one in the log's queue), and nothing is reserved while it waits.
+    /// A cancelled send did not deliver; its message is dropped with the future (as with
+    /// `tokio::sync::mpsc::Sender::send`). In a durable run with `Sync` durability, a send
+    /// cancelled while it waits for the commit has delivered its message and queued its record
+    /// (the record is committed, or the run stops with the log's error): only the wait is
+    /// given up.
     pub async fn send(
         &self,
         node: &str,
@@ -285,7 +304,23 @@ impl RunSender {
             stop.request(StopReason::Shutdown);
             return Ok(());
         }
+        let permit = match self.reserve(index).await {
+            Ok(permit) => permit,
+            Err(()) => return Err(HandleSendError::Stopped(message)),
+        };
+        match self.shared.durable() {
+            None => self
+                .push_reserved(permit, message)
+                .map_err(HandleSendError::Stopped),
+            Some(durable) => durable.accept(&self.shared, index, permit, message).await,
+        }
+    }
+
+    /// A slot in mailbox `index`, waiting while it is full; `Err` once the run stops (or a
+    /// deadlock ends it). Cancel safe.
+    async fn reserve(&self, index: usize) -> Result<Permit<'_>, ()> {
         let mailboxes = self.shared.mailboxes();
+        let stop = self.shared.stop();
         let permit = match mailboxes.get(index).and_then(|m| m.try_reserve()) {
             Some(permit) => permit,
             None => {
@@ -307,13 +342,12 @@ impl RunSender {
                                 counts: spark_adk_core::RunCounts::default(),
                             });
                         }
-                        return Err(HandleSendError::Stopped(message));
+                        return Err(());
                     }
                 }
             }
         };
-        self.push_reserved(permit, message)
-            .map_err(HandleSendError::Stopped)
+        Ok(permit)
     }
 
     /// Queues `message` into the slot of `permit`, counting it accepted; hands it back if the
@@ -362,6 +396,9 @@ impl RunSender {
                 message,
             });
         };
+        if let Some(durable) = self.shared.durable() {
+            return durable.try_accept(&self.shared, index, node, permit, message);
+        }
         self.push_reserved(permit, message)
             .map_err(HandleSendError::Stopped)
     }

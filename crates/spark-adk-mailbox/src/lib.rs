@@ -68,6 +68,7 @@ mod activation;
 mod blocked;
 mod catch;
 pub mod channel;
+mod durable;
 mod envelope;
 mod executor;
 mod handle;
@@ -79,5 +80,6 @@ mod sinks;
 mod stop;
 mod worker;
 
+pub use durable::{fingerprint, topology_shape};
 pub use executor::{LongRunningExecutor, SPAWN_SINK_RETENTION};
 pub use handle::{HandleSendError, RunHandle, RunSender};

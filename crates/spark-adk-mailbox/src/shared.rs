@@ -12,6 +12,7 @@ use spark_adk_edges::Topology;
 use tokio::sync::broadcast;
 
 use crate::accounting::Accounting;
+use crate::durable::Durable;
 use crate::mailboxes::Mailboxes;
 use crate::sinks::Sinks;
 use crate::stop::StopSignal;
@@ -25,6 +26,8 @@ pub(crate) struct Shared {
     stop: StopSignal,
     sinks: Sinks,
     stop_on_quiescence: bool,
+    /// Set for a durable run only (see `durable.rs`); a plain run checks it once per handle send.
+    durable: Option<Arc<Durable>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -65,7 +68,24 @@ impl Shared {
             scope,
             stop_on_quiescence,
             topology,
+            durable: None,
         }
+    }
+
+    /// Makes this a durable run's shared state.
+    pub(crate) fn with_durable(mut self, durable: Option<Arc<Durable>>) -> Self {
+        self.durable = durable;
+        self
+    }
+
+    /// The durable part of a durable run.
+    pub(crate) fn durable(&self) -> Option<&Durable> {
+        self.durable.as_deref()
+    }
+
+    /// Whether the run ends at quiescence.
+    pub(crate) fn stops_on_quiescence(&self) -> bool {
+        self.stop_on_quiescence
     }
 
     pub(crate) fn topology(&self) -> &Topology {

@@ -391,7 +391,7 @@ impl<'a> Worker<'a> {
 
 /// Whether a taken message may start: not once the run is stopping, nor once the token budget
 /// is used up (which begins the stop).
-fn may_start(shared: &Shared) -> bool {
+pub(crate) fn may_start(shared: &Shared) -> bool {
     if shared.stop().is_stopping() {
         return false;
     }
@@ -413,7 +413,7 @@ fn may_start(shared: &Shared) -> bool {
 /// acknowledgement hook. Returns the output to route, or `None` when the node failed (the
 /// run's failure is recorded) or its activation was dropped.
 #[inline]
-fn finished(
+pub(crate) fn finished(
     shared: &Shared,
     index: usize,
     name: &Arc<str>,
