@@ -52,19 +52,3 @@ async fn a_run_whose_sqlite_commit_fails_resumes_from_the_file_to_the_same_end()
     assert_eq!(resumed.metadata.accepted, plain.metadata.accepted);
     std::fs::remove_dir_all(&dir).unwrap();
 }
-
-#[tokio::test]
-async fn a_long_running_task_is_refused_as_a_durable_run() {
-    let store: Arc<dyn Store> = Arc::new(spark_adk::MemoryStore::new());
-    let err = counter(1)
-        .run_durable(
-            Task::long_running(json!({})),
-            DurableOptions::new(store, "x"),
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err.run_error(), Some(RunError::InvalidTask(_))),
-        "{err}"
-    );
-}
