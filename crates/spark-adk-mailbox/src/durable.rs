@@ -85,13 +85,16 @@ pub fn fingerprint(topology: &Topology) -> Fingerprint {
     Fingerprint::of(topology_shape(topology))
 }
 
+/// The pending messages of one node, in log order.
+type Backlog = VecDeque<(MessageId, NodeMessage)>;
+
 /// What a durable run adds to a long-running run (see the module docs).
 pub(crate) struct Durable {
     log: RunLog,
     /// Per node: the ids of the messages queued in its mailbox, in queue order.
     ids: Box<[Mutex<VecDeque<MessageId>>]>,
     /// Per node: the messages the log left pending (a resume), started before the mailbox's.
-    backlog: Box<[Mutex<VecDeque<(MessageId, NodeMessage)>>]>,
+    backlog: Box<[Mutex<Backlog>]>,
     next_id: AtomicU64,
     resume_values: Mutex<HashMap<MessageId, Value>>,
     /// Held while a record's state changes and tokens are read and the record is queued, so
@@ -107,7 +110,7 @@ pub(crate) struct Durable {
 impl Durable {
     fn new(topology: &Topology, image: RunImage, log: RunLog) -> Result<Self, DurableError> {
         let n = topology.len();
-        let mut backlog: Vec<VecDeque<(MessageId, NodeMessage)>> = vec![VecDeque::new(); n];
+        let mut backlog: Vec<Backlog> = vec![VecDeque::new(); n];
         let mut resume_values = HashMap::new();
         for m in image.pending() {
             let Some(index) = topology.index_of(&m.to) else {
@@ -357,7 +360,7 @@ async fn run_worker(shared: Arc<Shared>, index: usize) {
 struct Held<'a> {
     shared: &'a Shared,
     mailbox: &'a Mailbox,
-    backlog: VecDeque<(MessageId, NodeMessage)>,
+    backlog: Backlog,
     inbox: VecDeque<Envelope>,
 }
 
