@@ -20,7 +20,7 @@ const DB: &str = "SPARK_KILL_CHILD_DB";
 const ROUND: &str = "SPARK_KILL_CHILD_ROUND";
 const RUN: &str = "killed";
 const MESSAGES: i64 = 60;
-const ROUNDS: u32 = 4;
+const ROUNDS: u32 = 5;
 
 /// `work` appends its activation id to the effects file (an outside effect, at least once),
 /// waits a little, and passes the message on to `done`, whose output is the sink output (the
@@ -42,7 +42,7 @@ fn graph(effects: PathBuf) -> Graph {
                     .open(&effects)
                     .map_err(|e| NodeError::new(e.to_string()))?;
                 writeln!(file, "{id}").map_err(|e| NodeError::new(e.to_string()))?;
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 Ok(json!({ "n": ctx.inputs().content["n"].clone() }))
             }
         }),
@@ -126,7 +126,7 @@ async fn a_run_killed_with_sigkill_at_random_moments_resumes_processing_every_ac
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_millis(30 + random_below(250));
+        let deadline = Instant::now() + Duration::from_millis(20 + random_below(400));
         let mut exited = false;
         while Instant::now() < deadline {
             if child.try_wait().unwrap().is_some() {
@@ -140,7 +140,13 @@ async fn a_run_killed_with_sigkill_at_random_moments_resumes_processing_every_ac
             killed += 1;
         }
         child.wait().unwrap();
-        if round == 0 && SqliteStore::open(&db).unwrap().load(&RunId::new(RUN)).await.is_err() {
+        if round == 0
+            && SqliteStore::open(&db)
+                .unwrap()
+                .load(&RunId::new(RUN))
+                .await
+                .is_err()
+        {
             // Killed before the run's header was written: start over.
             std::fs::remove_dir_all(&dir).ok();
             std::fs::create_dir_all(&dir).unwrap();
@@ -149,6 +155,8 @@ async fn a_run_killed_with_sigkill_at_random_moments_resumes_processing_every_ac
         round += 1;
     }
     assert!(started.elapsed() < Duration::from_secs(60));
+    // The work left after the sends takes longer than the longest wait: a child was killed.
+    assert!(killed >= 1);
 
     // The parent finishes the run.
     let g = graph(effects_of(&db));
@@ -181,11 +189,12 @@ async fn a_run_killed_with_sigkill_at_random_moments_resumes_processing_every_ac
     assert_eq!(committed.keys().copied().collect::<BTreeSet<_>>(), accepted);
     assert!(committed.values().all(|&n| n == 1), "{committed:?}");
     // Every message `work` was given was processed at least once (the outside effect).
-    let effects: BTreeSet<u64> = std::fs::read_to_string(effects_of(&db))
+    let lines: Vec<u64> = std::fs::read_to_string(effects_of(&db))
         .unwrap()
         .lines()
         .map(|l| l.parse().unwrap())
         .collect();
+    let effects: BTreeSet<u64> = lines.iter().copied().collect();
     let for_work: BTreeSet<u64> = loaded
         .records
         .iter()
@@ -208,7 +217,15 @@ async fn a_run_killed_with_sigkill_at_random_moments_resumes_processing_every_ac
         .iter()
         .filter(|(_, r)| matches!(r, Record::Accepted(_)))
         .count() as u64;
-    assert_eq!(sinks.len() as u64, sent + 1, "the input and every logged send");
-    eprintln!("killed {killed} of {ROUNDS} child processes; {sent} sends logged");
+    assert_eq!(
+        sinks.len() as u64,
+        sent + 1,
+        "the input and every logged send"
+    );
+    eprintln!(
+        "killed {killed} of {ROUNDS} child processes; {sent} sends logged; {} outside effects for {} messages",
+        lines.len(),
+        effects.len()
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
