@@ -17,6 +17,11 @@
 //!   real timer, at most 4 at once (`map_c4`), against one node looping over the same 20 items
 //!   one after the other (`loop`). 10 samples, flat sampling: a few seconds per bench, and
 //!   `--smoke` (criterion's `--test`) runs each once (about 50 ms and 200 ms).
+//! - `cost_durable_lr_per_message`: 10,000 messages sent through the handle into the gated
+//!   3-node pipeline of `lr_per_message`, as a durable run (`graph.spawn_durable`, `Async`
+//!   durability: one accepted record per send, one activation record per activation) on the
+//!   in-memory store (`memory`) and on SQLite in a temporary file (`sqlite`), against the same
+//!   run without a store (`plain`). Time / message.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,9 +31,10 @@ use std::time::Duration;
 use criterion::{criterion_main, Criterion, SamplingMode, Throughput};
 use futures_util::StreamExt;
 use spark_adk::prelude::*;
+use spark_adk::{Durability, DurableOptions, MemoryStore, SqliteStore, Store};
 use spark_adk_benches::{
-    chain, chain_of, count_of, current_thread_runtime, input, multi_thread_runtime, Inc,
-    PER_NODE_CHAIN,
+    chain, chain_of, count_of, current_thread_runtime, gated_chain, input, multi_thread_runtime,
+    GateRelease, Inc, EPOCH, PER_NODE_CHAIN,
 };
 use tokio::runtime::Runtime;
 
@@ -175,6 +181,83 @@ fn map_row(c: &mut Criterion, rt: &Runtime) {
     group.finish();
 }
 
+/// Messages per iteration of `cost_durable_lr_per_message`.
+const DURABLE_MESSAGES: u64 = 10_000;
+
+/// Where a `cost_durable_lr_per_message` pass logs.
+#[derive(Clone, Copy)]
+enum Log {
+    Plain,
+    Memory,
+    Sqlite,
+}
+
+/// One pass: spawn (durable or not), send the messages into `n0`, release the gate, wait.
+async fn durable_pass(
+    graph: &Graph,
+    release: &GateRelease,
+    epoch: u64,
+    log: Log,
+    dir: &std::path::Path,
+) -> RunResult {
+    let task = Task::long_running(json!({ EPOCH: epoch })).with_quiescence(true);
+    let store: Option<std::sync::Arc<dyn Store>> = match log {
+        Log::Plain => None,
+        Log::Memory => Some(std::sync::Arc::new(MemoryStore::new())),
+        Log::Sqlite => Some(std::sync::Arc::new(
+            SqliteStore::open(dir.join(format!("{epoch}.sqlite"))).expect("the store opens"),
+        )),
+    };
+    let handle = match store {
+        None => graph.spawn(task).expect("the run spawns"),
+        Some(store) => graph
+            .spawn_durable(
+                task,
+                DurableOptions::new(store, format!("run-{epoch}"))
+                    .with_durability(Durability::Async),
+            )
+            .await
+            .expect("the durable run spawns"),
+    };
+    let message = NodeMessage::from(input());
+    for _ in 0..DURABLE_MESSAGES {
+        handle
+            .send("n0", message.clone())
+            .await
+            .expect("the run accepts every message");
+    }
+    release.release(epoch);
+    handle.wait().await.expect("the run completes")
+}
+
+fn durable_row(c: &mut Criterion, rt: &Runtime) {
+    let (graph, release) = gated_chain(3).expect("the bench graph builds");
+    let dir = std::env::temp_dir().join(format!("spark-bench-durable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let epochs = std::sync::atomic::AtomicU64::new(1);
+    let checked = rt.block_on(durable_pass(&graph, &release, 1, Log::Sqlite, &dir));
+    assert_eq!(checked.metadata.processed, 3 * DURABLE_MESSAGES + 1);
+    let mut group = c.benchmark_group("cost_durable_lr_per_message");
+    group.throughput(Throughput::Elements(DURABLE_MESSAGES));
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    for (name, log) in [
+        ("sqlite", Log::Sqlite),
+        ("memory", Log::Memory),
+        ("plain", Log::Plain),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(rt).iter(|| {
+                let epoch = epochs.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let (graph, release, dir) = (&graph, &release, &dir);
+                async move { black_box(durable_pass(graph, release, epoch, log, dir).await) }
+            });
+        });
+    }
+    group.finish();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 fn costs(c: &mut Criterion) {
     let ct = current_thread_runtime().expect("a current-thread runtime");
     let mt = multi_thread_runtime().expect("a multi-thread runtime");
@@ -185,6 +268,7 @@ fn costs(c: &mut Criterion) {
     retry_row(c, &ct, "cost_retry_std_flow_3", 3);
     retry_row(c, &ct, "cost_retry_per_node", PER_NODE_CHAIN);
     map_row(c, &ct);
+    durable_row(c, &mt);
 }
 
 mod group {

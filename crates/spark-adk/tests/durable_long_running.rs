@@ -279,7 +279,8 @@ proptest! {
     }
 }
 
-/// `a` -> `b`; `b` fails on its first attempt (the run stops, its message stays pending).
+/// `a` -> `b`; `b` fails on its first attempt (the run stops, its message stays pending), and
+/// takes 100 ms on the next.
 fn fails_once(attempts: Arc<AtomicU32>) -> Graph {
     let mut g = Graph::builder();
     let a = g.add(
@@ -296,6 +297,8 @@ fn fails_once(attempts: Arc<AtomicU32>) -> Graph {
                 if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
                     return Err(NodeError::new("first attempt fails"));
                 }
+                // The resumed run holds its lease a while: a second resumer meets it.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 Ok(json!({ "done": ctx.inputs().content["n"].clone() }))
             }
         }),
