@@ -168,9 +168,12 @@ impl Durable {
             }
         }
         for s in image.sinks() {
-            if let Some(index) = shared.topology().index_of(&s.node) {
-                let name = Arc::clone(&shared.topology().names()[index]);
-                shared.sinks().record(&name, s.output.clone());
+            let name = shared
+                .topology()
+                .index_of(&s.node)
+                .and_then(|index| shared.topology().names().get(index));
+            if let Some(name) = name {
+                shared.sinks().record(name, s.output.clone());
             }
         }
         for _ in 0..image.pending_count() {

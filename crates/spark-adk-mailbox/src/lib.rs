@@ -19,9 +19,13 @@
 //! Module map: `executor` (start, timekeeper, driver), `worker` (a message's path),
 //! `activation` and `catch` (guarded calls of user code), `mailbox` / `mailboxes` / `blocked` (slots,
 //! permits, the wait-for-room loop, deadlock detection), `outbox` (held outputs), `accounting`,
-//! `stop`, `sinks`, `shared` (the run's parts), `handle`, `envelope`, `channel`.
+//! `stop`, `sinks`, `shared` (the run's parts), `handle`, `envelope`, `channel`, `durable`
+//! (durable runs: [`LongRunningExecutor::run_durable`], [`LongRunningExecutor::spawn_durable`],
+//! [`LongRunningExecutor::resume_durable`], [`LongRunningExecutor::resume_spawned`]; their
+//! workers log each committed activation before delivering what it routed).
 //!
-//! **Layering**: depends on `spark-adk-core`, `spark-adk-edges`, tokio (`rt`, `sync`, `time`),
+//! **Layering**: depends on `spark-adk-core`, `spark-adk-edges`, `spark-adk-durable` (its trait
+//! and records, for durable runs only; a plain run never touches it), tokio (`rt`, `sync`, `time`),
 //! tokio-util, `tracing` (spans only, without its `attributes` feature), thiserror and serde_json;
 //! never on `spark-adk-sequential` (the executors are independent).
 //!
