@@ -370,7 +370,10 @@ impl RunSender {
             .map_err(|closed| closed.0)
     }
 
-    /// Sends a message into `node`'s mailbox if it has room now.
+    /// Sends a message into `node`'s mailbox if it has room now. In a durable run its accepted
+    /// record is queued with it (and `Full` is also returned when the log's queue is full), but
+    /// not waited for, even in `Sync` durability: use [`send`](Self::send) to know it is
+    /// committed.
     ///
     /// # Errors
     /// [`HandleSendError::Full`], [`HandleSendError::UnknownNode`] or

@@ -587,3 +587,64 @@ async fn state_written_by_an_activation_that_never_commits_is_logged_only_if_a_l
     assert_eq!(resumed.state.get("b_wrote"), Some(&json!(true)));
     assert!(balanced(&resumed.metadata));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_try_sent_into_a_durable_run_is_logged_as_accepted() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let graph = slow_sink();
+    let handle = graph
+        .spawn_durable(
+            Task::long_running(json!({ "n": 0 })).with_mailbox_capacity(8),
+            options(Arc::clone(&store), "try"),
+        )
+        .await
+        .unwrap();
+    handle.try_send("slow", json!({ "n": 7 })).unwrap();
+    handle.shutdown();
+    let result = handle.wait().await.unwrap();
+    assert!(balanced(&result.metadata));
+    let sent: Vec<_> = records(store.as_ref(), "try")
+        .await
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Accepted(a) => Some(a.message.message.content["n"].clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, [json!(7)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_run_in_the_default_async_mode_resumes_after_a_failed_commit() {
+    let spec = Spec {
+        nodes: 5,
+        edges: vec![
+            (0, 1, Cond::Always),
+            (0, 2, Cond::Always),
+            (1, 3, Cond::Always),
+            (2, 3, Cond::Always),
+            (3, 4, Cond::Always),
+        ],
+        capacity: 2,
+        input: 9,
+    };
+    let graph = build(&spec);
+    let task = || Task::long_running(json!({ "h": spec.input }));
+    let plain = graph.run(task()).await.unwrap();
+    let inner = Arc::new(MemoryStore::new());
+    let failing: Arc<dyn Store> = Arc::new(FailingStore::new(Arc::clone(&inner), 3));
+    let err = graph
+        .run_durable(task(), DurableOptions::new(failing, "async"))
+        .await
+        .unwrap_err();
+    assert!(err.store_error().is_some(), "{err}");
+    let store: Arc<dyn Store> = inner;
+    let resumed = graph
+        .resume(DurableOptions::new(Arc::clone(&store), "async"))
+        .await
+        .unwrap();
+    assert_eq!(multiset(&resumed), multiset(&plain));
+    assert_eq!(resumed.state, plain.state);
+    assert_eq!(resumed.metadata.processed, plain.metadata.processed);
+    assert!(balanced(&resumed.metadata));
+}
