@@ -663,7 +663,8 @@ impl LongRunningExecutor {
     ///
     /// # Cancel safety
     /// As [`run`](Self::run): dropping the future stops the run gracefully. What was committed
-    /// stays; no stop record is written, and the run can be resumed.
+    /// stays; no stop record is written and the lease is not released (another owner's resume
+    /// gets a conflict until it expires, `DurableOptions::lease_ttl`); the run can be resumed.
     pub async fn run_durable(
         &self,
         topology: Arc<Topology>,
