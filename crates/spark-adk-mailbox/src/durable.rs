@@ -461,14 +461,28 @@ async fn work(shared: &Shared, durable: &Durable, index: usize) {
         let resume = lock(&durable.resume_values).remove(&next.id);
         let ctx = Context::new(next.payload, index, Arc::clone(shared.scope()))
             .with_activation(next.id.0, resume);
+        shared.publish(|| spark_adk_core::EventKind::NodeStarted {
+            node: Arc::clone(&entry.name),
+        });
+        let started = shared
+            .topology()
+            .events()
+            .is_active()
+            .then(tokio::time::Instant::now);
         let ran = runner.run(entry.node.as_ref(), &ctx, || {}).await;
         if let Ran::Done(Err(e)) = &ran {
             if let Some(payload) = e.interrupt_payload() {
+                if started.is_some() {
+                    shared.publish(|| spark_adk_core::EventKind::NodeFailed {
+                        node: Arc::clone(&entry.name),
+                        error: e.to_string(),
+                    });
+                }
                 interrupt(shared, durable, index, next.id, payload.clone(), next.ack).await;
                 break true;
             }
         }
-        let Some(output) = finished(shared, index, &entry.name, ran, next.ack, None) else {
+        let Some(output) = finished(shared, index, &entry.name, ran, next.ack, started) else {
             break false;
         };
         if shared.scope().take_shutdown_request(index) {
@@ -605,7 +619,12 @@ async fn deliver(
             }
             Err(Undelivered::Stopped | Undelivered::Closed) => false,
         };
-        if !sent {
+        if sent {
+            shared.publish(|| spark_adk_core::EventKind::MessageSent {
+                from: shared.node_name(from).into(),
+                to: shared.node_name(to).into(),
+            });
+        } else {
             accounting.unprocessed(1);
         }
     }

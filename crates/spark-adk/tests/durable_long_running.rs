@@ -695,3 +695,40 @@ async fn a_stopped_spawned_run_resumes_with_a_new_handle_that_keeps_logging_its_
     seen.sort_unstable();
     assert_eq!(seen, (0..=6).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_long_running_run_publishes_node_and_message_events() {
+    let mut g = Graph::builder();
+    let a = g.add(
+        "a",
+        node_fn(|_ctx| async move { Ok::<_, NodeError>(json!({})) }),
+    );
+    let b = g.add(
+        "b",
+        node_fn(|_ctx| async move { Ok::<_, NodeError>(json!({})) }),
+    );
+    g.connect(a >> b);
+    g.event_bus(spark_adk::EventBus::new());
+    let graph = g.start(a).build().unwrap();
+    let mut rx = graph.subscribe_events();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    graph
+        .run_durable(Task::long_running(json!({})), options(store, "events"))
+        .await
+        .unwrap();
+    let mut kinds = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        kinds.push(
+            format!("{:?}", e.kind)
+                .split([' ', '{'])
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(count("NodeStarted"), 2, "{kinds:?}");
+    assert_eq!(count("NodeFinished"), 2, "{kinds:?}");
+    assert_eq!(count("MessageSent"), 1, "{kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("GraphFinished"));
+}
