@@ -239,37 +239,29 @@ pub struct LogSlot<'a> {
     permit: mpsc::Permit<'a, Command>,
 }
 
-impl LogSlot<'_> {
+impl<'a> LogSlot<'a> {
     /// Queues `record` now (records are committed in the order they are queued) and returns
     /// what waits for its commit.
-    pub fn append(self, record: Record) -> Commit {
-        if self.log.mode == Durability::Sync {
+    pub fn append(self, record: Record) -> Commit<'a> {
+        let rx = if self.log.mode == Durability::Sync {
             let (reply, rx) = oneshot::channel();
             self.permit.send(Command::Append(record, Some(reply)));
-            Commit {
-                run: self.log.run.clone(),
-                rx: Some(rx),
-                shared: Arc::clone(&self.log.shared),
-            }
+            Some(rx)
         } else {
             self.permit.send(Command::Append(record, None));
-            Commit {
-                run: self.log.run.clone(),
-                rx: None,
-                shared: Arc::clone(&self.log.shared),
-            }
-        }
+            None
+        };
+        Commit { log: self.log, rx }
     }
 }
 
 /// The commit of a record queued through a [`LogSlot`].
-pub struct Commit {
-    run: RunId,
+pub struct Commit<'a> {
+    log: &'a RunLog,
     rx: Option<oneshot::Receiver<Result<u64, DurableError>>>,
-    shared: Arc<Shared>,
 }
 
-impl Commit {
+impl Commit<'_> {
     /// `Sync`: waits until the record is committed. `Async` and `Exit`: returns at once (with
     /// an earlier commit's failure, if any).
     ///
@@ -282,12 +274,9 @@ impl Commit {
         match self.rx {
             Some(rx) => match rx.await {
                 Ok(result) => result.map(|_| ()),
-                Err(_) => Err(self.shared.failed().unwrap_or(DurableError::Closed {
-                    run: self.run,
-                    seq: 0,
-                })),
+                Err(_) => Err(self.log.closed()),
             },
-            None => match self.shared.failed() {
+            None => match self.log.shared.failed() {
                 Some(e) => Err(e),
                 None => Ok(()),
             },

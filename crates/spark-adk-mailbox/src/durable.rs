@@ -267,14 +267,14 @@ impl Durable {
             .map(drop)
     }
 
-    fn push_accepted(
-        &self,
+    fn push_accepted<'log>(
+        &'log self,
         shared: &Shared,
         index: usize,
         permit: Permit<'_>,
-        slot: spark_adk_durable::LogSlot<'_>,
+        slot: spark_adk_durable::LogSlot<'log>,
         message: ChannelMessage,
-    ) -> Result<spark_adk_durable::Commit, HandleSendError> {
+    ) -> Result<spark_adk_durable::Commit<'log>, HandleSendError> {
         if shared.stop().is_stopping() {
             return Err(HandleSendError::Stopped(message));
         }
