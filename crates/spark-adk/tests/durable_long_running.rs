@@ -522,9 +522,13 @@ async fn messages_accepted_and_not_processed_before_a_stop_are_processed_after_r
     assert!(tail.windows(2).all(|w| w[0] < w[1]), "{tail:?}");
 }
 
-/// `a` -> `b`, `a` -> `c`. `b` writes `b_wrote`, waits for `c` to commit, writes `late`, then
-/// fails (or, when `b_ok`, returns). `c` waits for `b_wrote`, writes `c_done`, returns.
+/// `a` -> `b`, `a` -> `c` -> `e`. `b` writes `b_wrote`, waits until `e` runs (so `c`'s record,
+/// queued before `c`'s output reached `e`, is in the log), writes `late`, then fails (or, when
+/// `b_ok`, just returns). `c` waits for `b_wrote`, writes `c_done`. `e` says it runs (outside
+/// the state) and never finishes: it is dropped when the grace period ends, uncommitted.
 fn writers(b_ok: bool) -> Graph {
+    let e_runs = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&e_runs);
     let mut g = Graph::builder();
     let a = g.add(
         "a",
@@ -532,32 +536,50 @@ fn writers(b_ok: bool) -> Graph {
     );
     let b = g.add(
         "b",
-        node_fn(move |ctx| async move {
-            if b_ok {
-                return Ok::<_, NodeError>(json!({ "b": "done" }));
+        node_fn(move |ctx| {
+            let seen = Arc::clone(&seen);
+            async move {
+                if b_ok || ctx.is_shutdown() {
+                    return Ok::<_, NodeError>(json!({ "b": "done" }));
+                }
+                ctx.state().set("b_wrote", true);
+                while seen.load(Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                ctx.state().set("late", true);
+                Err(NodeError::new("b crashes before its record"))
             }
-            ctx.state().set("b_wrote", true);
-            while ctx.state().get("c_done").is_none() {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            // Give c's record time to be queued after its write.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            ctx.state().set("late", true);
-            Err(NodeError::new("b crashes before its record"))
         }),
     );
     let c = g.add(
         "c",
         node_fn(|ctx| async move {
+            if ctx.is_shutdown() {
+                return Ok::<_, NodeError>(json!({}));
+            }
             while ctx.state().get("b_wrote").is_none() && ctx.state().get("c_done").is_none() {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             ctx.state().set("c_done", true);
-            Ok::<_, NodeError>(json!({ "c": "done" }))
+            Ok(json!({ "c": "done" }))
+        }),
+    );
+    let e = g.add(
+        "e",
+        node_fn(move |ctx| {
+            let e_runs = Arc::clone(&e_runs);
+            async move {
+                if ctx.is_shutdown() || b_ok {
+                    return Ok::<_, NodeError>(json!({ "e": "done" }));
+                }
+                e_runs.store(1, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+                Ok(json!({}))
+            }
         }),
     );
     g.connect(a >> b);
-    g.connect(a >> c);
+    g.connect(a >> c >> e);
     g.start(a).build().unwrap()
 }
 
@@ -567,7 +589,8 @@ async fn state_written_by_an_activation_that_never_commits_is_logged_only_if_a_l
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let err = writers(false)
         .run_durable(
-            Task::long_running(json!({})),
+            // e never finishes: it is dropped 50 ms into the stop.
+            Task::long_running(json!({})).with_grace(Duration::from_millis(50)),
             options(Arc::clone(&store), "st"),
         )
         .await
@@ -579,9 +602,10 @@ async fn state_written_by_an_activation_that_never_commits_is_logged_only_if_a_l
     assert_eq!(image.state().get("c_done"), Some(&json!(true)));
     // Written after the last record: lost with the crash.
     assert_eq!(image.state().get("late"), None);
-    // b's message is still pending: b runs again on resume.
-    let pending: Vec<_> = image.pending().map(|m| m.to.clone()).collect();
-    assert_eq!(pending, ["b"]);
+    // b's and e's messages are still pending: both run again on resume.
+    let mut pending: Vec<_> = image.pending().map(|m| m.to.clone()).collect();
+    pending.sort();
+    assert_eq!(pending, ["b", "e"]);
     let resumed = writers(true).resume(options(store, "st")).await.unwrap();
     assert_eq!(resumed.metadata.per_node.get("b"), Some(1));
     assert_eq!(resumed.state.get("b_wrote"), Some(&json!(true)));
