@@ -70,6 +70,37 @@ impl Graph {
     /// every message sent through the handle is recorded as accepted in the run's log before
     /// the send returns. See [`LongRunningExecutor::spawn_durable`].
     ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use spark_adk::prelude::*;
+    /// use spark_adk::{DurableOptions, MemoryStore, Store};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut g = Graph::builder();
+    /// let echo = g.add("echo", node_fn(|ctx| async move {
+    ///     Ok::<_, NodeError>(ctx.inputs().content.clone())
+    /// }));
+    /// let graph = g.start(echo).build()?;
+    /// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    ///
+    /// let handle = graph
+    ///     .spawn_durable(Task::long_running(json!({ "n": 0 })), DurableOptions::new(store.clone(), "chat"))
+    ///     .await?;
+    /// handle.send("echo", json!({ "n": 1 })).await?; // in the log once this returns (Sync) or queued (Async)
+    /// handle.shutdown();
+    /// let stopped = handle.wait().await?;
+    ///
+    /// // Later, maybe in another process: what was accepted and not processed runs now; the
+    /// // result holds the outputs of both runs.
+    /// let resumed = graph.resume(DurableOptions::new(store, "chat")).await?;
+    /// assert!(stopped.sink_outputs().len() <= 2);
+    /// assert_eq!(resumed.sink_outputs().len(), 2);
+    /// assert_eq!(resumed.metadata.accepted, resumed.metadata.processed + resumed.metadata.unprocessed);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// As [`LongRunningExecutor::spawn_durable`]; a standard task is refused.
     pub async fn spawn_durable(
