@@ -756,3 +756,23 @@ async fn a_durable_long_running_run_publishes_node_and_message_events() {
     assert_eq!(count("MessageSent"), 1, "{kinds:?}");
     assert_eq!(kinds.last().map(String::as_str), Some("GraphFinished"));
 }
+
+#[test]
+fn both_executors_fingerprint_a_graph_alike() {
+    let spec = Spec {
+        nodes: 4,
+        edges: vec![
+            (0, 1, Cond::Equals(1)),
+            (0, 2, Cond::Fallback),
+            (1, 3, Cond::Expr(5, 2)),
+            (2, 3, Cond::Always),
+        ],
+        capacity: 1,
+        input: 0,
+    };
+    let graph = build(&spec);
+    assert_eq!(
+        spark_adk::crates::mailbox::fingerprint(graph.topology()),
+        spark_adk::crates::sequential::fingerprint(graph.topology())
+    );
+}
