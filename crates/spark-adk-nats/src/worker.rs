@@ -9,12 +9,13 @@ use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use futures_util::StreamExt;
 use serde_json::Map;
 use spark_adk_core::panic::CatchUnwind;
-use spark_adk_core::{Context, GraphState, NodeMessage, RunError, RunScope};
+use spark_adk_core::{Context, GraphState, NodeMessage, RunError, RunScope, StateBackend};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{broker, NatsError};
 use crate::graph::{DistributedGraph, Serve};
+use crate::state::{NatsStateBackend, StateThread};
 use crate::wire::{
     capacity_groups, encode, publish_bounded, retry, Final, Hello, LeaseReply, LeaseRequest,
     PublishFailure, Record, RecordError, Stop, HEADER_ROOM,
@@ -44,7 +45,8 @@ pub(crate) struct Process {
     /// Tokens this process may use in total (leased from the coordinator).
     granted: Mutex<Option<u64>>,
     used: AtomicU64,
-    state: GraphState,
+    /// The run's graph state on the broker (`ctx.state()` of every worker of this process).
+    state: Arc<StateThread>,
     /// Per node: its worker waits for room in a full mailbox.
     blocked: Vec<std::sync::atomic::AtomicBool>,
     max_payload: usize,
@@ -70,14 +72,17 @@ impl DistributedGraph {
     /// [`NatsError`] when a node name is unknown or the run's streams never appear.
     pub async fn serve(&self, nodes: Serve) -> Result<WorkerSummary, NatsError> {
         let indices = nodes.indices(&self.topology)?;
-        let process = Arc::new(Process::new(self.clone()));
+        let process = Arc::new(Process::new(self.clone()).await);
         process.serve(indices).await
     }
 }
 
 impl Process {
-    pub(crate) fn new(graph: DistributedGraph) -> Self {
+    pub(crate) async fn new(graph: DistributedGraph) -> Self {
         let js = jetstream::new(graph.client.clone());
+        let state = Arc::new(
+            StateThread::new(&graph.client, graph.names.clone(), graph.options.clone()).await,
+        );
         let max_payload = graph.client.server_info().max_payload;
         Self {
             js,
@@ -86,7 +91,7 @@ impl Process {
             grace_over: CancellationToken::new(),
             granted: Mutex::new(None),
             used: AtomicU64::new(0),
-            state: GraphState::new(graph.topology.initial_state().clone()),
+            state,
             blocked: (0..graph.topology.len())
                 .map(|_| std::sync::atomic::AtomicBool::new(false))
                 .collect(),
@@ -280,9 +285,13 @@ impl Process {
             return;
         };
         let node = Arc::clone(&entry.node);
+        // This worker's own handle on the run's state: a broker failure in one of its
+        // activations is that activation's error.
+        let state = Arc::new(NatsStateBackend::new(Arc::clone(&self.state)));
         let scope = Arc::new(
-            RunScope::for_run(None, Map::new(), Arc::clone(g.topology.names()))
-                .with_state(self.state.clone()),
+            RunScope::for_run(None, Map::new(), Arc::clone(g.topology.names())).with_state(
+                GraphState::with_backend(Arc::clone(&state) as Arc<dyn StateBackend>),
+            ),
         );
         let mut ctx = Context::new(NodeMessage::empty(), index, Arc::clone(&scope));
         let mut failed = false;
@@ -337,6 +346,7 @@ impl Process {
                     &node,
                     &mut ctx,
                     &scope,
+                    &state,
                     msg,
                     &mut shutdown_reported,
                 )
@@ -368,6 +378,10 @@ impl Process {
                     }
                 }
                 () = self.grace_over.cancelled() => dropped = true,
+            }
+            if let Some(e) = state.take_error() {
+                // Nothing is recorded for a shutdown delivery: say it here.
+                tracing::error!(node = %entry.name, error = %e, "the graph state failed in the shutdown delivery");
             }
         }
         if delivered {
@@ -428,6 +442,7 @@ impl Process {
         node: &Arc<dyn spark_adk_core::DynNode>,
         ctx: &mut Context,
         scope: &Arc<RunScope>,
+        state: &NatsStateBackend,
         msg: jetstream::Message,
         shutdown_reported: &mut bool,
     ) -> Activation {
@@ -446,6 +461,8 @@ impl Process {
         };
         let decoded = serde_json::from_slice::<NodeMessage>(&msg.payload);
         let before = scope.tokens_used();
+        // A failure left from a previous activation was reported with it.
+        let _ = state.take_error();
         let outcome = match decoded {
             Err(e) => Some(Err(RecordError::Failed(format!(
                 "undecodable message in the mailbox of `{name}`: {e}"
@@ -477,10 +494,17 @@ impl Process {
         };
         let tokens = scope.tokens_used().saturating_sub(before);
         self.used.fetch_add(tokens, Ordering::AcqRel);
-        let Some(outcome) = outcome else {
+        let Some(mut outcome) = outcome else {
             // Dropped at the end of the grace period: the message stays in the stream.
             return Activation::Dropped;
         };
+        if let Some(e) = state.take_error() {
+            // `ctx.state()` cannot return an error: a broker failure during the activation
+            // fails it (its outputs are not routed), naming the node.
+            outcome = Err(RecordError::Failed(format!(
+                "the graph state failed during an activation of `{name}`: {e}"
+            )));
+        }
         let mut record = Record {
             input: input_id.clone(),
             node: index,
