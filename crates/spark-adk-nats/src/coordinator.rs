@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, stream};
 use futures_util::StreamExt;
 use spark_adk_core::{
-    BudgetKind, NodeCounts, NodeError, NodeMessage, RunCounts, RunError, RunMetadata, RunResult,
-    SinkOutput, SinkOutputs, StopReason, Task, TaskType,
+    BudgetKind, EventKind, NodeCounts, NodeError, NodeMessage, RunCounts, RunError, RunMetadata,
+    RunResult, SinkOutput, SinkOutputs, StopReason, Task, TaskType,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -211,7 +211,26 @@ impl DistributedGraph {
             task,
             started: Instant::now(),
         };
-        let join = tokio::spawn(coordinator.run(command_rx, hello, lease, finals));
+        let events = crate::worker::Events::new(self);
+        events.publish(|| EventKind::GraphStarted {
+            task_type: TaskType::LongRunning,
+        });
+        let join = tokio::spawn(async move {
+            let outcome = coordinator
+                .run(command_rx, hello, lease, finals, &events)
+                .await;
+            events.publish(|| match &outcome {
+                Ok(r) => EventKind::GraphFinished {
+                    stop_reason: Some(r.metadata.stop_reason),
+                    error: None,
+                },
+                Err(e) => EventKind::GraphFinished {
+                    stop_reason: None,
+                    error: Some(e.to_string()),
+                },
+            });
+            outcome
+        });
         Ok(DistributedRunHandle {
             graph: self.clone(),
             js,
@@ -347,6 +366,7 @@ impl Coordinator {
         mut hello: async_nats::Subscriber,
         mut lease: async_nats::Subscriber,
         mut finals: async_nats::Subscriber,
+        events: &crate::worker::Events,
     ) -> Result<RunResult, DistributedError> {
         let g = &self.graph;
         let names = g.topology.names();
@@ -395,6 +415,9 @@ impl Coordinator {
                     self.check_deadlock(&mut tally, &workers, &blocked).await;
                 }
             }
+        }
+        if let Some(StopReason::Budget(kind)) = tally.reason {
+            events.publish(|| EventKind::BudgetExhausted { kind });
         }
         // Stopping: tell every worker (again and again: core NATS may lose a message), take
         // their final reports.

@@ -180,8 +180,20 @@
 //!   not routed): `RunError::NodeFailed` naming the node, "the graph state failed during an
 //!   activation of `node`: ...". In a shutdown delivery it is logged at ERROR.
 //!   `ctx.is_stopping()` turns true when the process learns of the stop.
-//! - **Events**: the graph's `EventBus` gets no events from a distributed run (yet); sink
-//!   outputs reach [`DistributedRunHandle::subscribe`].
+//! - **Events**: each process publishes on its own graph's `EventBus` (the `Topology`'s; every
+//!   process builds its own graph, so its own bus) the events of **the nodes it hosts**, as
+//!   the in-memory runtime does: `NodeStarted`, `NodeFinished` (with the activation's
+//!   duration), `NodeFailed` (also for a graph state failure), `MessageSent` per output stored
+//!   in a mailbox, in that order per activation; and what nodes publish through their context
+//!   (`NodeRetrying`, `NodeEmitted`). The coordinator's bus also gets the run's
+//!   `GraphStarted`, `BudgetExhausted` (when a budget begins the stop) and `GraphFinished`
+//!   (stop reason or error). Nothing crosses the broker for events, and nothing is built while
+//!   a bus has no subscriber (one check per event). To watch a whole run from one place,
+//!   subscribe in every process, or serve every node in the coordinator. `Event::run_id` is the
+//!   same in every process (a 64-bit hash of the run id) for what the runtime publishes;
+//!   `NodeRetrying` / `NodeEmitted` carry the worker's own scope id (core gives no way to set
+//!   it), and `elapsed` counts from the moment the publishing process joined the run. Sink
+//!   outputs reach [`DistributedRunHandle::subscribe`]. Shutdown deliveries publish no events.
 //!
 //! # Faults
 //!

@@ -9,7 +9,9 @@ use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use futures_util::StreamExt;
 use serde_json::Map;
 use spark_adk_core::panic::CatchUnwind;
-use spark_adk_core::{Context, GraphState, NodeMessage, RunError, RunScope, StateBackend};
+use spark_adk_core::{
+    Context, EventBus, EventKind, GraphState, NodeMessage, RunError, RunScope, StateBackend,
+};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +55,8 @@ pub(crate) struct Process {
     processed: AtomicU64,
     shutdown_deliveries: AtomicU64,
     dropped: AtomicU64,
+    /// Where this process publishes the events of the nodes it hosts (the graph's bus).
+    events: Events,
 }
 
 fn process_id() -> String {
@@ -103,6 +107,7 @@ impl Process {
             processed: AtomicU64::new(0),
             shutdown_deliveries: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            events: Events::new(&graph),
             graph,
         }
     }
@@ -289,9 +294,11 @@ impl Process {
         // activations is that activation's error.
         let state = Arc::new(NatsStateBackend::new(Arc::clone(&self.state)));
         let scope = Arc::new(
-            RunScope::for_run(None, Map::new(), Arc::clone(g.topology.names())).with_state(
-                GraphState::with_backend(Arc::clone(&state) as Arc<dyn StateBackend>),
-            ),
+            RunScope::for_run(None, Map::new(), Arc::clone(g.topology.names()))
+                .with_state(GraphState::with_backend(
+                    Arc::clone(&state) as Arc<dyn StateBackend>
+                ))
+                .with_events(g.topology.events().clone()),
         );
         let mut ctx = Context::new(NodeMessage::empty(), index, Arc::clone(&scope));
         let mut failed = false;
@@ -461,6 +468,7 @@ impl Process {
         };
         let decoded = serde_json::from_slice::<NodeMessage>(&msg.payload);
         let before = scope.tokens_used();
+        let started = self.events.is_active().then(tokio::time::Instant::now);
         // A failure left from a previous activation was reported with it.
         let _ = state.take_error();
         let outcome = match decoded {
@@ -469,6 +477,9 @@ impl Process {
             )))),
             Ok(input) => {
                 drop(ctx.reset(input, index));
+                self.events.publish(|| EventKind::NodeStarted {
+                    node: node_name(g, index),
+                });
                 let activation = pin!(CatchUnwind::new(node.process_dyn(ctx)));
                 let mut activation = activation;
                 let period = (g.options.ack_wait / 3).max(Duration::from_millis(10));
@@ -515,6 +526,22 @@ impl Process {
             shutdown_requested: false,
             tokens,
         };
+        match &outcome {
+            Ok(_) => self.events.publish(|| EventKind::NodeFinished {
+                node: node_name(g, index),
+                duration: started.map(|t| t.elapsed()).unwrap_or_default(),
+            }),
+            Err(e) => self.events.publish(|| EventKind::NodeFailed {
+                node: node_name(g, index),
+                error: match e {
+                    RecordError::Failed(text) => text.clone(),
+                    RecordError::Panicked(message) => format!("panicked: {message}"),
+                    RecordError::Condition { to, message } => {
+                        format!("condition to `{to}` panicked: {message}")
+                    }
+                },
+            }),
+        }
         if scope.shutdown_requested() && !*shutdown_reported {
             *shutdown_reported = true;
             record.shutdown_requested = true;
@@ -641,7 +668,13 @@ impl Process {
             )
             .await
             {
-                Ok(_) => record.routed += 1,
+                Ok(_) => {
+                    record.routed += 1;
+                    self.events.publish(|| EventKind::MessageSent {
+                        from: node_name(g, index),
+                        to: node_name(g, target),
+                    });
+                }
                 Err(PublishFailure::Stopped) => {
                     stopped = true;
                     record.undelivered += 1;
@@ -654,6 +687,54 @@ impl Process {
                     return;
                 }
             }
+        }
+    }
+}
+
+fn node_name(g: &DistributedGraph, index: usize) -> Arc<str> {
+    g.topology
+        .names()
+        .get(index)
+        .map_or_else(|| Arc::from("?"), Arc::clone)
+}
+
+/// The run's events as one process publishes them on the graph's [`EventBus`]: free without
+/// a subscriber (nothing is built), with the run's event id ([`Events::run_key`]) and the time
+/// since this process joined the run.
+#[derive(Clone, Debug)]
+pub(crate) struct Events {
+    bus: EventBus,
+    run_key: u64,
+    started: tokio::time::Instant,
+}
+
+impl Events {
+    pub(crate) fn new(graph: &DistributedGraph) -> Self {
+        Self {
+            bus: graph.topology.events().clone(),
+            run_key: Self::run_key(&graph.names.run),
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The `Event::run_id` of a distributed run in every process: a 64-bit FNV-1a hash of
+    /// its run id (the same in every process).
+    pub(crate) fn run_key(run: &str) -> u64 {
+        run.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    #[inline]
+    pub(crate) fn is_active(&self) -> bool {
+        self.bus.is_active()
+    }
+
+    #[inline]
+    pub(crate) fn publish(&self, kind: impl FnOnce() -> EventKind) {
+        if self.bus.is_active() {
+            self.bus
+                .publish(self.run_key, self.started.elapsed(), kind());
         }
     }
 }
