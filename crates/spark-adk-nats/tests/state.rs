@@ -191,3 +191,37 @@ async fn a_broker_failure_in_ctx_state_fails_the_activation_naming_the_node() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_lock_left_by_a_dead_holder_expires_and_writers_go_on() {
+    use spark_adk_nats::{async_nats, DistributedState, Options};
+    let run = unique_run("ctxlock");
+    let _cleanup = Cleanup(run.clone());
+    let options = Options {
+        state_lock_ttl: std::time::Duration::from_secs(1),
+        ..Options::default()
+    };
+    bounded(60, async {
+        let state = DistributedState::open_with(common::client().await, &run, &options)
+            .await
+            .unwrap();
+        // A holder takes the lock and dies without releasing it.
+        let js = async_nats::jetstream::new(common::client().await);
+        let locks = js.get_key_value(format!("SPARK_{run}_LOCK")).await.unwrap();
+        locks.create("all", "dead".into()).await.unwrap();
+        let held = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            state.update_with("n", |v| *v = json!(1)),
+        )
+        .await;
+        assert!(held.is_err(), "the lock is held: the write waits");
+        let started = std::time::Instant::now();
+        state.update_with("n", |v| *v = json!(2)).await.unwrap();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the lock expired with its max_age"
+        );
+        assert_eq!(state.get("n").await.unwrap(), Some(json!(2)));
+    })
+    .await;
+}
