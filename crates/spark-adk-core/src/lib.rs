@@ -54,7 +54,7 @@ pub use result::{
     InterruptInfo, NodeCount, NodeCounts, RunMetadata, RunResult, SinkOutput, SinkOutputs,
     SinkRetention, StopReason,
 };
-pub use state::GraphState;
+pub use state::{GraphState, StateBackend, StateWrite};
 pub use stream::{
     stream_channel, StreamEvent, StreamMode, StreamOptions, StreamReceiver, StreamSender,
 };

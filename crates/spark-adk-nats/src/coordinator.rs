@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, stream};
 use futures_util::StreamExt;
 use spark_adk_core::{
-    BudgetKind, NodeCounts, NodeError, NodeMessage, RunCounts, RunError, RunMetadata, RunResult,
-    SinkOutput, SinkOutputs, StopReason, Task, TaskType,
+    BudgetKind, EventKind, NodeCounts, NodeError, NodeMessage, RunCounts, RunError, RunMetadata,
+    RunResult, SinkOutput, SinkOutputs, StopReason, Task, TaskType,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{broker, DistributedError, NatsError, SendError};
 use crate::graph::{DistributedGraph, Serve};
+use crate::state::{delete_buckets, Store};
 use crate::wire::{
     capacity_groups, encode, publish_bounded, retry, Final, Hello, LeaseReply, LeaseRequest, Names,
     PublishFailure, Record, RecordError, Stop, HEADER_ROOM,
@@ -128,6 +129,25 @@ impl DistributedGraph {
                 return Err(e);
             }
         };
+        // The initial graph state, before any worker can start (a run whose state starts empty
+        // creates its bucket on first use).
+        let initial = task
+            .state
+            .clone()
+            .unwrap_or_else(|| self.topology.initial_state().clone());
+        if !initial.is_empty() {
+            let seeded = async {
+                Store::open(self.client.clone(), &self.names, &self.options)
+                    .await?
+                    .update(initial.into_iter().collect())
+                    .await
+            }
+            .await;
+            if let Err(e) = seeded {
+                delete_streams(&js, &self.names, &self.topology).await;
+                return Err(e);
+            }
+        }
         // The task input, before any worker can start.
         let start = self.topology.start();
         let input = encode(&task.inputs)?;
@@ -176,8 +196,8 @@ impl DistributedGraph {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (sinks, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         let local_workers = (!served.is_empty()).then(|| {
-            let process = Arc::new(Process::new(self.clone()));
-            tokio::spawn(process.serve(served))
+            let graph = self.clone();
+            tokio::spawn(async move { Arc::new(Process::new(graph).await).serve(served).await })
         });
         let coordinator = Coordinator {
             graph: self.clone(),
@@ -191,7 +211,26 @@ impl DistributedGraph {
             task,
             started: Instant::now(),
         };
-        let join = tokio::spawn(coordinator.run(command_rx, hello, lease, finals));
+        let events = crate::worker::Events::new(self);
+        events.publish(|| EventKind::GraphStarted {
+            task_type: TaskType::LongRunning,
+        });
+        let join = tokio::spawn(async move {
+            let outcome = coordinator
+                .run(command_rx, hello, lease, finals, &events)
+                .await;
+            events.publish(|| match &outcome {
+                Ok(r) => EventKind::GraphFinished {
+                    stop_reason: Some(r.metadata.stop_reason),
+                    error: None,
+                },
+                Err(e) => EventKind::GraphFinished {
+                    stop_reason: None,
+                    error: Some(e.to_string()),
+                },
+            });
+            outcome
+        });
         Ok(DistributedRunHandle {
             graph: self.clone(),
             js,
@@ -289,6 +328,7 @@ async fn delete_streams(
         let _ = js.delete_stream(names.mailbox_stream(capacity)).await;
     }
     let _ = js.delete_stream(names.record_stream()).await;
+    delete_buckets(js, names).await;
 }
 
 struct Coordinator {
@@ -326,6 +366,7 @@ impl Coordinator {
         mut hello: async_nats::Subscriber,
         mut lease: async_nats::Subscriber,
         mut finals: async_nats::Subscriber,
+        events: &crate::worker::Events,
     ) -> Result<RunResult, DistributedError> {
         let g = &self.graph;
         let names = g.topology.names();
@@ -374,6 +415,9 @@ impl Coordinator {
                     self.check_deadlock(&mut tally, &workers, &blocked).await;
                 }
             }
+        }
+        if let Some(StopReason::Budget(kind)) = tally.reason {
+            events.publish(|| EventKind::BudgetExhausted { kind });
         }
         // Stopping: tell every worker (again and again: core NATS may lose a message), take
         // their final reports.
@@ -458,6 +502,8 @@ impl Coordinator {
             self.consumers_left()
         })
         .await?;
+        // The final graph state (every worker reported: nobody writes any more).
+        let state = self.final_state().await?;
         if !g.options.keep_streams {
             delete_streams(&self.js, &g.names, &g.topology).await;
         }
@@ -489,7 +535,22 @@ impl Coordinator {
                 tokens_used: tally.tokens,
             })));
         }
-        Ok(RunResult::from_sinks(sinks, metadata))
+        Ok(RunResult::from_sinks(sinks, metadata).with_state(state))
+    }
+
+    /// The run's graph state at its end: the bucket's contents, or the initial state when no
+    /// node used it (then it has no bucket).
+    async fn final_state(&self) -> Result<serde_json::Map<String, serde_json::Value>, NatsError> {
+        let g = &self.graph;
+        let store = Store::open_existing(g.client.clone(), &g.names, &g.options).await?;
+        match store {
+            Some(store) => store.snapshot().await,
+            None => Ok(self
+                .task
+                .state
+                .clone()
+                .unwrap_or_else(|| g.topology.initial_state().clone())),
+        }
     }
 
     async fn record_messages(

@@ -46,6 +46,12 @@ pub struct Options {
     /// them, the run ends with `RunError::Deadlock` naming them. `None`: never (a blocked run
     /// then ends with its budget). Default 5 s.
     pub deadlock_timeout: Option<Duration>,
+    /// How long the run's graph state lock lives when its holder does not release it (the
+    /// process died mid-write): the `max_age` of the lock bucket. A writer holds the lock for a
+    /// few broker round trips plus its closure's run; a closure running longer than this lets
+    /// another writer in, and then its own write fails with an error (compare-and-set), never
+    /// a lost update. Default 10 s.
+    pub state_lock_ttl: Duration,
     /// Keep the run's streams after the run (for inspection); by default the coordinator
     /// deletes them.
     pub keep_streams: bool,
@@ -64,6 +70,7 @@ impl Default for Options {
             stop_on_quiescence: None,
             duplicate_window: Duration::from_secs(120),
             deadlock_timeout: Some(Duration::from_secs(5)),
+            state_lock_ttl: Duration::from_secs(10),
             keep_streams: false,
         }
     }

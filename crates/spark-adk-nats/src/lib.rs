@@ -81,7 +81,12 @@
 //! - **Control** (core NATS): `spark.R.ctl.hello` (worker heartbeats), `.lease` (token
 //!   leases), `.stop` (the coordinator's stop broadcast, repeated until every worker reported),
 //!   `.final` (each worker's last report).
-//! - **State**: [`DistributedState`], a key-value bucket `SPARK_R_STATE`.
+//! - **State** (`ctx.state()`, and [`DistributedState`] outside the nodes): a key-value
+//!   bucket `SPARK_R_STATE` (one entry per key; keys outside `A-Za-z0-9_-` are stored as `=`
+//!   and their hex) and the run's **state lock**, a key in a bucket `SPARK_R_LOCK` whose
+//!   stream has a `max_age` of [`Options::state_lock_ttl`]. The coordinator writes the initial
+//!   state (the task's, else the graph's) before the task input, reads the final state into
+//!   the result, and deletes both buckets with the streams.
 //!
 //! What each choice costs, measured by the `nats_hop` bench (docs/benchmarks.md): one hop is a
 //! pull request, a publish with its ack per output, a record publish with its ack and a
@@ -152,12 +157,43 @@
 //!   ("... above the broker's max_payload ..." naming the node), a task input or a handle send
 //!   is a [`NatsError::PayloadTooLarge`] / [`SendError`] naming the node.
 //! - **Context**: `ctx.tokens_used()` is the tokens of this worker (node in this process), not
-//!   of the whole run; `ctx.state()` is shared by the nodes of one process only (core's
-//!   `GraphState` is an in-process map with synchronous methods); share state across processes
-//!   with [`DistributedState`] (compare-and-set on key revisions keeps `update_with` atomic).
+//!   of the whole run. `ctx.state()` is **one graph state for the whole run**, on the broker,
+//!   with node code unchanged: core's `GraphState` is given a `StateBackend`
+//!   (`GraphState::with_backend`). Its methods stay synchronous: each process runs a state
+//!   thread (started on first use) with its own current-thread tokio runtime and its own
+//!   connection to the servers the process's client was given (the client's other
+//!   `ConnectOptions`, such as credentials, are not copied: give them in the URL), and a state
+//!   call sends its request there and blocks the calling thread on the answer (a few broker
+//!   round trips), so it works on any runtime flavour and never waits on the caller's runtime.
+//!   **Atomicity**: every write (`set`, `remove`, `update`, `update_with`, `transaction`)
+//!   holds the run's state lock (a key-value `create` of the lock key, retried with backoff;
+//!   within a process writers queue on a local mutex first) from its read to its write, so
+//!   `update_with`'s `FnOnce` runs exactly once on the current value; the write is a
+//!   compare-and-set on the revision read, so a lock that expired under a holder slower than
+//!   `state_lock_ttl` makes that write fail, never lose an update. One lock per run: writers
+//!   of different keys wait for each other (a transaction may touch any key). `get` takes no
+//!   lock; `snapshot` takes it (a consistent copy). An `update_with` costs about four round
+//!   trips (lock, read, write, release). **Errors**: `GraphState` returns no `Result`; a broker
+//!   failure makes the method return `None` (`get`, `set`, `remove`), an empty map
+//!   (`snapshot`), or run the closure on `null` / an empty map and write nothing
+//!   (`update_with` / `transaction`), and fails the activation when it returns (its outputs are
+//!   not routed): `RunError::NodeFailed` naming the node, "the graph state failed during an
+//!   activation of `node`: ...". In a shutdown delivery it is logged at ERROR.
 //!   `ctx.is_stopping()` turns true when the process learns of the stop.
-//! - **Events**: the graph's `EventBus` gets no events from a distributed run (yet); sink
-//!   outputs reach [`DistributedRunHandle::subscribe`].
+//! - **Events**: each process publishes on its own graph's `EventBus` (the `Topology`'s; every
+//!   process builds its own graph, so its own bus) the events of **the nodes it hosts**, as
+//!   the in-memory runtime does: `NodeStarted`, `NodeFinished` (with the activation's
+//!   duration), `NodeFailed` (also for a graph state failure), `MessageSent` per output stored
+//!   in a mailbox, in that order per activation; and what nodes publish through their context
+//!   (`NodeRetrying`, `NodeEmitted`). The coordinator's bus also gets the run's
+//!   `GraphStarted`, `BudgetExhausted` (when a budget begins the stop) and `GraphFinished`
+//!   (stop reason or error). Nothing crosses the broker for events, and nothing is built while
+//!   a bus has no subscriber (one check per event). To watch a whole run from one place,
+//!   subscribe in every process, or serve every node in the coordinator. `Event::run_id` is the
+//!   same in every process (a 64-bit hash of the run id) for what the runtime publishes;
+//!   `NodeRetrying` / `NodeEmitted` carry the worker's own scope id (core gives no way to set
+//!   it), and `elapsed` counts from the moment the publishing process joined the run. Sink
+//!   outputs reach [`DistributedRunHandle::subscribe`]. Shutdown deliveries publish no events.
 //!
 //! # Faults
 //!
@@ -192,7 +228,7 @@
 //! crate's `rust-version = "1.88"`) with default features off (`jetstream`, `kv`, `ring`):
 //! the `server_2_10`+ features would use API fields nats-server 2.9 does not know. Tested
 //! against nats-server 2.9.10 with JetStream. async-nats 0.50's `create_key_value` cannot read
-//! nats-server 2.9's answer, so [`DistributedState`] creates its bucket's stream itself.
+//! nats-server 2.9's answer, so the state and lock buckets' streams are created by this crate.
 //!
 //! **Layering**: depends on `spark-adk-core`, `spark-adk-edges`, async-nats, tokio and
 //! serde; never on an executor (`spark-adk-mailbox`, `spark-adk-sequential`) or the facade

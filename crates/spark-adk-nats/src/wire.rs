@@ -41,6 +41,11 @@ impl Names {
     pub(crate) fn state_bucket(&self) -> String {
         format!("SPARK_{}_STATE", self.run)
     }
+    /// The key-value bucket of the run's state lock (its stream has a `max_age`: a lock whose
+    /// holder died expires).
+    pub(crate) fn lock_bucket(&self) -> String {
+        format!("SPARK_{}_LOCK", self.run)
+    }
     /// The mailbox subject of node `index`.
     pub(crate) fn mailbox(&self, index: usize) -> String {
         format!("spark.{}.mb.{index}", self.run)

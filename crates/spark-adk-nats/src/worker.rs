@@ -9,12 +9,15 @@ use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use futures_util::StreamExt;
 use serde_json::Map;
 use spark_adk_core::panic::CatchUnwind;
-use spark_adk_core::{Context, GraphState, NodeMessage, RunError, RunScope};
+use spark_adk_core::{
+    Context, EventBus, EventKind, GraphState, NodeMessage, RunError, RunScope, StateBackend,
+};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{broker, NatsError};
 use crate::graph::{DistributedGraph, Serve};
+use crate::state::{NatsStateBackend, StateThread};
 use crate::wire::{
     capacity_groups, encode, publish_bounded, retry, Final, Hello, LeaseReply, LeaseRequest,
     PublishFailure, Record, RecordError, Stop, HEADER_ROOM,
@@ -44,13 +47,16 @@ pub(crate) struct Process {
     /// Tokens this process may use in total (leased from the coordinator).
     granted: Mutex<Option<u64>>,
     used: AtomicU64,
-    state: GraphState,
+    /// The run's graph state on the broker (`ctx.state()` of every worker of this process).
+    state: Arc<StateThread>,
     /// Per node: its worker waits for room in a full mailbox.
     blocked: Vec<std::sync::atomic::AtomicBool>,
     max_payload: usize,
     processed: AtomicU64,
     shutdown_deliveries: AtomicU64,
     dropped: AtomicU64,
+    /// Where this process publishes the events of the nodes it hosts (the graph's bus).
+    events: Events,
 }
 
 fn process_id() -> String {
@@ -70,14 +76,17 @@ impl DistributedGraph {
     /// [`NatsError`] when a node name is unknown or the run's streams never appear.
     pub async fn serve(&self, nodes: Serve) -> Result<WorkerSummary, NatsError> {
         let indices = nodes.indices(&self.topology)?;
-        let process = Arc::new(Process::new(self.clone()));
+        let process = Arc::new(Process::new(self.clone()).await);
         process.serve(indices).await
     }
 }
 
 impl Process {
-    pub(crate) fn new(graph: DistributedGraph) -> Self {
+    pub(crate) async fn new(graph: DistributedGraph) -> Self {
         let js = jetstream::new(graph.client.clone());
+        let state = Arc::new(
+            StateThread::new(&graph.client, graph.names.clone(), graph.options.clone()).await,
+        );
         let max_payload = graph.client.server_info().max_payload;
         Self {
             js,
@@ -86,7 +95,7 @@ impl Process {
             grace_over: CancellationToken::new(),
             granted: Mutex::new(None),
             used: AtomicU64::new(0),
-            state: GraphState::new(graph.topology.initial_state().clone()),
+            state,
             blocked: (0..graph.topology.len())
                 .map(|_| std::sync::atomic::AtomicBool::new(false))
                 .collect(),
@@ -98,6 +107,7 @@ impl Process {
             processed: AtomicU64::new(0),
             shutdown_deliveries: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            events: Events::new(&graph),
             graph,
         }
     }
@@ -280,9 +290,15 @@ impl Process {
             return;
         };
         let node = Arc::clone(&entry.node);
+        // This worker's own handle on the run's state: a broker failure in one of its
+        // activations is that activation's error.
+        let state = Arc::new(NatsStateBackend::new(Arc::clone(&self.state)));
         let scope = Arc::new(
             RunScope::for_run(None, Map::new(), Arc::clone(g.topology.names()))
-                .with_state(self.state.clone()),
+                .with_state(GraphState::with_backend(
+                    Arc::clone(&state) as Arc<dyn StateBackend>
+                ))
+                .with_events(g.topology.events().clone()),
         );
         let mut ctx = Context::new(NodeMessage::empty(), index, Arc::clone(&scope));
         let mut failed = false;
@@ -337,6 +353,7 @@ impl Process {
                     &node,
                     &mut ctx,
                     &scope,
+                    &state,
                     msg,
                     &mut shutdown_reported,
                 )
@@ -368,6 +385,10 @@ impl Process {
                     }
                 }
                 () = self.grace_over.cancelled() => dropped = true,
+            }
+            if let Some(e) = state.take_error() {
+                // Nothing is recorded for a shutdown delivery: say it here.
+                tracing::error!(node = %entry.name, error = %e, "the graph state failed in the shutdown delivery");
             }
         }
         if delivered {
@@ -428,6 +449,7 @@ impl Process {
         node: &Arc<dyn spark_adk_core::DynNode>,
         ctx: &mut Context,
         scope: &Arc<RunScope>,
+        state: &NatsStateBackend,
         msg: jetstream::Message,
         shutdown_reported: &mut bool,
     ) -> Activation {
@@ -446,12 +468,18 @@ impl Process {
         };
         let decoded = serde_json::from_slice::<NodeMessage>(&msg.payload);
         let before = scope.tokens_used();
+        let started = self.events.is_active().then(tokio::time::Instant::now);
+        // A failure left from a previous activation was reported with it.
+        let _ = state.take_error();
         let outcome = match decoded {
             Err(e) => Some(Err(RecordError::Failed(format!(
                 "undecodable message in the mailbox of `{name}`: {e}"
             )))),
             Ok(input) => {
                 drop(ctx.reset(input, index));
+                self.events.publish(|| EventKind::NodeStarted {
+                    node: node_name(g, index),
+                });
                 let activation = pin!(CatchUnwind::new(node.process_dyn(ctx)));
                 let mut activation = activation;
                 let period = (g.options.ack_wait / 3).max(Duration::from_millis(10));
@@ -477,10 +505,17 @@ impl Process {
         };
         let tokens = scope.tokens_used().saturating_sub(before);
         self.used.fetch_add(tokens, Ordering::AcqRel);
-        let Some(outcome) = outcome else {
+        let Some(mut outcome) = outcome else {
             // Dropped at the end of the grace period: the message stays in the stream.
             return Activation::Dropped;
         };
+        if let Some(e) = state.take_error() {
+            // `ctx.state()` cannot return an error: a broker failure during the activation
+            // fails it (its outputs are not routed), naming the node.
+            outcome = Err(RecordError::Failed(format!(
+                "the graph state failed during an activation of `{name}`: {e}"
+            )));
+        }
         let mut record = Record {
             input: input_id.clone(),
             node: index,
@@ -491,6 +526,22 @@ impl Process {
             shutdown_requested: false,
             tokens,
         };
+        match &outcome {
+            Ok(_) => self.events.publish(|| EventKind::NodeFinished {
+                node: node_name(g, index),
+                duration: started.map(|t| t.elapsed()).unwrap_or_default(),
+            }),
+            Err(e) => self.events.publish(|| EventKind::NodeFailed {
+                node: node_name(g, index),
+                error: match e {
+                    RecordError::Failed(text) => text.clone(),
+                    RecordError::Panicked(message) => format!("panicked: {message}"),
+                    RecordError::Condition { to, message } => {
+                        format!("condition to `{to}` panicked: {message}")
+                    }
+                },
+            }),
+        }
         if scope.shutdown_requested() && !*shutdown_reported {
             *shutdown_reported = true;
             record.shutdown_requested = true;
@@ -617,7 +668,13 @@ impl Process {
             )
             .await
             {
-                Ok(_) => record.routed += 1,
+                Ok(_) => {
+                    record.routed += 1;
+                    self.events.publish(|| EventKind::MessageSent {
+                        from: node_name(g, index),
+                        to: node_name(g, target),
+                    });
+                }
                 Err(PublishFailure::Stopped) => {
                     stopped = true;
                     record.undelivered += 1;
@@ -630,6 +687,54 @@ impl Process {
                     return;
                 }
             }
+        }
+    }
+}
+
+fn node_name(g: &DistributedGraph, index: usize) -> Arc<str> {
+    g.topology
+        .names()
+        .get(index)
+        .map_or_else(|| Arc::from("?"), Arc::clone)
+}
+
+/// The run's events as one process publishes them on the graph's [`EventBus`]: free without
+/// a subscriber (nothing is built), with the run's event id ([`Events::run_key`]) and the time
+/// since this process joined the run.
+#[derive(Clone, Debug)]
+pub(crate) struct Events {
+    bus: EventBus,
+    run_key: u64,
+    started: tokio::time::Instant,
+}
+
+impl Events {
+    pub(crate) fn new(graph: &DistributedGraph) -> Self {
+        Self {
+            bus: graph.topology.events().clone(),
+            run_key: Self::run_key(&graph.names.run),
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The `Event::run_id` of a distributed run in every process: a 64-bit FNV-1a hash of
+    /// its run id (the same in every process).
+    pub(crate) fn run_key(run: &str) -> u64 {
+        run.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    #[inline]
+    pub(crate) fn is_active(&self) -> bool {
+        self.bus.is_active()
+    }
+
+    #[inline]
+    pub(crate) fn publish(&self, kind: impl FnOnce() -> EventKind) {
+        if self.bus.is_active() {
+            self.bus
+                .publish(self.run_key, self.started.elapsed(), kind());
         }
     }
 }

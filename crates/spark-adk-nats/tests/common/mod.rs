@@ -28,7 +28,7 @@ pub fn unique_run(tag: &str) -> String {
     )
 }
 
-/// Deletes every stream of the run (mailboxes, records, the state bucket) when dropped, also
+/// Deletes every stream of the run (mailboxes, records, the state and lock buckets) when dropped, also
 /// when the test failed.
 pub struct Cleanup(pub String);
 
@@ -51,7 +51,7 @@ impl Drop for Cleanup {
                 let mut doomed = Vec::new();
                 while let Some(Ok(name)) = names.next().await {
                     if name.starts_with(&format!("SPARK_{run}_"))
-                        || name == format!("KV_SPARK_{run}_STATE")
+                        || name.starts_with(&format!("KV_SPARK_{run}_"))
                     {
                         doomed.push(name);
                     }
