@@ -347,6 +347,62 @@ pub async fn a_snapshot_compacts_the_log(h: &dyn Harness) {
     assert!(err.is_conflict(), "{err:?}");
 }
 
+/// Compacting a run (`StoreExt::compact`) keeps its image exactly, drops the records the
+/// snapshot covers (fewer bytes stored), and the log goes on after it; compacting again later
+/// covers the new records, and a run with nothing new is left as it is.
+pub async fn compacting_a_run_keeps_its_image_and_drops_its_records(h: &dyn Harness) {
+    let (store, run) = created(h, "compact").await;
+    let value = json!("y".repeat(64));
+    let records: Vec<Record> = (1..=100)
+        .map(|i| sample_activation(i, value.clone()))
+        .collect();
+    store
+        .append_records(&run, 0, &records)
+        .await
+        .expect("append");
+    let before = store
+        .load_run(&run)
+        .await
+        .expect("load")
+        .replay()
+        .expect("replay");
+    let bytes_before = store.stored_bytes(&run).await.expect("bytes");
+    assert_eq!(store.compact(&run).await.expect("compact"), 100);
+    let loaded = store.load_run(&run).await.expect("load");
+    assert_eq!(loaded.snapshot.as_ref().map(|s| s.at), Some(100));
+    assert!(loaded.records.is_empty(), "{:?}", loaded.records.len());
+    assert_eq!(loaded.head, 100);
+    assert_eq!(loaded.replay().expect("replay"), before);
+    let bytes_after = store.stored_bytes(&run).await.expect("bytes");
+    assert!(
+        bytes_after < bytes_before,
+        "{bytes_after} B after compaction, {bytes_before} B before"
+    );
+    // The log goes on after the snapshot, and the next compaction covers the new records.
+    assert_eq!(
+        store
+            .append_records(&run, 100, &sample_records(101, 110))
+            .await
+            .expect("append after the snapshot"),
+        110
+    );
+    assert_eq!(store.compact(&run).await.expect("compact again"), 110);
+    assert_eq!(store.compact(&run).await.expect("nothing new"), 110);
+    let image = store
+        .load_run(&run)
+        .await
+        .expect("load")
+        .replay()
+        .expect("replay");
+    assert_eq!(image.steps(), 110);
+    assert_eq!(image.state().len(), 110);
+    assert_eq!(image.last_seq(), 110);
+    assert!(matches!(
+        store.compact(&RunId::new("ghost")).await,
+        Err(DurableError::NotFound { .. })
+    ));
+}
+
 /// A record whose stored bytes are not JSON is reported naming the run and the record.
 pub async fn a_corrupt_record_is_reported_with_run_and_sequence(h: &dyn Harness) {
     let (store, run) = created(h, "corrupt").await;
@@ -546,6 +602,7 @@ macro_rules! conformance_tests {
             a_released_lease_is_free_and_a_zero_lease_is_refused,
             runs_are_listed_and_deleted,
             a_snapshot_compacts_the_log,
+            compacting_a_run_keeps_its_image_and_drops_its_records,
             a_corrupt_record_is_reported_with_run_and_sequence,
             a_record_of_an_unknown_format_version_is_refused,
             a_failed_sync_commit_loses_nothing_committed,

@@ -272,6 +272,31 @@ pub trait StoreExt: Store {
             self.write_snapshot(image.run_id(), snap.at, bytes).await
         })
     }
+
+    /// Compacts a run's log: replays it and stores the image as a snapshot at the log head, so
+    /// the store drops the records it covers ([`Store::write_snapshot`]); a later load returns
+    /// the snapshot and the records after it, and a resume continues exactly as it would from
+    /// the whole log. Returns the sequence number the snapshot covers (the head when compacted;
+    /// a run with no record after its latest snapshot is left as it is).
+    ///
+    /// Safe while a writer continues the run: the snapshot covers the records loaded here, and
+    /// records appended meanwhile stay. Two compactions racing: the one with the older head gets
+    /// a [`DurableError::Conflict`] (a later snapshot is stored already), and nothing is lost.
+    ///
+    /// # Errors
+    /// The run's load or replay errors ([`DurableError::NotFound`], a corrupt log), or the
+    /// snapshot's write failure.
+    fn compact<'a>(&'a self, run: &'a RunId) -> BoxFuture<'a, Result<u64, DurableError>> {
+        Box::pin(async move {
+            let loaded = self.load_run(run).await?;
+            if loaded.records.is_empty() {
+                return Ok(loaded.snapshot.as_ref().map_or(0, |s| s.at));
+            }
+            let image = loaded.replay()?;
+            self.snapshot_image(&image).await?;
+            Ok(image.last_seq())
+        })
+    }
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use spark_adk_core::{node_fn, Context, NodeError, RunResult, StopReason, Task};
 use spark_adk_durable::testing::FailingStore;
-use spark_adk_durable::{Durability, DurableError, MemoryStore, Store};
+use spark_adk_durable::{Durability, DurableError, MemoryStore, Store, StoreExt};
 use spark_adk_edges::{GraphBuilder, Topology};
 use spark_adk_sequential::{DurableOptions, DurableRunError, SequentialExecutor};
 use tokio::runtime::Runtime;
@@ -144,6 +144,71 @@ fn a_run_crashed_at_any_record_and_resumed_ends_as_the_uninterrupted_one() {
             failed_somewhere += u64::from(k <= records);
         }
         assert_eq!(failed_somewhere, records);
+    });
+}
+
+#[test]
+fn a_run_crashed_at_any_record_compacted_and_resumed_ends_as_the_uninterrupted_one() {
+    let topology = fan_graph();
+    let task = || Task::new(json!({ "n": 2 }));
+    runtime().block_on(async {
+        let plain = SequentialExecutor::new()
+            .run(&topology, task())
+            .await
+            .unwrap();
+        for k in 1..=6 {
+            let kept = Arc::new(MemoryStore::new());
+            let store: Arc<dyn Store> = Arc::new(FailingStore::new(Arc::clone(&kept), k));
+            let exec = SequentialExecutor::new();
+            exec.run_durable(&topology, task(), options(store, "run"))
+                .await
+                .expect_err("the injected failure stops the run");
+            let at = kept.compact(&"run".into()).await.unwrap();
+            assert_eq!(at, k - 1, "the snapshot covers every committed record");
+            let log = kept.load(&"run".into()).await.unwrap();
+            assert!(log.records.is_empty() && log.head == k - 1);
+            if k > 1 {
+                assert_eq!(log.snapshot.map(|s| s.seq), Some(k - 1));
+            }
+            let resumed = exec
+                .resume(&topology, options(kept, "run"), None)
+                .await
+                .expect("the compacted run resumes");
+            assert_eq!(summary(&resumed), summary(&plain), "crash at record {k}");
+        }
+    });
+}
+
+#[test]
+fn an_interrupted_run_compacted_then_answered_finishes_as_without_compaction() {
+    let topology = review_graph(Arc::default(), None);
+    runtime().block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let exec = SequentialExecutor::new();
+        exec.run_durable(
+            &topology,
+            Task::new(json!({})),
+            options(Arc::clone(&store) as Arc<dyn Store>, "r"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.compact(&"r".into()).await.unwrap(), 3);
+        let done = exec
+            .resume(
+                &topology,
+                options(Arc::clone(&store) as Arc<dyn Store>, "r"),
+                Some(json!("ok")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.content()["published"], "ok");
+        assert_eq!(done.metadata.steps, 3);
+        // The answered interrupt stays answered in the compacted log.
+        let again = exec
+            .resume(&topology, options(store, "r"), Some(json!("twice")))
+            .await
+            .unwrap_err();
+        assert!(again.is_conflict(), "{again}");
     });
 }
 
