@@ -198,11 +198,24 @@ impl SequentialExecutor {
             grace_seconds: None,
         };
         let image = RunImage::new(&header);
-        let log = RunLog::create(Arc::clone(&options.store), &header, options.durability).await?;
+        options.store.create(&header).await?;
         let lease = options
             .store
             .acquire_lease(&options.run_id, &options.owner, options.lease_ttl)
             .await?;
+        let log = match RunLog::open_leased(
+            Arc::clone(&options.store),
+            0,
+            options.durability,
+            lease.clone(),
+            options.lease_ttl,
+        ) {
+            Ok(log) => log,
+            Err(e) => {
+                let _ = options.store.release_lease(&lease).await;
+                return Err(e.into());
+            }
+        };
         let outcome = continue_run(topology, &header, image, &log).await;
         finish(outcome, log, options.store.as_ref(), &lease).await
     }
@@ -265,23 +278,26 @@ impl SequentialExecutor {
             .await?;
         // Compare-and-append on the head the image was replayed from: a second resumer that
         // loaded the same log gets a conflict here.
-        let head = match store
-            .append_records(run, image.last_seq(), std::slice::from_ref(&record))
-            .await
-        {
-            Ok(head) => head,
+        let opened = async {
+            let head = store
+                .append_records_leased(run, image.last_seq(), std::slice::from_ref(&record), &lease)
+                .await?;
+            image.apply(head, &record)?;
+            RunLog::open_leased(
+                Arc::clone(&options.store),
+                head,
+                options.durability,
+                lease.clone(),
+                options.lease_ttl,
+            )
+        };
+        let log = match opened.await {
+            Ok(log) => log,
             Err(e) => {
                 let _ = store.release_lease(&lease).await;
                 return Err(e.into());
             }
         };
-        image.apply(head, &record)?;
-        let log = RunLog::open(
-            Arc::clone(&options.store),
-            run.clone(),
-            head,
-            options.durability,
-        )?;
         let outcome = continue_run(topology, &loaded.header, image, &log).await;
         finish(outcome, log, store, &lease).await
     }

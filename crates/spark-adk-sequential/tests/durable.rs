@@ -639,7 +639,9 @@ fn a_resumer_whose_lease_expired_is_fenced_out_by_the_log_head() {
             tokio::task::yield_now().await;
         }
         std::thread::sleep(std::time::Duration::from_millis(5)); // a's lease expires
-        let b = spawn(short("b"));
+                                                                 // b holds its lease as a run normally does (a 1 ms lease could lapse before its writer
+                                                                 // renews it).
+        let b = spawn(options(Arc::clone(&kept) as Arc<dyn Store>, "r").with_owner("b"));
         while entered.load(std::sync::atomic::Ordering::SeqCst) < 2 && !b.is_finished() {
             tokio::task::yield_now().await;
         }
@@ -650,5 +652,54 @@ fn a_resumer_whose_lease_expired_is_fenced_out_by_the_log_head() {
         assert_eq!(b.content()["done"], true);
         assert_eq!(b.metadata.steps, 2);
         assert_eq!(entered.load(std::sync::atomic::Ordering::SeqCst), 2);
+    });
+}
+
+#[test]
+fn a_durable_run_longer_than_its_lease_keeps_the_lease_and_a_second_resumer_out() {
+    // `slow` sleeps three lease durations; meanwhile another owner tries to take the run.
+    let mut g = GraphBuilder::new();
+    let slow = g.add(
+        "slow",
+        node_fn(|_ctx: Context| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            Ok::<_, NodeError>(json!({ "done": true }))
+        }),
+    );
+    let topology = Arc::new(g.start(slow).build().unwrap());
+    runtime().block_on(async {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let mut opts = options(Arc::clone(&store), "long").with_owner("runner");
+        opts.lease_ttl = std::time::Duration::from_millis(200);
+        let run = {
+            let topology = Arc::clone(&topology);
+            tokio::spawn(async move {
+                SequentialExecutor::new()
+                    .run_durable(&topology, Task::new(json!({})), opts)
+                    .await
+            })
+        };
+        let mut refused = 0;
+        for _ in 0..5 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if run.is_finished() {
+                break;
+            }
+            let other = store
+                .acquire_lease(
+                    &"long".into(),
+                    "intruder",
+                    std::time::Duration::from_secs(60),
+                )
+                .await;
+            assert!(
+                other.as_ref().is_err_and(DurableError::is_conflict),
+                "{other:?}"
+            );
+            refused += 1;
+        }
+        assert!(refused >= 3, "checked {refused} times");
+        let done = run.await.unwrap().unwrap();
+        assert_eq!(done.content()["done"], true);
     });
 }
