@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use spark_adk_core::panic::CatchUnwind;
 use spark_adk_core::{
-    Budget, Context, GraphState, InterruptInfo, Map, NodeCounts, NodeMessage, RunCounts, RunError,
-    RunMetadata, RunResult, RunScope, SinkOutputs, StopReason, Task, TaskType, Value,
+    Budget, BudgetKind, Context, EventKind, GraphState, InterruptInfo, Map, NodeCounts,
+    NodeMessage, RunCounts, RunError, RunMetadata, RunResult, RunScope, SinkOutputs, StopReason,
+    Task, TaskType, Value,
 };
 use spark_adk_durable::{
     ActivationRecord, Budgets, Durability, DurableError, EdgeShape, Fingerprint, InterruptRecord,
@@ -403,6 +404,18 @@ async fn continue_run(
         crate::check_timers(deadline)?;
     }
     scope.record_tokens(image.tokens());
+    // The run's events, as a plain run publishes them, while someone listens.
+    let bus = topology.events();
+    let events = bus.is_active();
+    if events {
+        bus.publish(
+            scope.run_id(),
+            scope.elapsed(),
+            EventKind::GraphStarted {
+                task_type: TaskType::Standard,
+            },
+        );
+    }
 
     let mut queue = VecDeque::new();
     let mut resume_values = HashMap::new();
@@ -472,6 +485,16 @@ async fn continue_run(
                 .with_activation(id.0, resume_values.get(&id).cloned());
             let tokens_before = scope.tokens_used();
             let _ = state.take_writes();
+            if events {
+                bus.publish(
+                    scope.run_id(),
+                    scope.elapsed(),
+                    EventKind::NodeStarted {
+                        node: Arc::clone(&entry.name),
+                    },
+                );
+            }
+            let started = events.then(tokio::time::Instant::now);
             let activation = CatchUnwind::new(entry.node.process_dyn(&ctx));
             let outcome = if guarded {
                 let waited = tokio::select! {
@@ -493,6 +516,24 @@ async fn continue_run(
             } else {
                 activation.await
             };
+            if let Some(started) = started {
+                let node = Arc::clone(&entry.name);
+                let kind = match &outcome {
+                    Ok(Ok(_)) => EventKind::NodeFinished {
+                        node,
+                        duration: started.elapsed(),
+                    },
+                    Ok(Err(e)) => EventKind::NodeFailed {
+                        node,
+                        error: e.to_string(),
+                    },
+                    Err(panic) => EventKind::NodeFailed {
+                        node,
+                        error: format!("panicked: {panic}"),
+                    },
+                };
+                bus.publish(scope.run_id(), scope.elapsed(), kind);
+            }
             let tokens = scope.tokens_used().saturating_sub(tokens_before);
             let output = match outcome {
                 Ok(Ok(output)) => output,
@@ -595,7 +636,7 @@ async fn continue_run(
         tokens_used: scope.tokens_used(),
     };
     scope.cancel();
-    match outcome {
+    let result = match outcome {
         Ok(()) => {
             let mut metadata = RunMetadata::new(TaskType::Standard);
             metadata.stop_reason = if interrupt.is_some() {
@@ -615,7 +656,40 @@ async fn continue_run(
         }
         Err(DurableRunError::Run(e)) => Err(DurableRunError::Run(e.with_counts(counts))),
         Err(e) => Err(e),
+    };
+    if events {
+        publish_end(topology, &scope, &result);
     }
+    result
+}
+
+/// The events a plain run publishes at its end: a budget that ran out, then `GraphFinished`.
+fn publish_end(
+    topology: &Topology,
+    scope: &RunScope,
+    outcome: &Result<RunResult, DurableRunError>,
+) {
+    let bus = topology.events();
+    let (run_id, elapsed) = (scope.run_id(), scope.elapsed());
+    let exhausted = match outcome {
+        Err(DurableRunError::Run(RunError::Timeout { .. })) => Some(BudgetKind::Time),
+        Err(DurableRunError::Run(RunError::TokenBudgetExhausted { .. })) => {
+            Some(BudgetKind::Tokens)
+        }
+        _ => None,
+    };
+    if let Some(kind) = exhausted {
+        bus.publish(run_id, elapsed, EventKind::BudgetExhausted { kind });
+    }
+    let (stop_reason, error) = match outcome {
+        Ok(r) => (Some(r.metadata.stop_reason), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    bus.publish(
+        run_id,
+        elapsed,
+        EventKind::GraphFinished { stop_reason, error },
+    );
 }
 
 fn timeout(scope: &RunScope, node: &str) -> RunError {

@@ -703,3 +703,65 @@ fn a_durable_run_longer_than_its_lease_keeps_the_lease_and_a_second_resumer_out(
         assert_eq!(done.content()["done"], true);
     });
 }
+
+/// The events of one run, without times: kind and node (and stop reason or error).
+fn event_trace(rx: &mut tokio::sync::broadcast::Receiver<spark_adk_core::Event>) -> Vec<String> {
+    use spark_adk_core::EventKind;
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        out.push(match e.kind {
+            EventKind::GraphStarted { task_type } => format!("started {task_type:?}"),
+            EventKind::NodeStarted { node } => format!("node started {node}"),
+            EventKind::NodeFinished { node, .. } => format!("node finished {node}"),
+            EventKind::NodeFailed { node, error } => format!("node failed {node}: {error}"),
+            EventKind::GraphFinished { stop_reason, error } => {
+                format!("finished {stop_reason:?} {error:?}")
+            }
+            other => format!("{other:?}"),
+        });
+    }
+    out
+}
+
+#[test]
+fn a_durable_run_publishes_the_events_of_the_plain_run() {
+    let topology = fan_graph();
+    runtime().block_on(async {
+        let mut rx = topology.events().subscribe();
+        SequentialExecutor::new()
+            .run(&topology, Task::new(json!({ "n": 1 })))
+            .await
+            .unwrap();
+        let plain = event_trace(&mut rx);
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        SequentialExecutor::new()
+            .run_durable(
+                &topology,
+                Task::new(json!({ "n": 1 })),
+                options(store, "ev"),
+            )
+            .await
+            .unwrap();
+        let durable = event_trace(&mut rx);
+        assert_eq!(plain.len(), 12, "{plain:?}");
+        assert_eq!(durable, plain);
+    });
+}
+
+#[test]
+fn an_interrupted_durable_run_publishes_the_node_s_question_and_its_stop() {
+    let topology = review_graph(Arc::default(), None);
+    runtime().block_on(async {
+        let mut rx = topology.events().subscribe();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        SequentialExecutor::new()
+            .run_durable(&topology, Task::new(json!({})), options(store, "q"))
+            .await
+            .unwrap();
+        let trace = event_trace(&mut rx);
+        assert_eq!(trace.len(), 6, "{trace:?}");
+        assert_eq!(trace[3], "node started review");
+        assert!(trace[4].starts_with("node failed review: "), "{trace:?}");
+        assert_eq!(trace[5], "finished Some(Interrupted) None");
+    });
+}
