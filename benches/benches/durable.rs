@@ -10,9 +10,13 @@
 //!   without a store, in the same bench run. The row divides by 1,000: time per step. A durable
 //!   run also pays a fixed cost per run (the header, the lease taken and given back, the stop
 //!   record: four SQLite commits, each an fsync), spread over the 1,000 steps here.
+//! - `durable_step/memory_async_chain_1000`: the same Async run into the in-memory store: the
+//!   executor's and the log's own cost of a durable step, without SQLite.
 //! - `durable_step/sync_chain_100` against `plain_chain_100`: `Durability::Sync`, one commit
 //!   (one fsync) per step, over a 100-node chain (a 1,000-step run would take seconds per
-//!   iteration). 10 samples, flat sampling.
+//!   iteration). 10 samples, flat sampling. Beside it `async_chain_100`: with
+//!   `async_chain_1000`, it splits the Async figure into a cost per step (the difference over
+//!   900 steps) and a fixed cost per run.
 //! - `durable_recovery/sqlite/<n>`: `StoreExt::resume_image` (load, decode, check the
 //!   fingerprint, replay) of a log of `n` activation records (each routes one message and sets
 //!   one new state key: the state grows to `n` keys), `n` = 100, 1,000, 10,000; and
@@ -35,7 +39,7 @@ use serde_json::json;
 use spark_adk::durable::conformance::{sample_activation, sample_fingerprint, sample_header};
 use spark_adk::durable::{RunLog, StoreExt};
 use spark_adk::prelude::*;
-use spark_adk::{Durability, DurableOptions, RunId, SqliteStore, Store};
+use spark_adk::{Durability, DurableOptions, MemoryStore, RunId, SqliteStore, Store};
 use spark_adk_benches::{chain, count_of, current_thread_runtime, input, PER_NODE_CHAIN};
 use tokio::runtime::Runtime;
 
@@ -128,6 +132,21 @@ fn bench(c: &mut Criterion) {
         PER_NODE_CHAIN,
         &[("async", Durability::Async), ("exit", Durability::Exit)],
     );
+    // The executor's own cost of a durable step, without a disk: the in-memory store.
+    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    assert_eq!(
+        rt.block_on(durable_run(
+            &chain(PER_NODE_CHAIN).expect("chain"),
+            &memory,
+            Durability::Async
+        )),
+        PER_NODE_CHAIN as u64
+    );
+    let graph = chain(PER_NODE_CHAIN).expect("the chain builds");
+    group.bench_function(format!("memory_async_chain_{PER_NODE_CHAIN}"), |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(durable_run(&graph, &memory, Durability::Async).await) });
+    });
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
     group.measurement_time(Duration::from_secs(3));
@@ -137,7 +156,7 @@ fn bench(c: &mut Criterion) {
         &rt,
         &store,
         SYNC_CHAIN,
-        &[("sync", Durability::Sync)],
+        &[("sync", Durability::Sync), ("async", Durability::Async)],
     );
     group.finish();
 
