@@ -126,7 +126,8 @@ impl RunLog {
     /// or a fenced commit is refused, the log fails with that [`DurableError::Conflict`]: the
     /// next `append` returns it and nothing more is written. A renewal that fails otherwise (a
     /// lost connection) is tried again at the next third; the fence keeps the log safe
-    /// meanwhile.
+    /// meanwhile. The renewal needs the tokio runtime's timers (`enable_time`, as
+    /// `#[tokio::main]` gives).
     pub fn open_leased(
         store: Arc<dyn Store>,
         head: u64,

@@ -78,7 +78,9 @@ pub struct DurableOptions {
     pub durability: Durability,
     /// Who runs it (the lease owner; a fresh name per options value unless set).
     pub owner: String,
-    /// How long the run's lease lasts; a second resumer is refused while it holds.
+    /// How long the run's lease lasts without renewal; a second resumer is refused while it
+    /// holds. The run's log writer renews it every third of this while the run goes on, so
+    /// only a crashed or stalled process lets it expire (and another resumer take the run).
     pub lease_ttl: Duration,
 }
 
@@ -94,8 +96,8 @@ impl std::fmt::Debug for DurableOptions {
 }
 
 impl DurableOptions {
-    /// The lease duration unless set: long enough for a run, short enough that a crashed
-    /// process's run can be taken over soon.
+    /// The lease duration unless set: a crashed process's run can be taken over a minute
+    /// after its last renewal.
     pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
     /// A run `run_id` logged to `store` with the default durability ([`Durability::Async`]).
