@@ -4,19 +4,21 @@
 //! `durable_figures` binary (a child process), and the log's append path alone by
 //! `durable_append` in `spark-adk-durable` (`durable_lr`).
 //!
-//! - `durable_step/<mode>_chain_1000`: a standard run of the 1,000-node chain of
-//!   `std_per_node` as a durable run into the embedded SQLite store (`synchronous = FULL`, a file
-//!   in a temporary directory), `async` and `exit`, against `plain_chain_1000`, the same run
-//!   without a store, in the same bench run. The row divides by 1,000: time per step. A durable
-//!   run also pays a fixed cost per run (the header, the lease taken and given back, the stop
-//!   record: four SQLite commits, each an fsync), spread over the 1,000 steps here.
-//! - `durable_step/memory_async_chain_1000`: the same Async run into the in-memory store: the
-//!   executor's and the log's own cost of a durable step, without SQLite.
-//! - `durable_step/sync_chain_100` against `plain_chain_100`: `Durability::Sync`, one commit
-//!   (one fsync) per step, over a 100-node chain (a 1,000-step run would take seconds per
-//!   iteration). 10 samples, flat sampling. Beside it `async_chain_100`: with
-//!   `async_chain_1000`, it splits the Async figure into a cost per step (the difference over
-//!   900 steps) and a fixed cost per run.
+//! - `durable_step/<mode>_loop_1000`: a standard run of 1,000 steps (one node, [`Inc`],
+//!   looping to itself while the count is below 1,000) as a durable run into the embedded SQLite
+//!   store (`synchronous = FULL`, a file in a temporary directory), `async` and `exit`, against
+//!   `plain_loop_1000`, the same run without a store, in the same bench run. The row divides by
+//!   1,000: time per step. A durable run also pays a fixed cost per run (the header, the lease
+//!   taken and given back, the stop record: four SQLite commits, each an fsync), spread over the
+//!   1,000 steps here.
+//! - `durable_step/memory_async_loop_1000`: the same Async run into a fresh in-memory store
+//!   (dropped with the run inside the timing): the executor's and the log's own cost of a
+//!   durable step, without SQLite.
+//! - `durable_step/sync_loop_100` against `plain_loop_100`: `Durability::Sync`, one commit
+//!   (one fsync) per step, over 100 steps (1,000 would take seconds per iteration). 10
+//!   samples, flat sampling. Beside it `async_loop_100`: with `async_loop_1000`, it splits the
+//!   Async figure into a cost per step (the difference over 900 steps) and a fixed cost per
+//!   run.
 //! - `durable_recovery/sqlite/<n>`: `StoreExt::resume_image` (load, decode, check the
 //!   fingerprint, replay) of a log of `n` activation records (each routes one message and sets
 //!   one new state key: the state grows to `n` keys), `n` = 100, 1,000, 10,000; and
@@ -40,11 +42,14 @@ use spark_adk::durable::conformance::{sample_activation, sample_fingerprint, sam
 use spark_adk::durable::{RunLog, StoreExt};
 use spark_adk::prelude::*;
 use spark_adk::{Durability, DurableOptions, MemoryStore, RunId, SqliteStore, Store};
-use spark_adk_benches::{chain, count_of, current_thread_runtime, input, PER_NODE_CHAIN};
+use spark_adk_benches::{count_of, current_thread_runtime, input, Inc};
 use tokio::runtime::Runtime;
 
-/// The chain of the Sync bench (one fsync per step).
-const SYNC_CHAIN: usize = 100;
+/// Steps of a run of the Async and Exit benches.
+const STEPS: usize = 1_000;
+
+/// Steps of a run of the Sync bench (one fsync per step).
+const SYNC_STEPS: usize = 100;
 
 /// Log lengths of the recovery benches.
 const LOG_LENGTHS: [u64; 3] = [100, 1_000, 10_000];
@@ -53,6 +58,18 @@ static RUNS: AtomicU64 = AtomicU64::new(0);
 
 fn fresh_run() -> RunId {
     RunId::new(format!("bench-{}", RUNS.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// One node, [`Inc`], looping to itself while the count is below `n`: a run of `n` steps
+/// whatever `n`, on a graph of one node (so that a per-step figure is not inflated by per-run
+/// work that grows with the graph: the fingerprint and the header hold every node and edge).
+fn self_loop(n: usize) -> Graph {
+    let mut g = Graph::builder();
+    let step = g.add("step", Inc);
+    let n = n as u64;
+    g.connect(step.when_fn(move |m| count_of(&m.content) < n) >> step);
+    g.step_limit(n + 1);
+    g.start(step).build().expect("the loop builds")
 }
 
 /// One durable run of `graph` into `store`; returns the final count.
@@ -65,7 +82,7 @@ async fn durable_run(graph: &Graph, store: &Arc<dyn Store>, mode: Durability) ->
     count_of(result.content())
 }
 
-/// `durable_step/<mode>_chain_<n>` for each mode, beside `plain_chain_<n>`.
+/// `durable_step/<mode>_loop_<n>` for each mode, beside `plain_loop_<n>`.
 fn step_benches(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     rt: &Runtime,
@@ -73,7 +90,7 @@ fn step_benches(
     n: usize,
     modes: &[(&str, Durability)],
 ) {
-    let graph = chain(n).expect("the chain builds");
+    let graph = self_loop(n);
     let expected = n as u64;
     assert_eq!(
         rt.block_on(graph.run(Task::new(input())))
@@ -83,12 +100,12 @@ fn step_benches(
     );
     for &(name, mode) in modes {
         assert_eq!(rt.block_on(durable_run(&graph, store, mode)), expected);
-        group.bench_function(format!("{name}_chain_{n}"), |b| {
+        group.bench_function(format!("{name}_loop_{n}"), |b| {
             b.to_async(rt)
                 .iter(|| async { black_box(durable_run(&graph, store, mode).await) });
         });
     }
-    group.bench_function(format!("plain_chain_{n}"), |b| {
+    group.bench_function(format!("plain_loop_{n}"), |b| {
         b.to_async(rt).iter(|| async {
             black_box(
                 graph
@@ -124,38 +141,36 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("durable_step");
     group.sample_size(20);
-    group.throughput(Throughput::Elements(PER_NODE_CHAIN as u64));
+    group.throughput(Throughput::Elements(STEPS as u64));
     step_benches(
         &mut group,
         &rt,
         &store,
-        PER_NODE_CHAIN,
+        STEPS,
         &[("async", Durability::Async), ("exit", Durability::Exit)],
     );
-    // The executor's own cost of a durable step, without a disk: the in-memory store.
-    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    assert_eq!(
-        rt.block_on(durable_run(
-            &chain(PER_NODE_CHAIN).expect("chain"),
-            &memory,
-            Durability::Async
-        )),
-        PER_NODE_CHAIN as u64
-    );
-    let graph = chain(PER_NODE_CHAIN).expect("the chain builds");
-    group.bench_function(format!("memory_async_chain_{PER_NODE_CHAIN}"), |b| {
+    // The executor's own cost of a durable step, without a disk: the in-memory store, a fresh
+    // one per run (dropped with the run's log inside the timing), so that the process does not
+    // grow by every iteration's log.
+    let graph = self_loop(STEPS);
+    let memory_run = || async {
+        let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        durable_run(&graph, &memory, Durability::Async).await
+    };
+    assert_eq!(rt.block_on(memory_run()), STEPS as u64);
+    group.bench_function(format!("memory_async_loop_{STEPS}"), |b| {
         b.to_async(&rt)
-            .iter(|| async { black_box(durable_run(&graph, &memory, Durability::Async).await) });
+            .iter(|| async { black_box(memory_run().await) });
     });
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
     group.measurement_time(Duration::from_secs(3));
-    group.throughput(Throughput::Elements(SYNC_CHAIN as u64));
+    group.throughput(Throughput::Elements(SYNC_STEPS as u64));
     step_benches(
         &mut group,
         &rt,
         &store,
-        SYNC_CHAIN,
+        SYNC_STEPS,
         &[("sync", Durability::Sync), ("async", Durability::Async)],
     );
     group.finish();
