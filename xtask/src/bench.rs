@@ -28,6 +28,7 @@
 //!
 //! `--smoke` runs each of our benchmarks once (criterion's `--test`) and the child-process
 //! benches, without the peers, and reports nothing: it proves the benches run, as CI needs.
+//! Rows whose bench is in another package (`nats_hop*`, `durable_lr`) are not run; it says so.
 //! `--instructions` only counts instructions (with `--check`: fails when a count is more than
 //! 10% above `benches/instructions-baseline.json`; with `--bless`: writes that file).
 //! `--no-peers` leaves the peers out (their crate is not built). `--quick` shortens
@@ -290,6 +291,19 @@ pub fn run(ws: &Workspace, options: &Options) -> Result<()> {
     if options.smoke {
         run_smoke(ws, options)?;
         crate::process::run(ws, false)?;
+        for t in table
+            .iter()
+            .filter(|t| t.source == Source::Criterion && t.package() != PACKAGE)
+        {
+            println!(
+                "==> `{}` not in the smoke run: its bench `{}` is in package `{}` (run it with \
+                 `cargo xtask bench --rows {}`)",
+                t.id,
+                t.bench_target.as_deref().unwrap_or("?"),
+                t.package(),
+                t.id
+            );
+        }
         println!(
             "bench smoke passed: every benchmark ran once, the child-process benches too; the \
              peers were not built (no thresholds)"

@@ -6,6 +6,8 @@
 //!   long-running runs, of graphs whose nodes await 10 ms; then, unless `--no-peers`,
 //!   `server_10k_graph_flow` (benches/peers) runs the same standard scenario with graph-flow,
 //!   and its figures join the result as `graph_flow_<name>`.
+//! - `durable_figures` (benches/src/bin): commit latency p50/p99 per durable store (PostgreSQL
+//!   only when it answers) and bytes per step of a durable run.
 //!
 //! Each binary prints one JSON object on its last such line; the xtask writes it to
 //! `<target>/bench-proc/<id>.json`, where the report reads the rows' fields (the
@@ -23,7 +25,7 @@ use crate::workspace::{describe, Workspace};
 use crate::{Context, Error, Result};
 
 /// The child-process benches of `spark-adk-benches`: the binary (and result file) names.
-pub const PROCESS_BENCHES: [&str; 2] = ["mem_lr_10k", "server_10k"];
+pub const PROCESS_BENCHES: [&str; 3] = ["mem_lr_10k", "server_10k", "durable_figures"];
 
 /// The peer binary of `server_10k` in benches/peers.
 pub const SERVER_PEER: &str = "server_10k_graph_flow";

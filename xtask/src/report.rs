@@ -298,12 +298,18 @@ impl Locations {
     /// Field `field` of a process bench's result file.
     fn process(&self, process: &str, field: &str, divide_by: u64) -> Result<Measurement> {
         let path = process_file(&self.target_dir, process);
+        let mut skipped = None;
         let value = read_value(&path, self.since(), |text| {
             let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-            v.get(field)
-                .and_then(serde_json::Value::as_f64)
-                .ok_or_else(|| format!("no number `{field}`"))
+            let number = v.get(field).and_then(serde_json::Value::as_f64);
+            if number.is_none() {
+                skipped = skip_note(&v, field);
+            }
+            number.ok_or_else(|| format!("no number `{field}`"))
         });
+        if let Some(reason) = skipped {
+            return Ok(Measurement::NotMeasured { reason });
+        }
         measurement(value, &path, divide_by)
     }
 
@@ -339,6 +345,21 @@ impl Locations {
         let text = std::fs::read_to_string(&path).ok()?;
         serde_json::from_str(&text).ok()
     }
+}
+
+/// Why a process bench left `field` out, when it says so: a string field `<prefix>_skipped`
+/// whose prefix starts `field` (`postgres_skipped` for `postgres_commit_p50_ns`: the bench's
+/// server did not answer). A field missing without such a note is a malformed result.
+fn skip_note(result: &serde_json::Value, field: &str) -> Option<String> {
+    let object = result.as_object()?;
+    object.iter().find_map(|(key, note)| {
+        let prefix = key.strip_suffix("_skipped")?;
+        let note = note.as_str()?;
+        field
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('_'))
+            .then(|| format!("the bench skipped it: {note}"))
+    })
 }
 
 fn measurement(
@@ -1311,6 +1332,33 @@ mod tests {
         s.process("mem_lr_10k", serde_json::json!({"bytes": 1}));
         let err = Report::gather(&targets, &s.locations(None), false).err();
         assert!(err.is_some_and(|e| e.to_string().contains("no number `bytes_per_node`")));
+        // A note about another figure does not excuse the missing one.
+        s.process(
+            "mem_lr_10k",
+            serde_json::json!({"bytes": 1, "bytes_per_idle_skipped": "no server"}),
+        );
+        assert!(Report::gather(&targets, &s.locations(None), false).is_err());
+    }
+
+    #[test]
+    fn a_figure_the_process_bench_skipped_with_a_note_is_not_measured() {
+        let s = Scratch::new("skipped-process");
+        s.process(
+            "mem_lr_10k",
+            serde_json::json!({"bytes": 1, "bytes_skipped": "the server did not answer"}),
+        );
+        let targets = parse(FIXTURE).unwrap_or_default();
+        let report = Report::gather(&targets, &s.locations(None), false);
+        let row = report.as_ref().ok().map(|r| &r.rows[2]);
+        assert_eq!(row.map(|r| r.status), Some(Status::NotMeasured));
+        assert!(
+            row.is_some_and(
+                |r| matches!(&r.measurement, Measurement::NotMeasured { reason }
+                if reason.contains("the server did not answer"))
+            ),
+            "{:?}",
+            row.map(|r| &r.measurement)
+        );
     }
 
     #[test]

@@ -75,8 +75,9 @@ pub struct Target {
     /// The package whose bench target that is (default: `spark-adk-benches`).
     #[serde(default)]
     pub package: Option<String>,
-    /// A server (`host:port`) the row's benches need; when it does not answer, `cargo xtask
-    /// bench` skips the row and reports it as skipped (not a failure).
+    /// A server (`host:port`) the row's benches need (a criterion row's bench, or the figure a
+    /// process row reads); when it does not answer, `cargo xtask bench` skips the row and
+    /// reports it as skipped (not a failure).
     #[serde(default)]
     pub server: Option<String>,
     /// Where the measurement comes from.
@@ -196,11 +197,8 @@ pub fn parse(text: &str) -> Result<Vec<Target>> {
                 ));
             }
         }
-        if t.source == Source::Process && (t.package.is_some() || t.server.is_some()) {
-            problems.push(format!(
-                "`{}`: `package` and `server` are for criterion rows",
-                t.id
-            ));
+        if t.source == Source::Process && t.package.is_some() {
+            problems.push(format!("`{}`: `package` is for criterion rows", t.id));
         }
         if t.source == Source::Criterion && t.bench_target.is_none() {
             problems.push(format!("`{}`: a criterion row needs `bench_target`", t.id));
@@ -320,18 +318,25 @@ related = ["nats_hop/throughput_1"]
         assert_eq!(packages.len(), 6);
         assert_eq!(packages[0], ("spark-adk-benches", None));
         assert_eq!(packages[5], ("spark-adk-nats", Some("127.0.0.1:4222")));
+        let process_with_package = FIXTURE.replace(
+            "field = \"bytes_per_node\"",
+            "field = \"bytes_per_node\"\npackage = \"spark-adk-nats\"",
+        );
+        let msg = parse(&process_with_package)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(msg.contains("`package` is for criterion rows"), "{msg}");
+        // A process row may need a server (a figure the binary measures only when it answers).
         let process_with_server = FIXTURE.replace(
             "field = \"bytes_per_node\"",
             "field = \"bytes_per_node\"\nserver = \"127.0.0.1:1\"",
         );
-        let msg = parse(&process_with_server)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(
-            msg.contains("`package` and `server` are for criterion rows"),
-            "{msg}"
-        );
+        let rows = parse(&process_with_server).unwrap_or_default();
+        assert_eq!(rows.len(), 5);
+        assert!(rows
+            .iter()
+            .any(|t| t.server.as_deref() == Some("127.0.0.1:1")));
     }
 
     #[test]
@@ -385,6 +390,16 @@ related = ["nats_hop/throughput_1"]
                 "nats_hop",
                 "nats_hop_throughput_1",
                 "durable_lr",
+                "durable_step",
+                "durable_step_sync",
+                "durable_recovery_10k",
+                "durable_commit_memory",
+                "durable_commit_memory_p99",
+                "durable_commit_sqlite",
+                "durable_commit_sqlite_p99",
+                "durable_commit_postgres",
+                "durable_commit_postgres_p99",
+                "durable_bytes_per_step",
                 "cost_stream_std_flow_3",
                 "cost_stream_lr_flow_3",
                 "cost_retry_std_flow_3",

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::error::DurableError;
 use crate::record::RunId;
+use crate::store::Lease;
 
 /// Validates a lease duration: zero is refused. Returns it in milliseconds.
 pub fn check_ttl(run: &RunId, ttl: Duration) -> Result<u64, DurableError> {
@@ -80,4 +81,27 @@ pub fn lease_held(run: &RunId, seq: u64, holder: &str, left_ms: impl Display) ->
 /// would have written next.
 pub fn lease_lost(run: &RunId, seq: u64, owner: &str) -> DurableError {
     DurableError::conflict(run, seq, format!("`{owner}` lost the lease"))
+}
+
+/// Checks that a leased append's `lease` is the run's current lease: `holder` and `epoch` are
+/// what the store holds (`holder` is `None` when no one holds it). The error is a conflict
+/// naming the lease's owner ([`lease_lost`]); a lease of another run is an invalid argument.
+pub fn check_fence(
+    run: &RunId,
+    expected_head: u64,
+    holder: Option<&str>,
+    epoch: u64,
+    lease: &Lease,
+) -> Result<(), DurableError> {
+    if &lease.run_id != run {
+        return Err(DurableError::InvalidArgument {
+            run: run.clone(),
+            reason: format!("the lease is for run `{}`", lease.run_id),
+        });
+    }
+    if holder == Some(lease.owner.as_str()) && epoch == lease.epoch {
+        Ok(())
+    } else {
+        Err(lease_lost(run, expected_head + 1, &lease.owner))
+    }
 }

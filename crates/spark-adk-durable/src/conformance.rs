@@ -249,6 +249,63 @@ pub async fn an_expired_lease_lets_another_owner_take_over(h: &dyn Harness) {
         .expect("holder renews");
 }
 
+/// A leased append needs the run's current lease: the holder appends; once its lease is given
+/// back and another owner acquired it, the first holder's append is a conflict that writes
+/// nothing, and the new holder appends; a lease of another run is refused.
+pub async fn a_leased_append_needs_the_lease_it_names(h: &dyn Harness) {
+    let (store, run) = created(h, "fenced").await;
+    let first = store
+        .acquire_lease(&run, "first", Duration::from_secs(60))
+        .await
+        .expect("free lease");
+    assert_eq!(
+        store
+            .append_records_leased(&run, 0, &sample_records(1, 2), &first)
+            .await
+            .expect("the holder appends"),
+        2
+    );
+    store.release_lease(&first).await.expect("release");
+    let err = store
+        .append_records_leased(&run, 2, &sample_records(3, 3), &first)
+        .await
+        .expect_err("a released lease fences nothing in");
+    assert!(err.is_conflict(), "{err:?}");
+    let second = store
+        .acquire_lease(&run, "second", Duration::from_secs(60))
+        .await
+        .expect("released lease");
+    let err = store
+        .append_records_leased(&run, 2, &sample_records(3, 3), &first)
+        .await
+        .expect_err("taken over");
+    assert!(err.is_conflict(), "{err:?}");
+    assert!(err.to_string().contains("`first` lost the lease"), "{err}");
+    assert_eq!(store.load(&run).await.expect("load").head, 2);
+    assert_eq!(
+        store
+            .append_records_leased(&run, 2, &sample_records(3, 3), &second)
+            .await
+            .expect("the new holder appends"),
+        3
+    );
+    // The fence and the head are checked together: the holder with a stale head is refused.
+    let stale = store
+        .append_records_leased(&run, 2, &sample_records(3, 3), &second)
+        .await
+        .expect_err("stale head");
+    assert!(stale.is_conflict(), "{stale:?}");
+    let (_, other) = created(h, "fenced-other").await;
+    let foreign = store
+        .append_records_leased(&other, 0, &sample_records(1, 1), &second)
+        .await
+        .expect_err("a lease of another run");
+    assert!(
+        matches!(foreign, DurableError::InvalidArgument { .. }),
+        "{foreign:?}"
+    );
+}
+
 /// A released lease is free at once; a zero duration is refused.
 pub async fn a_released_lease_is_free_and_a_zero_lease_is_refused(h: &dyn Harness) {
     let (store, run) = created(h, "lease-release").await;
@@ -345,6 +402,62 @@ pub async fn a_snapshot_compacts_the_log(h: &dyn Harness) {
         .await
         .expect_err("beyond head");
     assert!(err.is_conflict(), "{err:?}");
+}
+
+/// Compacting a run (`StoreExt::compact`) keeps its image exactly, drops the records the
+/// snapshot covers (fewer bytes stored), and the log goes on after it; compacting again later
+/// covers the new records, and a run with nothing new is left as it is.
+pub async fn compacting_a_run_keeps_its_image_and_drops_its_records(h: &dyn Harness) {
+    let (store, run) = created(h, "compact").await;
+    let value = json!("y".repeat(64));
+    let records: Vec<Record> = (1..=100)
+        .map(|i| sample_activation(i, value.clone()))
+        .collect();
+    store
+        .append_records(&run, 0, &records)
+        .await
+        .expect("append");
+    let before = store
+        .load_run(&run)
+        .await
+        .expect("load")
+        .replay()
+        .expect("replay");
+    let bytes_before = store.stored_bytes(&run).await.expect("bytes");
+    assert_eq!(store.compact(&run).await.expect("compact"), 100);
+    let loaded = store.load_run(&run).await.expect("load");
+    assert_eq!(loaded.snapshot.as_ref().map(|s| s.at), Some(100));
+    assert!(loaded.records.is_empty(), "{:?}", loaded.records.len());
+    assert_eq!(loaded.head, 100);
+    assert_eq!(loaded.replay().expect("replay"), before);
+    let bytes_after = store.stored_bytes(&run).await.expect("bytes");
+    assert!(
+        bytes_after < bytes_before,
+        "{bytes_after} B after compaction, {bytes_before} B before"
+    );
+    // The log goes on after the snapshot, and the next compaction covers the new records.
+    assert_eq!(
+        store
+            .append_records(&run, 100, &sample_records(101, 110))
+            .await
+            .expect("append after the snapshot"),
+        110
+    );
+    assert_eq!(store.compact(&run).await.expect("compact again"), 110);
+    assert_eq!(store.compact(&run).await.expect("nothing new"), 110);
+    let image = store
+        .load_run(&run)
+        .await
+        .expect("load")
+        .replay()
+        .expect("replay");
+    assert_eq!(image.steps(), 110);
+    assert_eq!(image.state().len(), 110);
+    assert_eq!(image.last_seq(), 110);
+    assert!(matches!(
+        store.compact(&RunId::new("ghost")).await,
+        Err(DurableError::NotFound { .. })
+    ));
 }
 
 /// A record whose stored bytes are not JSON is reported naming the run and the record.
@@ -544,8 +657,10 @@ macro_rules! conformance_tests {
             two_concurrent_lease_takers_exactly_one_wins,
             an_expired_lease_lets_another_owner_take_over,
             a_released_lease_is_free_and_a_zero_lease_is_refused,
+            a_leased_append_needs_the_lease_it_names,
             runs_are_listed_and_deleted,
             a_snapshot_compacts_the_log,
+            compacting_a_run_keeps_its_image_and_drops_its_records,
             a_corrupt_record_is_reported_with_run_and_sequence,
             a_record_of_an_unknown_format_version_is_refused,
             a_failed_sync_commit_loses_nothing_committed,

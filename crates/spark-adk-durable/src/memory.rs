@@ -5,8 +5,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::checks::{
-    check_head, check_snapshot_within_head, check_ttl, later_snapshot_stored, lease_held,
-    lease_lost, not_found, run_exists,
+    check_fence, check_head, check_snapshot_within_head, check_ttl, later_snapshot_stored,
+    lease_held, lease_lost, not_found, run_exists,
 };
 use crate::error::DurableError;
 use crate::record::{now_ms, RunId};
@@ -74,6 +74,29 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    fn append_fenced(
+        &self,
+        run: &RunId,
+        expected_head: u64,
+        records: Vec<Vec<u8>>,
+        lease: Option<&Lease>,
+    ) -> Result<u64, DurableError> {
+        let mut runs = self.runs();
+        let entry = runs.get_mut(run).ok_or_else(|| not_found(run))?;
+        if let Some(lease) = lease {
+            let holder = entry.lease.as_ref().map(|l| l.owner.as_str());
+            check_fence(run, expected_head, holder, entry.epoch, lease)?;
+        }
+        check_head(run, expected_head, entry.head)?;
+        for (seq, bytes) in (expected_head + 1..).zip(records) {
+            entry.records.push(StoredRecord { seq, bytes });
+            entry.head = seq;
+        }
+        Ok(entry.head)
+    }
+}
+
 impl Store for MemoryStore {
     fn create_run<'a>(
         &'a self,
@@ -102,16 +125,17 @@ impl Store for MemoryStore {
         expected_head: u64,
         records: Vec<Vec<u8>>,
     ) -> BoxFuture<'a, Result<u64, DurableError>> {
-        Box::pin(async move {
-            let mut runs = self.runs();
-            let entry = runs.get_mut(run).ok_or_else(|| not_found(run))?;
-            check_head(run, expected_head, entry.head)?;
-            for (seq, bytes) in (expected_head + 1..).zip(records) {
-                entry.records.push(StoredRecord { seq, bytes });
-                entry.head = seq;
-            }
-            Ok(entry.head)
-        })
+        Box::pin(async move { self.append_fenced(run, expected_head, records, None) })
+    }
+
+    fn append_leased<'a>(
+        &'a self,
+        run: &'a RunId,
+        expected_head: u64,
+        records: Vec<Vec<u8>>,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<u64, DurableError>> {
+        Box::pin(async move { self.append_fenced(run, expected_head, records, Some(lease)) })
     }
 
     fn load<'a>(&'a self, run: &'a RunId) -> BoxFuture<'a, Result<StoredLog, DurableError>> {

@@ -66,7 +66,8 @@ pub struct Lease {
 /// Rules every store keeps:
 /// - [`Store::append`] is a compare-and-append: it writes only when the run's head equals
 ///   `expected_head`, else [`DurableError::Conflict`]; the records get `expected_head + 1 ..`.
-///   All of one call's records are committed, or none.
+///   All of one call's records are committed, or none. [`Store::append_leased`] also needs the
+///   run's lease to be the caller's (owner and epoch), in the same atomic step.
 /// - A failed write loses nothing committed before it.
 /// - [`Store::write_snapshot`] keeps the latest snapshot and may drop the records it covers;
 ///   [`Store::load`] returns the records after it.
@@ -85,6 +86,19 @@ pub trait Store: Send + Sync + 'static {
         run: &'a RunId,
         expected_head: u64,
         records: Vec<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<u64, DurableError>>;
+
+    /// [`Store::append`] fenced by a lease: refused with [`DurableError::Conflict`] (writing
+    /// nothing) unless the run's lease is still `lease` (same owner, same epoch), checked in the
+    /// same atomic step as the head. A writer whose lease was taken over (another owner acquired
+    /// it, which bumps the epoch) or given back can write nothing more. Expiry alone does not
+    /// refuse: until another owner acquires the lease, nobody else can hold it to write.
+    fn append_leased<'a>(
+        &'a self,
+        run: &'a RunId,
+        expected_head: u64,
+        records: Vec<Vec<u8>>,
+        lease: &'a Lease,
     ) -> BoxFuture<'a, Result<u64, DurableError>>;
 
     /// The run's header, latest snapshot and the records after it.
@@ -241,6 +255,24 @@ pub trait StoreExt: Store {
         })
     }
 
+    /// Appends typed records with compare-and-append, fenced by `lease`
+    /// ([`Store::append_leased`]); returns the new head.
+    fn append_records_leased<'a>(
+        &'a self,
+        run: &'a RunId,
+        expected_head: u64,
+        records: &'a [Record],
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<u64, DurableError>> {
+        Box::pin(async move {
+            let mut bytes = Vec::with_capacity(records.len());
+            for (seq, r) in (expected_head + 1..).zip(records) {
+                bytes.push(encode(run, seq, r)?);
+            }
+            self.append_leased(run, expected_head, bytes, lease).await
+        })
+    }
+
     /// Loads and decodes a run's log.
     fn load_run<'a>(&'a self, run: &'a RunId) -> BoxFuture<'a, Result<LoadedRun, DurableError>> {
         Box::pin(async move { decode_log(run, &self.load(run).await?) })
@@ -272,6 +304,31 @@ pub trait StoreExt: Store {
             self.write_snapshot(image.run_id(), snap.at, bytes).await
         })
     }
+
+    /// Compacts a run's log: replays it and stores the image as a snapshot at the log head, so
+    /// the store drops the records it covers ([`Store::write_snapshot`]); a later load returns
+    /// the snapshot and the records after it, and a resume continues exactly as it would from
+    /// the whole log. Returns the sequence number the snapshot covers (the head when compacted;
+    /// a run with no record after its latest snapshot is left as it is).
+    ///
+    /// Safe while a writer continues the run: the snapshot covers the records loaded here, and
+    /// records appended meanwhile stay. Two compactions racing: the one with the older head gets
+    /// a [`DurableError::Conflict`] (a later snapshot is stored already), and nothing is lost.
+    ///
+    /// # Errors
+    /// The run's load or replay errors ([`DurableError::NotFound`], a corrupt log), or the
+    /// snapshot's write failure.
+    fn compact<'a>(&'a self, run: &'a RunId) -> BoxFuture<'a, Result<u64, DurableError>> {
+        Box::pin(async move {
+            let loaded = self.load_run(run).await?;
+            if loaded.records.is_empty() {
+                return Ok(loaded.snapshot.as_ref().map_or(0, |s| s.at));
+            }
+            let image = loaded.replay()?;
+            self.snapshot_image(&image).await?;
+            Ok(image.last_seq())
+        })
+    }
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}
@@ -291,6 +348,15 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         records: Vec<Vec<u8>>,
     ) -> BoxFuture<'a, Result<u64, DurableError>> {
         (**self).append(run, expected_head, records)
+    }
+    fn append_leased<'a>(
+        &'a self,
+        run: &'a RunId,
+        expected_head: u64,
+        records: Vec<Vec<u8>>,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<u64, DurableError>> {
+        (**self).append_leased(run, expected_head, records, lease)
     }
     fn load<'a>(&'a self, run: &'a RunId) -> BoxFuture<'a, Result<StoredLog, DurableError>> {
         (**self).load(run)

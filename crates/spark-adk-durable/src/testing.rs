@@ -64,6 +64,26 @@ impl<S: Store> FailingStore<S> {
     }
 }
 
+impl<S: Store> FailingStore<S> {
+    /// The injected failure of an append of `len` records, if this one fails; else how many
+    /// records it writes.
+    fn inject(&self, run: &RunId, expected_head: u64, len: usize) -> Result<u64, DurableError> {
+        let n = u64::try_from(len).unwrap_or(u64::MAX);
+        let failed_before = self.failures.load(Ordering::SeqCst) > 0;
+        let before = self.written.load(Ordering::SeqCst);
+        let hits = before < self.fail_at && before.saturating_add(n) >= self.fail_at;
+        if hits || (self.and_after && failed_before) {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            return Err(DurableError::write_failed(
+                run,
+                expected_head + 1,
+                StoreFailure(format!("injected failure at record {}", self.fail_at)),
+            ));
+        }
+        Ok(n)
+    }
+}
+
 impl<S: Store> Store for FailingStore<S> {
     fn create_run<'a>(
         &'a self,
@@ -80,19 +100,26 @@ impl<S: Store> Store for FailingStore<S> {
         records: Vec<Vec<u8>>,
     ) -> BoxFuture<'a, Result<u64, DurableError>> {
         Box::pin(async move {
-            let n = u64::try_from(records.len()).unwrap_or(u64::MAX);
-            let failed_before = self.failures.load(Ordering::SeqCst) > 0;
-            let before = self.written.load(Ordering::SeqCst);
-            let hits = before < self.fail_at && before.saturating_add(n) >= self.fail_at;
-            if hits || (self.and_after && failed_before) {
-                self.failures.fetch_add(1, Ordering::SeqCst);
-                return Err(DurableError::write_failed(
-                    run,
-                    expected_head + 1,
-                    StoreFailure(format!("injected failure at record {}", self.fail_at)),
-                ));
-            }
+            let n = self.inject(run, expected_head, records.len())?;
             let head = self.inner.append(run, expected_head, records).await?;
+            self.written.fetch_add(n, Ordering::SeqCst);
+            Ok(head)
+        })
+    }
+
+    fn append_leased<'a>(
+        &'a self,
+        run: &'a RunId,
+        expected_head: u64,
+        records: Vec<Vec<u8>>,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<u64, DurableError>> {
+        Box::pin(async move {
+            let n = self.inject(run, expected_head, records.len())?;
+            let head = self
+                .inner
+                .append_leased(run, expected_head, records, lease)
+                .await?;
             self.written.fetch_add(n, Ordering::SeqCst);
             Ok(head)
         })

@@ -2,13 +2,16 @@
 //! `Async` and `Exit` ([`Durability`]).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
+use crate::checks::check_ttl;
 use crate::error::DurableError;
 use crate::record::{encode, Record, RunId};
-use crate::store::Store;
+use crate::store::{Lease, Store};
 
 /// When an appended record is committed, and when `append` returns.
 ///
@@ -113,6 +116,37 @@ impl RunLog {
         head: u64,
         mode: Durability,
     ) -> Result<Self, DurableError> {
+        Self::start(store, run, head, mode, None)
+    }
+
+    /// Like [`RunLog::open`], for the holder of the run's `lease`: every commit is fenced by
+    /// it ([`Store::append_leased`]), and the writer renews it every third of `ttl`
+    /// ([`Store::renew_lease`]) for as long as the log is open, so a run longer than `ttl`
+    /// keeps it. When a renewal finds the lease lost (it expired and another owner acquired it)
+    /// or a fenced commit is refused, the log fails with that [`DurableError::Conflict`]: the
+    /// next `append` returns it and nothing more is written. A renewal that fails otherwise (a
+    /// lost connection) is tried again at the next third; the fence keeps the log safe
+    /// meanwhile. The renewal needs the tokio runtime's timers (`enable_time`, as
+    /// `#[tokio::main]` gives).
+    pub fn open_leased(
+        store: Arc<dyn Store>,
+        head: u64,
+        mode: Durability,
+        lease: Lease,
+        ttl: Duration,
+    ) -> Result<Self, DurableError> {
+        let run = lease.run_id.clone();
+        check_ttl(&run, ttl)?;
+        Self::start(store, run, head, mode, Some((lease, ttl)))
+    }
+
+    fn start(
+        store: Arc<dyn Store>,
+        run: RunId,
+        head: u64,
+        mode: Durability,
+        lease: Option<(Lease, Duration)>,
+    ) -> Result<Self, DurableError> {
         let rt =
             tokio::runtime::Handle::try_current().map_err(|_| DurableError::InvalidArgument {
                 run: run.clone(),
@@ -122,6 +156,7 @@ impl RunLog {
         let shared = Arc::new(Shared {
             failed: Mutex::new(None),
         });
+        let lease = lease.map(|(lease, ttl)| Renewal::new(lease, ttl));
         let task = rt.spawn(writer(
             store,
             run.clone(),
@@ -129,6 +164,7 @@ impl RunLog {
             mode,
             rx,
             Arc::clone(&shared),
+            lease,
         ));
         Ok(Self {
             run,
@@ -284,6 +320,37 @@ impl Commit<'_> {
     }
 }
 
+/// The lease a writer holds and renews.
+struct Renewal {
+    lease: Lease,
+    ttl: Duration,
+    every: Duration,
+    next: Instant,
+}
+
+impl Renewal {
+    fn new(lease: Lease, ttl: Duration) -> Self {
+        let every = (ttl / 3).max(Duration::from_millis(1));
+        Self {
+            lease,
+            ttl,
+            every,
+            next: Instant::now() + every,
+        }
+    }
+
+    /// Renews the lease; a lost lease fails the log (a conflict), other failures wait for the
+    /// next try.
+    async fn renew(&mut self, store: &dyn Store, shared: &Shared) {
+        match store.renew_lease(&self.lease, self.ttl).await {
+            Ok(lease) => self.lease = lease,
+            Err(e) if e.is_conflict() => shared.fail(e),
+            Err(_) => {}
+        }
+        self.next = Instant::now() + self.every;
+    }
+}
+
 async fn writer(
     store: Arc<dyn Store>,
     run: RunId,
@@ -291,13 +358,30 @@ async fn writer(
     mode: Durability,
     mut rx: mpsc::Receiver<Command>,
     shared: Arc<Shared>,
+    mut lease: Option<Renewal>,
 ) {
     let mut cmds = Vec::with_capacity(MAX_BATCH);
     let mut batch: Vec<Record> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<Result<u64, DurableError>>> = Vec::new();
     let mut flushes: Vec<oneshot::Sender<Result<u64, DurableError>>> = Vec::new();
     loop {
-        let open = rx.recv_many(&mut cmds, MAX_BATCH).await > 0;
+        let open = match lease.as_mut() {
+            None => rx.recv_many(&mut cmds, MAX_BATCH).await > 0,
+            Some(renewal) => {
+                // `recv_many` is cancel safe: a renewal never loses a command.
+                tokio::select! {
+                    n = rx.recv_many(&mut cmds, MAX_BATCH) => n > 0,
+                    () = tokio::time::sleep_until(renewal.next) => {
+                        if shared.failed().is_none() {
+                            renewal.renew(&*store, &shared).await;
+                        } else {
+                            renewal.next = Instant::now() + renewal.every;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
         let mut flush_now = !open;
         for cmd in cmds.drain(..) {
             match cmd {
@@ -312,7 +396,8 @@ async fn writer(
             }
         }
         if mode != Durability::Exit || flush_now {
-            let result = commit(&*store, &run, &mut head, &mut batch, &shared).await;
+            let fence = lease.as_ref().map(|r| &r.lease);
+            let result = commit(&*store, &run, &mut head, &mut batch, &shared, fence).await;
             for w in waiters.drain(..).chain(flushes.drain(..)) {
                 let _ = w.send(result.clone());
             }
@@ -330,6 +415,7 @@ async fn commit(
     head: &mut u64,
     batch: &mut Vec<Record>,
     shared: &Shared,
+    lease: Option<&Lease>,
 ) -> Result<u64, DurableError> {
     if let Some(e) = shared.failed() {
         batch.clear();
@@ -347,7 +433,11 @@ async fn commit(
                 }
             }
         }
-        match store.append(run, *head, bytes).await {
+        let appended = match lease {
+            Some(lease) => store.append_leased(run, *head, bytes, lease).await,
+            None => store.append(run, *head, bytes).await,
+        };
+        match appended {
             Ok(new_head) => *head = new_head,
             Err(e) => {
                 shared.fail(e.clone());

@@ -163,3 +163,53 @@ async fn a_failure_at_every_record_k_keeps_exactly_the_records_before_it() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leased_log_renews_its_lease_while_it_is_open_longer_than_the_ttl() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let run = RunId::new("renewed");
+    store.create(&sample_header(&run)).await.unwrap();
+    let ttl = std::time::Duration::from_millis(300);
+    let lease = store.acquire_lease(&run, "holder", ttl).await.unwrap();
+    let log = RunLog::open_leased(Arc::clone(&store), 0, Durability::Sync, lease, ttl).unwrap();
+    // Three ttls long: without renewal the lease would have expired twice over.
+    for i in 1..=10 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        log.append(sample_activation(i, json!(i))).await.unwrap();
+        let other = store
+            .acquire_lease(&run, "other", std::time::Duration::from_secs(60))
+            .await;
+        assert!(
+            other.as_ref().is_err_and(DurableError::is_conflict),
+            "after {i}00 ms: {other:?}"
+        );
+    }
+    assert_eq!(log.close().await.unwrap(), 10);
+}
+
+#[tokio::test]
+async fn a_leased_log_whose_lease_was_taken_over_gets_a_conflict_on_its_next_append() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let run = RunId::new("taken-over");
+    store.create(&sample_header(&run)).await.unwrap();
+    let ttl = std::time::Duration::from_secs(60);
+    let lease = store.acquire_lease(&run, "first", ttl).await.unwrap();
+    let log =
+        RunLog::open_leased(Arc::clone(&store), 0, Durability::Async, lease.clone(), ttl).unwrap();
+    log.append(sample_activation(1, json!(1))).await.unwrap();
+    assert_eq!(log.flush().await.unwrap(), 1);
+    // Another owner takes the run over (the lease given back here; on a server, expired), and
+    // writes nothing yet: the log head alone would not stop the first writer.
+    store.release_lease(&lease).await.unwrap();
+    store.acquire_lease(&run, "second", ttl).await.unwrap();
+    log.append(sample_activation(2, json!(2))).await.unwrap();
+    let err = log.flush().await.unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert!(err.to_string().contains("`first` lost the lease"), "{err}");
+    assert!(log
+        .append(sample_activation(3, json!(3)))
+        .await
+        .unwrap_err()
+        .is_conflict());
+    assert_eq!(store.load(&run).await.unwrap().head, 1);
+}

@@ -786,11 +786,25 @@ impl LongRunningExecutor {
             grace_seconds: task.grace.map(|g| g.as_secs_f64()),
         };
         let image = RunImage::new(&header);
-        let log = RunLog::create(Arc::clone(&options.store), &header, options.durability).await?;
+        options.store.create(&header).await?;
         let lease = options
             .store
             .acquire_lease(&options.run_id, &options.owner, options.lease_ttl)
             .await?;
+        // The writer renews the lease while the run goes on and fences every commit with it.
+        let log = match RunLog::open_leased(
+            Arc::clone(&options.store),
+            0,
+            options.durability,
+            lease.clone(),
+            options.lease_ttl,
+        ) {
+            Ok(log) => log,
+            Err(e) => {
+                let _ = options.store.release_lease(&lease).await;
+                return Err(e.into());
+            }
+        };
         let prepared = self.prepared(topology, image, log, options, lease).await?;
         Ok((task, prepared))
     }
@@ -862,12 +876,19 @@ impl LongRunningExecutor {
             })?;
             task = task.with_grace(grace);
         }
-        let log = RunLog::open(
+        let log = match RunLog::open_leased(
             Arc::clone(&options.store),
-            run.clone(),
             head,
             options.durability,
-        )?;
+            lease.clone(),
+            options.lease_ttl,
+        ) {
+            Ok(log) => log,
+            Err(e) => {
+                let _ = store.release_lease(&lease).await;
+                return Err(e.into());
+            }
+        };
         let prepared = self.prepared(topology, image, log, options, lease).await?;
         Ok((task, prepared))
     }

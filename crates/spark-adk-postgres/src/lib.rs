@@ -36,8 +36,8 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use spark_adk_durable::checks::{
-    check_snapshot_within_head, check_ttl, head_moved, later_snapshot_stored, lease_held,
-    lease_lost, not_found, run_exists,
+    check_fence, check_snapshot_within_head, check_ttl, head_moved, later_snapshot_stored,
+    lease_held, lease_lost, not_found, run_exists,
 };
 use spark_adk_durable::{
     BoxFuture, DurableError, Lease, RunId, RunSummary, Store, StoreFailure, StoredLog, StoredRecord,
@@ -72,8 +72,9 @@ pub struct PostgresStore {
 /// The statements, with the schema filled in.
 struct Sql {
     create: String,
-    head: String,
     advance: String,
+    advance_leased: String,
+    fence_state: String,
     insert: String,
     load_run: String,
     load_snapshot: String,
@@ -95,8 +96,12 @@ impl Sql {
     fn new(s: &str) -> Self {
         Self {
             create: format!("INSERT INTO {s}.runs (run_id, header, head) VALUES ($1, $2, 0) ON CONFLICT (run_id) DO NOTHING"),
-            head: format!("SELECT head FROM {s}.runs WHERE run_id = $1"),
             advance: format!("UPDATE {s}.runs SET head = $3 WHERE run_id = $1 AND head = $2"),
+            advance_leased: format!(
+                "UPDATE {s}.runs SET head = $3
+                 WHERE run_id = $1 AND head = $2 AND lease_owner = $4 AND lease_epoch = $5"
+            ),
+            fence_state: format!("SELECT head, lease_owner, lease_epoch FROM {s}.runs WHERE run_id = $1"),
             insert: format!(
                 "INSERT INTO {s}.records (run_id, seq, body)
                  SELECT $1, x.seq, x.body FROM UNNEST($2::bigint[], $3::bytea[]) AS x(seq, body)"
@@ -277,6 +282,61 @@ impl PostgresStore {
         })
     }
 
+    /// Compare-and-append, fenced by `lease` when given: one conditional `UPDATE` of the head
+    /// (and, fenced, of the lease's owner and epoch) in the transaction that inserts the records.
+    async fn append_fenced(
+        &self,
+        run: &RunId,
+        expected_head: u64,
+        records: Vec<Vec<u8>>,
+        lease: Option<&Lease>,
+    ) -> Result<u64, DurableError> {
+        let first = expected_head + 1;
+        let fail = |e: tokio_postgres::Error| DurableError::write_failed(run, first, e);
+        let n = u64::try_from(records.len()).unwrap_or(u64::MAX);
+        let new_head = expected_head.saturating_add(n);
+        let seqs: Vec<i64> = (first..=new_head)
+            .map(|s| i64_of(run, s))
+            .collect::<Result<_, _>>()?;
+        let (expected_i, new_i) = (i64_of(run, expected_head)?, i64_of(run, new_head)?);
+        let mut client = self.client(run, Some(first)).await?;
+        let tx = client.transaction().await.map_err(fail)?;
+        let moved = match lease {
+            None => tx
+                .execute(&self.sql.advance, &[&run.as_str(), &expected_i, &new_i])
+                .await
+                .map_err(fail)?,
+            Some(lease) => {
+                let epoch = i64_of(run, lease.epoch)?;
+                tx.execute(
+                    &self.sql.advance_leased,
+                    &[&run.as_str(), &expected_i, &new_i, &lease.owner, &epoch],
+                )
+                .await
+                .map_err(fail)?
+            }
+        };
+        if moved == 0 {
+            let row = tx
+                .query_opt(&self.sql.fence_state, &[&run.as_str()])
+                .await
+                .map_err(fail)?
+                .ok_or_else(|| not_found(run))?;
+            let head: i64 = col(&row, 0, run)?;
+            if let Some(lease) = lease {
+                let holder: Option<String> = col(&row, 1, run)?;
+                let epoch = u64_of(run, 0, col(&row, 2, run)?)?;
+                check_fence(run, expected_head, holder.as_deref(), epoch, lease)?;
+            }
+            return Err(head_moved(run, expected_head, head));
+        }
+        tx.execute(&self.sql.insert, &[&run.as_str(), &seqs, &records])
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(new_head)
+    }
+
     async fn lease_conflict(&self, run: &RunId, client: &tokio_postgres::Client) -> DurableError {
         match client
             .query_opt(&self.sql.lease_state, &[&run.as_str()])
@@ -328,43 +388,17 @@ impl Store for PostgresStore {
         expected_head: u64,
         records: Vec<Vec<u8>>,
     ) -> BoxFuture<'a, Result<u64, DurableError>> {
-        Box::pin(async move {
-            let first = expected_head + 1;
-            let fail = |e: tokio_postgres::Error| DurableError::write_failed(run, first, e);
-            let n = u64::try_from(records.len()).unwrap_or(u64::MAX);
-            let new_head = expected_head.saturating_add(n);
-            let seqs: Vec<i64> = (first..=new_head)
-                .map(|s| i64_of(run, s))
-                .collect::<Result<_, _>>()?;
-            let mut client = self.client(run, Some(first)).await?;
-            let tx = client.transaction().await.map_err(fail)?;
-            let moved = tx
-                .execute(
-                    &self.sql.advance,
-                    &[
-                        &run.as_str(),
-                        &i64_of(run, expected_head)?,
-                        &i64_of(run, new_head)?,
-                    ],
-                )
-                .await
-                .map_err(fail)?;
-            if moved == 0 {
-                let head = tx
-                    .query_opt(&self.sql.head, &[&run.as_str()])
-                    .await
-                    .map_err(fail)?;
-                return Err(match head {
-                    None => not_found(run),
-                    Some(row) => head_moved(run, expected_head, col::<i64>(&row, 0, run)?),
-                });
-            }
-            tx.execute(&self.sql.insert, &[&run.as_str(), &seqs, &records])
-                .await
-                .map_err(fail)?;
-            tx.commit().await.map_err(fail)?;
-            Ok(new_head)
-        })
+        Box::pin(self.append_fenced(run, expected_head, records, None))
+    }
+
+    fn append_leased<'a>(
+        &'a self,
+        run: &'a RunId,
+        expected_head: u64,
+        records: Vec<Vec<u8>>,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<u64, DurableError>> {
+        Box::pin(self.append_fenced(run, expected_head, records, Some(lease)))
     }
 
     fn load<'a>(&'a self, run: &'a RunId) -> BoxFuture<'a, Result<StoredLog, DurableError>> {

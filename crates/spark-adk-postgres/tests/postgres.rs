@@ -168,3 +168,82 @@ async fn a_connection_killed_by_the_server_loses_nothing_committed() {
     let image = h.store.load_run(&run).await.unwrap().replay().unwrap();
     assert_eq!(image.steps(), 4);
 }
+
+/// A writer holding a short lease on the real server, open three times its ttl: it renews the
+/// lease (by the server's clock), so a second owner is refused all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_run_renews_its_lease_on_the_server_and_keeps_a_second_resumer_out() {
+    use spark_adk_durable::conformance::{sample_activation, sample_header};
+    use spark_adk_durable::{Durability, RunLog, StoreExt};
+    use std::time::Duration;
+    let h = common::harness().await;
+    let store: std::sync::Arc<dyn Store> = h.store.clone();
+    let run = spark_adk_durable::RunId::new("renewed");
+    store.create(&sample_header(&run)).await.unwrap();
+    let ttl = Duration::from_millis(900);
+    let lease = store.acquire_lease(&run, "holder", ttl).await.unwrap();
+    let log = RunLog::open_leased(store.clone(), 0, Durability::Sync, lease, ttl).unwrap();
+    for i in 1..=9u64 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        log.append(sample_activation(i, serde_json::json!(i)))
+            .await
+            .unwrap();
+        let other = store
+            .acquire_lease(&run, "other", Duration::from_secs(60))
+            .await;
+        assert!(
+            other.as_ref().is_err_and(DurableError::is_conflict),
+            "after {} ms: {other:?}",
+            i * 300
+        );
+    }
+    assert_eq!(log.close().await.unwrap(), 9);
+}
+
+/// A writer whose lease expired on the server (a stalled process: no renewal in time) and was
+/// acquired by another owner gets a conflict on its next append, although the new owner has
+/// written nothing yet; the new owner goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_whose_lease_was_taken_over_on_the_server_gets_a_conflict_on_its_next_append() {
+    use spark_adk_durable::conformance::{sample_activation, sample_header, sample_records};
+    use spark_adk_durable::{Durability, RunLog, StoreExt};
+    use std::time::Duration;
+    let h = common::harness().await;
+    let store: std::sync::Arc<dyn Store> = h.store.clone();
+    let run = spark_adk_durable::RunId::new("taken-over");
+    store.create(&sample_header(&run)).await.unwrap();
+    let ttl = Duration::from_secs(60);
+    let first = store.acquire_lease(&run, "first", ttl).await.unwrap();
+    let log = RunLog::open_leased(store.clone(), 0, Durability::Sync, first, ttl).unwrap();
+    log.append(sample_activation(1, serde_json::json!(1)))
+        .await
+        .unwrap();
+    // The first writer stalls past its lease: expire it on the server, as time would.
+    let client = h.store.pool().get().await.unwrap();
+    client
+        .execute(
+            &format!(
+                "UPDATE {}.runs SET lease_expires = clock_timestamp() - interval '1 second' WHERE run_id = $1",
+                h.store.schema()
+            ),
+            &[&run.as_str()],
+        )
+        .await
+        .unwrap();
+    let second = store.acquire_lease(&run, "second", ttl).await.unwrap();
+    let err = log
+        .append(sample_activation(2, serde_json::json!(2)))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert!(err.to_string().contains("`first` lost the lease"), "{err}");
+    let _ = log.close().await;
+    assert_eq!(store.load(&run).await.unwrap().head, 1);
+    assert_eq!(
+        store
+            .append_records_leased(&run, 1, &sample_records(2, 2), &second)
+            .await
+            .unwrap(),
+        2
+    );
+}

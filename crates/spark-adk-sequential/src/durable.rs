@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use spark_adk_core::panic::CatchUnwind;
 use spark_adk_core::{
-    Budget, Context, GraphState, InterruptInfo, Map, NodeCounts, NodeMessage, RunCounts, RunError,
-    RunMetadata, RunResult, RunScope, SinkOutputs, StopReason, Task, TaskType, Value,
+    Budget, BudgetKind, Context, EventKind, GraphState, InterruptInfo, Map, NodeCounts,
+    NodeMessage, RunCounts, RunError, RunMetadata, RunResult, RunScope, SinkOutputs, StopReason,
+    Task, TaskType, Value,
 };
 use spark_adk_durable::{
     ActivationRecord, Budgets, DurableError, EdgeShape, Fingerprint, InterruptRecord, MessageId,
@@ -104,11 +105,24 @@ impl SequentialExecutor {
             grace_seconds: None,
         };
         let image = RunImage::new(&header);
-        let log = RunLog::create(Arc::clone(&options.store), &header, options.durability).await?;
+        options.store.create(&header).await?;
         let lease = options
             .store
             .acquire_lease(&options.run_id, &options.owner, options.lease_ttl)
             .await?;
+        let log = match RunLog::open_leased(
+            Arc::clone(&options.store),
+            0,
+            options.durability,
+            lease.clone(),
+            options.lease_ttl,
+        ) {
+            Ok(log) => log,
+            Err(e) => {
+                let _ = options.store.release_lease(&lease).await;
+                return Err(e.into());
+            }
+        };
         let outcome = continue_run(topology, &header, image, &log).await;
         finish(outcome, log, options.store.as_ref(), &lease).await
     }
@@ -171,23 +185,26 @@ impl SequentialExecutor {
             .await?;
         // Compare-and-append on the head the image was replayed from: a second resumer that
         // loaded the same log gets a conflict here.
-        let head = match store
-            .append_records(run, image.last_seq(), std::slice::from_ref(&record))
-            .await
-        {
-            Ok(head) => head,
+        let opened = async {
+            let head = store
+                .append_records_leased(run, image.last_seq(), std::slice::from_ref(&record), &lease)
+                .await?;
+            image.apply(head, &record)?;
+            RunLog::open_leased(
+                Arc::clone(&options.store),
+                head,
+                options.durability,
+                lease.clone(),
+                options.lease_ttl,
+            )
+        };
+        let log = match opened.await {
+            Ok(log) => log,
             Err(e) => {
                 let _ = store.release_lease(&lease).await;
                 return Err(e.into());
             }
         };
-        image.apply(head, &record)?;
-        let log = RunLog::open(
-            Arc::clone(&options.store),
-            run.clone(),
-            head,
-            options.durability,
-        )?;
         let outcome = continue_run(topology, &loaded.header, image, &log).await;
         finish(outcome, log, store, &lease).await
     }
@@ -293,6 +310,18 @@ async fn continue_run(
         crate::check_timers(deadline)?;
     }
     scope.record_tokens(image.tokens());
+    // The run's events, as a plain run publishes them, while someone listens.
+    let bus = topology.events();
+    let events = bus.is_active();
+    if events {
+        bus.publish(
+            scope.run_id(),
+            scope.elapsed(),
+            EventKind::GraphStarted {
+                task_type: TaskType::Standard,
+            },
+        );
+    }
 
     let mut queue = VecDeque::new();
     let mut resume_values = HashMap::new();
@@ -362,6 +391,16 @@ async fn continue_run(
                 .with_activation(id.0, resume_values.get(&id).cloned());
             let tokens_before = scope.tokens_used();
             let _ = state.take_writes();
+            if events {
+                bus.publish(
+                    scope.run_id(),
+                    scope.elapsed(),
+                    EventKind::NodeStarted {
+                        node: Arc::clone(&entry.name),
+                    },
+                );
+            }
+            let started = events.then(tokio::time::Instant::now);
             let activation = CatchUnwind::new(entry.node.process_dyn(&ctx));
             let outcome = if guarded {
                 let waited = tokio::select! {
@@ -383,6 +422,24 @@ async fn continue_run(
             } else {
                 activation.await
             };
+            if let Some(started) = started {
+                let node = Arc::clone(&entry.name);
+                let kind = match &outcome {
+                    Ok(Ok(_)) => EventKind::NodeFinished {
+                        node,
+                        duration: started.elapsed(),
+                    },
+                    Ok(Err(e)) => EventKind::NodeFailed {
+                        node,
+                        error: e.to_string(),
+                    },
+                    Err(panic) => EventKind::NodeFailed {
+                        node,
+                        error: format!("panicked: {panic}"),
+                    },
+                };
+                bus.publish(scope.run_id(), scope.elapsed(), kind);
+            }
             let tokens = scope.tokens_used().saturating_sub(tokens_before);
             let output = match outcome {
                 Ok(Ok(output)) => output,
@@ -485,7 +542,7 @@ async fn continue_run(
         tokens_used: scope.tokens_used(),
     };
     scope.cancel();
-    match outcome {
+    let result = match outcome {
         Ok(()) => {
             let mut metadata = RunMetadata::new(TaskType::Standard);
             metadata.stop_reason = if interrupt.is_some() {
@@ -505,7 +562,40 @@ async fn continue_run(
         }
         Err(DurableRunError::Run(e)) => Err(DurableRunError::Run(e.with_counts(counts))),
         Err(e) => Err(e),
+    };
+    if events {
+        publish_end(topology, &scope, &result);
     }
+    result
+}
+
+/// The events a plain run publishes at its end: a budget that ran out, then `GraphFinished`.
+fn publish_end(
+    topology: &Topology,
+    scope: &RunScope,
+    outcome: &Result<RunResult, DurableRunError>,
+) {
+    let bus = topology.events();
+    let (run_id, elapsed) = (scope.run_id(), scope.elapsed());
+    let exhausted = match outcome {
+        Err(DurableRunError::Run(RunError::Timeout { .. })) => Some(BudgetKind::Time),
+        Err(DurableRunError::Run(RunError::TokenBudgetExhausted { .. })) => {
+            Some(BudgetKind::Tokens)
+        }
+        _ => None,
+    };
+    if let Some(kind) = exhausted {
+        bus.publish(run_id, elapsed, EventKind::BudgetExhausted { kind });
+    }
+    let (stop_reason, error) = match outcome {
+        Ok(r) => (Some(r.metadata.stop_reason), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    bus.publish(
+        run_id,
+        elapsed,
+        EventKind::GraphFinished { stop_reason, error },
+    );
 }
 
 fn timeout(scope: &RunScope, node: &str) -> RunError {

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use spark_adk_core::{node_fn, Context, NodeError, RunResult, StopReason, Task};
 use spark_adk_durable::testing::FailingStore;
-use spark_adk_durable::{Durability, DurableError, MemoryStore, Store};
+use spark_adk_durable::{Durability, DurableError, MemoryStore, Store, StoreExt};
 use spark_adk_edges::{GraphBuilder, Topology};
 use spark_adk_sequential::{DurableOptions, DurableRunError, SequentialExecutor};
 use tokio::runtime::Runtime;
@@ -144,6 +144,71 @@ fn a_run_crashed_at_any_record_and_resumed_ends_as_the_uninterrupted_one() {
             failed_somewhere += u64::from(k <= records);
         }
         assert_eq!(failed_somewhere, records);
+    });
+}
+
+#[test]
+fn a_run_crashed_at_any_record_compacted_and_resumed_ends_as_the_uninterrupted_one() {
+    let topology = fan_graph();
+    let task = || Task::new(json!({ "n": 2 }));
+    runtime().block_on(async {
+        let plain = SequentialExecutor::new()
+            .run(&topology, task())
+            .await
+            .unwrap();
+        for k in 1..=6 {
+            let kept = Arc::new(MemoryStore::new());
+            let store: Arc<dyn Store> = Arc::new(FailingStore::new(Arc::clone(&kept), k));
+            let exec = SequentialExecutor::new();
+            exec.run_durable(&topology, task(), options(store, "run"))
+                .await
+                .expect_err("the injected failure stops the run");
+            let at = kept.compact(&"run".into()).await.unwrap();
+            assert_eq!(at, k - 1, "the snapshot covers every committed record");
+            let log = kept.load(&"run".into()).await.unwrap();
+            assert!(log.records.is_empty() && log.head == k - 1);
+            if k > 1 {
+                assert_eq!(log.snapshot.map(|s| s.seq), Some(k - 1));
+            }
+            let resumed = exec
+                .resume(&topology, options(kept, "run"), None)
+                .await
+                .expect("the compacted run resumes");
+            assert_eq!(summary(&resumed), summary(&plain), "crash at record {k}");
+        }
+    });
+}
+
+#[test]
+fn an_interrupted_run_compacted_then_answered_finishes_as_without_compaction() {
+    let topology = review_graph(Arc::default(), None);
+    runtime().block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let exec = SequentialExecutor::new();
+        exec.run_durable(
+            &topology,
+            Task::new(json!({})),
+            options(Arc::clone(&store) as Arc<dyn Store>, "r"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.compact(&"r".into()).await.unwrap(), 3);
+        let done = exec
+            .resume(
+                &topology,
+                options(Arc::clone(&store) as Arc<dyn Store>, "r"),
+                Some(json!("ok")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.content()["published"], "ok");
+        assert_eq!(done.metadata.steps, 3);
+        // The answered interrupt stays answered in the compacted log.
+        let again = exec
+            .resume(&topology, options(store, "r"), Some(json!("twice")))
+            .await
+            .unwrap_err();
+        assert!(again.is_conflict(), "{again}");
     });
 }
 
@@ -574,7 +639,9 @@ fn a_resumer_whose_lease_expired_is_fenced_out_by_the_log_head() {
             tokio::task::yield_now().await;
         }
         std::thread::sleep(std::time::Duration::from_millis(5)); // a's lease expires
-        let b = spawn(short("b"));
+                                                                 // b holds its lease as a run normally does (a 1 ms lease could lapse before its writer
+                                                                 // renews it).
+        let b = spawn(options(Arc::clone(&kept) as Arc<dyn Store>, "r").with_owner("b"));
         while entered.load(std::sync::atomic::Ordering::SeqCst) < 2 && !b.is_finished() {
             tokio::task::yield_now().await;
         }
@@ -585,5 +652,116 @@ fn a_resumer_whose_lease_expired_is_fenced_out_by_the_log_head() {
         assert_eq!(b.content()["done"], true);
         assert_eq!(b.metadata.steps, 2);
         assert_eq!(entered.load(std::sync::atomic::Ordering::SeqCst), 2);
+    });
+}
+
+#[test]
+fn a_durable_run_longer_than_its_lease_keeps_the_lease_and_a_second_resumer_out() {
+    // `slow` sleeps three lease durations; meanwhile another owner tries to take the run.
+    let mut g = GraphBuilder::new();
+    let slow = g.add(
+        "slow",
+        node_fn(|_ctx: Context| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            Ok::<_, NodeError>(json!({ "done": true }))
+        }),
+    );
+    let topology = Arc::new(g.start(slow).build().unwrap());
+    runtime().block_on(async {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let mut opts = options(Arc::clone(&store), "long").with_owner("runner");
+        opts.lease_ttl = std::time::Duration::from_millis(200);
+        let run = {
+            let topology = Arc::clone(&topology);
+            tokio::spawn(async move {
+                SequentialExecutor::new()
+                    .run_durable(&topology, Task::new(json!({})), opts)
+                    .await
+            })
+        };
+        let mut refused = 0;
+        for _ in 0..5 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if run.is_finished() {
+                break;
+            }
+            let other = store
+                .acquire_lease(
+                    &"long".into(),
+                    "intruder",
+                    std::time::Duration::from_secs(60),
+                )
+                .await;
+            assert!(
+                other.as_ref().is_err_and(DurableError::is_conflict),
+                "{other:?}"
+            );
+            refused += 1;
+        }
+        assert!(refused >= 3, "checked {refused} times");
+        let done = run.await.unwrap().unwrap();
+        assert_eq!(done.content()["done"], true);
+    });
+}
+
+/// The events of one run, without times: kind and node (and stop reason or error).
+fn event_trace(rx: &mut tokio::sync::broadcast::Receiver<spark_adk_core::Event>) -> Vec<String> {
+    use spark_adk_core::EventKind;
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        out.push(match e.kind {
+            EventKind::GraphStarted { task_type } => format!("started {task_type:?}"),
+            EventKind::NodeStarted { node } => format!("node started {node}"),
+            EventKind::NodeFinished { node, .. } => format!("node finished {node}"),
+            EventKind::NodeFailed { node, error } => format!("node failed {node}: {error}"),
+            EventKind::GraphFinished { stop_reason, error } => {
+                format!("finished {stop_reason:?} {error:?}")
+            }
+            other => format!("{other:?}"),
+        });
+    }
+    out
+}
+
+#[test]
+fn a_durable_run_publishes_the_events_of_the_plain_run() {
+    let topology = fan_graph();
+    runtime().block_on(async {
+        let mut rx = topology.events().subscribe();
+        SequentialExecutor::new()
+            .run(&topology, Task::new(json!({ "n": 1 })))
+            .await
+            .unwrap();
+        let plain = event_trace(&mut rx);
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        SequentialExecutor::new()
+            .run_durable(
+                &topology,
+                Task::new(json!({ "n": 1 })),
+                options(store, "ev"),
+            )
+            .await
+            .unwrap();
+        let durable = event_trace(&mut rx);
+        assert_eq!(plain.len(), 12, "{plain:?}");
+        assert_eq!(durable, plain);
+    });
+}
+
+#[test]
+fn an_interrupted_durable_run_publishes_the_node_s_question_and_its_stop() {
+    let topology = review_graph(Arc::default(), None);
+    runtime().block_on(async {
+        let mut rx = topology.events().subscribe();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        SequentialExecutor::new()
+            .run_durable(&topology, Task::new(json!({})), options(store, "q"))
+            .await
+            .unwrap();
+        let trace = event_trace(&mut rx);
+        assert_eq!(trace.len(), 6, "{trace:?}");
+        assert_eq!(trace[3], "node started review");
+        assert!(trace[4].starts_with("node failed review: "), "{trace:?}");
+        assert_eq!(trace[5], "finished Some(Interrupted) None");
     });
 }

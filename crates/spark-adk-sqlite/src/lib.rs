@@ -37,8 +37,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use spark_adk_durable::checks::{
-    check_head, check_snapshot_within_head, check_ttl, later_snapshot_stored, lease_held,
-    lease_lost, not_found, run_exists,
+    check_fence, check_head, check_snapshot_within_head, check_ttl, later_snapshot_stored,
+    lease_held, lease_lost, not_found, run_exists,
 };
 use spark_adk_durable::{
     now_ms, BoxFuture, DurableError, Lease, RunId, RunSummary, Store, StoreFailure, StoredLog,
@@ -81,7 +81,7 @@ pub struct SqliteStore {
 
 enum Op {
     Create(RunId, Vec<u8>),
-    Append(RunId, u64, Vec<Vec<u8>>),
+    Append(RunId, u64, Vec<Vec<u8>>, Option<Lease>),
     Load(RunId),
     List,
     Delete(RunId),
@@ -207,7 +207,7 @@ impl Op {
     fn run(&self) -> RunId {
         match self {
             Op::Create(r, _)
-            | Op::Append(r, _, _)
+            | Op::Append(r, _, _, _)
             | Op::Load(r)
             | Op::Delete(r)
             | Op::Snapshot(r, _, _)
@@ -225,7 +225,7 @@ impl Op {
     /// The sequence number a write failure of this op is about.
     fn seq(&self) -> u64 {
         match self {
-            Op::Append(_, head, _) => head + 1,
+            Op::Append(_, head, _, _) => head + 1,
             Op::Snapshot(_, at, _) => *at,
             _ => 0,
         }
@@ -336,8 +336,19 @@ fn execute(conn: &Connection, op: &Op) -> Result<Out, DurableError> {
             .map_err(err)?;
             Ok(Out::Unit)
         }
-        Op::Append(run, expected, records) => {
+        Op::Append(run, expected, records, lease) => {
             let head = head_of(run)?.ok_or_else(|| not_found(run))?;
+            if let Some(lease) = lease {
+                let (holder, epoch): (Option<String>, i64) = conn
+                    .query_row(
+                        "SELECT lease_owner, lease_epoch FROM spark_runs WHERE run_id = ?1",
+                        [run.as_str()],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .map_err(err)?;
+                let epoch = to_u64(run, 0, epoch)?;
+                check_fence(run, *expected, holder.as_deref(), epoch, lease)?;
+            }
             check_head(run, *expected, head)?;
             let mut stmt = conn
                 .prepare_cached("INSERT INTO spark_records (run_id, seq, body) VALUES (?1, ?2, ?3)")
@@ -575,7 +586,30 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, Result<u64, DurableError>> {
         Box::pin(async move {
             match self
-                .call(Op::Append(run.clone(), expected_head, records))
+                .call(Op::Append(run.clone(), expected_head, records, None))
+                .await?
+            {
+                Out::Head(h) => Ok(h),
+                _ => Err(unexpected(run)),
+            }
+        })
+    }
+
+    fn append_leased<'a>(
+        &'a self,
+        run: &'a RunId,
+        expected_head: u64,
+        records: Vec<Vec<u8>>,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<u64, DurableError>> {
+        Box::pin(async move {
+            match self
+                .call(Op::Append(
+                    run.clone(),
+                    expected_head,
+                    records,
+                    Some(lease.clone()),
+                ))
                 .await?
             {
                 Out::Head(h) => Ok(h),
