@@ -19,8 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use spark_adk_core::RunCounts;
 
-/// One node's counters, written only by the node's own worker. Aligned so two workers never
-/// write the same cache line.
+use crate::lanes::Lanes;
+
+/// One worker's counters (a lane's, see `lanes.rs`: one per node unless a node has several),
+/// written only by that worker. Aligned so two workers never write the same cache line.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct NodeSlot {
@@ -51,7 +53,7 @@ struct Ends {
 #[derive(Debug)]
 pub(crate) struct Accounting {
     traffic: Traffic,
-    /// Per-node counters, each on its own cache line: a worker only ever writes its own.
+    /// Per-worker (lane) counters, each on its own cache line: a worker only ever writes its own.
     slots: Box<[NodeSlot]>,
     ends: Ends,
 }
@@ -66,11 +68,11 @@ pub(crate) struct Totals {
 }
 
 impl Accounting {
-    /// Counters for a graph of `nodes` nodes.
-    pub(crate) fn new(nodes: usize) -> Self {
+    /// Counters for a run of `workers` workers (lanes).
+    pub(crate) fn new(workers: usize) -> Self {
         Self {
             traffic: Traffic::default(),
-            slots: (0..nodes).map(|_| NodeSlot::default()).collect(),
+            slots: (0..workers).map(|_| NodeSlot::default()).collect(),
             ends: Ends::default(),
         }
     }
@@ -84,21 +86,21 @@ impl Accounting {
         self.traffic.in_flight.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Node `node` finished processing one message. Only the node's own worker writes its
-    /// slot, so a load and a store do (no locked read-modify-write).
-    pub(crate) fn record_processed(&self, node: usize) {
-        if let Some(slot) = self.slots.get(node) {
+    /// Worker `lane` finished processing one message. Only that worker writes its slot, so a
+    /// load and a store do (no locked read-modify-write).
+    pub(crate) fn record_processed(&self, lane: usize) {
+        if let Some(slot) = self.slots.get(lane) {
             let processed = slot.processed.load(Ordering::Relaxed);
             slot.processed.store(processed + 1, Ordering::Release);
         }
     }
 
-    /// Node `node` is about to route its output to `targets` (at least one) mailboxes: the
+    /// Worker `lane` is about to route its output to `targets` (at least one) mailboxes: the
     /// outputs are accepted, and the message it processed is finished. One atomic update of the
     /// in-flight count covers both (none at all for exactly one target), and it happens before
     /// anything is sent, so the count cannot reach zero early.
-    pub(crate) fn settle(&self, node: usize, targets: u64) {
-        if let Some(slot) = self.slots.get(node) {
+    pub(crate) fn settle(&self, lane: usize, targets: u64) {
+        if let Some(slot) = self.slots.get(lane) {
             // Single writer, as in `record_processed`.
             let routed = slot.routed.load(Ordering::Relaxed);
             slot.routed.store(routed + targets, Ordering::Release);
@@ -130,11 +132,14 @@ impl Accounting {
     }
 
     /// The totals; call once every worker has exited. Checks the identity in debug builds.
-    pub(crate) fn totals(&self, tokens_used: u64) -> Totals {
-        let per_node: Vec<u64> = self
-            .slots
-            .iter()
-            .map(|s| s.processed.load(Ordering::Acquire))
+    pub(crate) fn totals(&self, tokens_used: u64, lanes: &Lanes) -> Totals {
+        let processed_by = |lane: usize| {
+            self.slots
+                .get(lane)
+                .map_or(0, |s| s.processed.load(Ordering::Acquire))
+        };
+        let per_node: Vec<u64> = (0..lanes.nodes())
+            .map(|node| lanes.of(node).map(processed_by).sum())
             .collect();
         let processed = per_node.iter().sum();
         let accepted = self.traffic.accepted_outside.load(Ordering::Acquire)

@@ -55,8 +55,25 @@ pub(crate) struct Mailbox {
 #[derive(Debug, Default)]
 struct Queue {
     items: VecDeque<Envelope>,
+    /// The parked worker of a node with one lane.
     receiver: Option<Waker>,
+    /// The parked lanes of a node with several (see `lanes.rs`); empty otherwise.
+    lanes: Vec<Waker>,
     closed: bool,
+}
+
+/// The parked receivers a push takes to wake them after the queue's lock is released.
+struct Receivers(Option<Waker>, Vec<Waker>);
+
+impl Receivers {
+    fn wake(self) {
+        if let Some(waker) = self.0 {
+            waker.wake();
+        }
+        for waker in self.1 {
+            waker.wake();
+        }
+    }
 }
 
 /// The mailbox is closed (its worker exited); what could not be pushed is handed back.
@@ -157,11 +174,9 @@ impl Mailbox {
                 return Err(Closed(value));
             }
             queue.items.push_back(into_envelope(value));
-            self.take_receiver(&mut queue)
+            self.take_receivers(&mut queue)
         };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        waker.wake();
         Ok(())
     }
 
@@ -183,31 +198,46 @@ impl Mailbox {
                 return Err(Closed(drop_all(held.drain(..))));
             }
             queue.items.extend(held.drain(..));
-            self.take_receiver(&mut queue)
+            self.take_receivers(&mut queue)
         };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        waker.wake();
         Ok(())
     }
 
-    fn take_receiver(&self, queue: &mut Queue) -> Option<Waker> {
+    /// Takes the parked receivers (all lanes of a node with several: each takes one message,
+    /// those that find none park again).
+    fn take_receivers(&self, queue: &mut Queue) -> Receivers {
         let waker = queue.receiver.take();
-        if waker.is_some() {
+        let lanes = if queue.lanes.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut queue.lanes)
+        };
+        if waker.is_some() || !lanes.is_empty() {
             self.parked.store(false, Ordering::Relaxed);
         }
-        waker
+        Receivers(waker, lanes)
     }
 
-    /// Moves every queued message to the back of `inbox` (the worker's), in order, without
-    /// waiting. Returns `false` if there was none. The slots stay taken until the worker has
-    /// started the messages (see [`StartedSlots`]).
-    pub(crate) fn take_all(&self, inbox: &mut VecDeque<Envelope>) -> bool {
+    /// Moves every queued message (or, for one lane of a node with several, `one`, the first)
+    /// to the back of `inbox` (the worker's), in order, without waiting. Returns `false` if
+    /// there was none. The slots stay taken until the worker has started the messages (see
+    /// [`StartedSlots`]).
+    pub(crate) fn take_all(&self, inbox: &mut VecDeque<Envelope>, one: bool) -> bool {
         let mut queue = lock(&self.queue);
-        Self::move_items(&mut queue, inbox)
+        Self::move_items(&mut queue, inbox, one)
     }
 
-    fn move_items(queue: &mut Queue, inbox: &mut VecDeque<Envelope>) -> bool {
+    fn move_items(queue: &mut Queue, inbox: &mut VecDeque<Envelope>, one: bool) -> bool {
+        if one {
+            return match queue.items.pop_front() {
+                Some(envelope) => {
+                    inbox.push_back(envelope);
+                    true
+                }
+                None => false,
+            };
+        }
         if queue.items.is_empty() {
             return false;
         }
@@ -228,9 +258,10 @@ impl Mailbox {
         &self,
         cx: &mut Context<'_>,
         inbox: &mut VecDeque<Envelope>,
+        one: bool,
     ) -> Poll<bool> {
         let mut queue = lock(&self.queue);
-        if Self::move_items(&mut queue, inbox) {
+        if Self::move_items(&mut queue, inbox, one) {
             self.parked.store(false, Ordering::Relaxed);
             return Poll::Ready(true);
         }
@@ -241,9 +272,15 @@ impl Mailbox {
             // The worker parks: give back the space a burst grew the queue to.
             queue.items = VecDeque::new();
         }
-        match &mut queue.receiver {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
+        if one {
+            if !queue.lanes.iter().any(|w| w.will_wake(cx.waker())) {
+                queue.lanes.push(cx.waker().clone());
+            }
+        } else {
+            match &mut queue.receiver {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
         }
         self.parked.store(true, Ordering::Relaxed);
         Poll::Pending
@@ -256,7 +293,10 @@ impl Mailbox {
         let (items, waker) = {
             let mut queue = lock(&self.queue);
             queue.closed = true;
-            (std::mem::take(&mut queue.items), queue.receiver.take())
+            (
+                std::mem::take(&mut queue.items),
+                self.take_receivers(&mut queue),
+            )
         };
         // Dropped outside the lock: a message's drop may run user code (an ack hook's
         // captured values).
@@ -417,7 +457,7 @@ mod tests {
         assert!(send(&mailbox, 0));
         assert!(send(&mailbox, 1));
         let mut inbox = VecDeque::new();
-        assert!(mailbox.take_all(&mut inbox));
+        assert!(mailbox.take_all(&mut inbox, false));
         assert_eq!(inbox.iter().map(n_of).collect::<Vec<_>>(), [0, 1]);
         // The queue is empty, but the two messages are not started: still full.
         assert!(mailbox.is_full());
@@ -437,7 +477,7 @@ mod tests {
             assert!(send(&mailbox, n));
         }
         let mut inbox = VecDeque::new();
-        assert!(mailbox.take_all(&mut inbox));
+        assert!(mailbox.take_all(&mut inbox, false));
         let mut slots = StartedSlots::new(&mailbox);
         slots.started(false);
         assert!(mailbox.is_full(), "one started slot waits for its batch");
@@ -468,9 +508,9 @@ mod tests {
         assert!(held.is_empty());
         assert!(send(&mailbox, 3));
         let mut inbox = VecDeque::from([envelope(99)]);
-        assert!(mailbox.take_all(&mut inbox));
+        assert!(mailbox.take_all(&mut inbox, false));
         assert_eq!(inbox.iter().map(n_of).collect::<Vec<_>>(), [99, 0, 1, 2, 3]);
-        assert!(!mailbox.take_all(&mut inbox), "nothing left");
+        assert!(!mailbox.take_all(&mut inbox, false), "nothing left");
     }
 
     #[test]
@@ -505,12 +545,14 @@ mod tests {
             assert!(send(&mailbox, n));
         }
         assert_eq!(
-            mailbox.poll_take_all(&mut cx, &mut inbox),
+            mailbox.poll_take_all(&mut cx, &mut inbox, false),
             Poll::Ready(true)
         );
         assert_eq!(inbox.len(), 200);
         inbox.clear();
-        assert!(mailbox.poll_take_all(&mut cx, &mut inbox).is_pending());
+        assert!(mailbox
+            .poll_take_all(&mut cx, &mut inbox, false)
+            .is_pending());
         assert!(mailbox.is_parked());
         assert!(lock(&mailbox.queue).items.capacity() <= IDLE_BUFFER);
 
@@ -518,15 +560,43 @@ mod tests {
         assert!(flag.0.load(Ordering::SeqCst), "the push woke the worker");
         assert!(!mailbox.is_parked());
         assert_eq!(
-            mailbox.poll_take_all(&mut cx, &mut inbox),
+            mailbox.poll_take_all(&mut cx, &mut inbox, false),
             Poll::Ready(true)
         );
         mailbox.close();
         inbox.clear();
         assert_eq!(
-            mailbox.poll_take_all(&mut cx, &mut inbox),
+            mailbox.poll_take_all(&mut cx, &mut inbox, false),
             Poll::Ready(false)
         );
+    }
+
+    #[test]
+    fn lanes_take_one_message_each_and_a_push_wakes_every_parked_lane() {
+        let mailbox = Mailbox::new(8);
+        let flags: Vec<_> = (0..2)
+            .map(|_| Arc::new(Flag(std::sync::atomic::AtomicBool::new(false))))
+            .collect();
+        let wakers: Vec<_> = flags.iter().map(|f| Waker::from(Arc::clone(f))).collect();
+        let mut inboxes = [VecDeque::new(), VecDeque::new()];
+        for (waker, inbox) in wakers.iter().zip(&mut inboxes) {
+            let mut cx = Context::from_waker(waker);
+            assert!(mailbox.poll_take_all(&mut cx, inbox, true).is_pending());
+        }
+        assert!(send(&mailbox, 0));
+        assert!(
+            flags.iter().all(|f| f.0.load(Ordering::SeqCst)),
+            "both lanes woken"
+        );
+        assert!(send(&mailbox, 1));
+        assert!(send(&mailbox, 2));
+        let [first, second] = &mut inboxes;
+        assert!(mailbox.take_all(first, true));
+        assert!(mailbox.take_all(second, true));
+        assert_eq!(first.iter().map(n_of).collect::<Vec<_>>(), [0]);
+        assert_eq!(second.iter().map(n_of).collect::<Vec<_>>(), [1]);
+        assert!(mailbox.take_all(first, true));
+        assert_eq!(first.iter().map(n_of).collect::<Vec<_>>(), [0, 2]);
     }
 
     #[test]

@@ -28,18 +28,19 @@ use crate::accounting::Accounting;
 use crate::activation::{Polling, Ran, Runner};
 use crate::catch::{call_caught, drop_caught, payload_message};
 use crate::envelope::{drop_all, Envelope};
+use crate::lanes::Left;
 use crate::mailbox::{Mailbox, StartedSlots, IDLE_BUFFER};
 use crate::mailboxes::{Sender, Undelivered};
 use crate::outbox::Outbox;
 use crate::shared::Shared;
 
-/// Runs the worker of node `index` until the run stops; reports a panic of the worker itself
-/// as the node's panic.
-pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
-    let mut work = pin!(Some(work(&shared, index)));
+/// Runs worker `lane` (of its node, see `lanes.rs`) until the run stops; reports a panic of
+/// the worker itself as the node's panic.
+pub(crate) async fn run_worker(shared: Arc<Shared>, lane: usize) {
+    let mut work = pin!(Some(work(&shared, lane)));
     let run_id = shared.scope().run_id();
     let outcome = poll_fn(|cx| {
-        let _polling = Polling::enter(run_id, index);
+        let _polling = Polling::enter(run_id, lane);
         let polled = catch_unwind(AssertUnwindSafe(|| match work.as_mut().as_pin_mut() {
             Some(work) => work.poll(cx),
             None => Poll::Ready(()),
@@ -56,7 +57,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
             tracing::warn!(message = %again, "dropping a panicked worker panicked");
         }
         shared.stop().fail(RunError::NodePanicked {
-            node: shared.node_name(index),
+            node: shared.node_name(shared.mailboxes().lanes().node(lane)),
             message: format!("its worker panicked: {message}"),
             counts: RunCounts::default(),
         });
@@ -71,8 +72,8 @@ enum End {
     Failed,
 }
 
-async fn work(shared: &Shared, index: usize) {
-    let Some(mut worker) = Worker::new(shared, index) else {
+async fn work(shared: &Shared, lane: usize) {
+    let Some(mut worker) = Worker::new(shared, lane) else {
         return;
     };
     // A streamed run (`Graph::stream`): one branch per message decides, the plain path is
@@ -106,7 +107,9 @@ async fn work(shared: &Shared, index: usize) {
         worker.settle(output).await;
     };
     worker.deferred.flush();
-    if matches!(end, End::Stopped) && !shared.stop().is_abandoned() {
+    // The node's last lane to exit makes its shutdown delivery (unless one of them failed).
+    let left = worker._close.leave(matches!(end, End::Failed));
+    if left.last && !left.failed && !shared.stop().is_abandoned() {
         worker.shutdown_delivery().await;
     }
 }
@@ -114,7 +117,12 @@ async fn work(shared: &Shared, index: usize) {
 /// The state of one worker between messages.
 struct Worker<'a> {
     shared: &'a Shared,
+    /// The node.
     index: usize,
+    /// This worker among the run's workers (the node's index unless a node has several lanes).
+    lane: usize,
+    /// One of several lanes of its node: takes one message at a time (see `lanes.rs`).
+    one: bool,
     mailbox: &'a Mailbox,
     name: Arc<str>,
     node: Arc<dyn DynNode>,
@@ -141,7 +149,9 @@ struct Worker<'a> {
 }
 
 impl<'a> Worker<'a> {
-    fn new(shared: &'a Shared, index: usize) -> Option<Self> {
+    fn new(shared: &'a Shared, lane: usize) -> Option<Self> {
+        let lanes = shared.mailboxes().lanes();
+        let index = lanes.node(lane);
         let entry = shared.topology().node(index)?;
         let mailbox = shared.mailboxes().get(index)?;
         let accounting = shared.accounting();
@@ -149,6 +159,8 @@ impl<'a> Worker<'a> {
         Some(Self {
             shared,
             index,
+            lane,
+            one: lanes.count(index) > 1,
             mailbox,
             name: Arc::clone(&entry.name),
             node: Arc::clone(&entry.node),
@@ -170,6 +182,9 @@ impl<'a> Worker<'a> {
             _close: CloseOnExit {
                 mailbox,
                 accounting,
+                shared,
+                lane,
+                left: None,
             },
         })
     }
@@ -190,19 +205,19 @@ impl<'a> Worker<'a> {
                 drop(self.ctx.reset(NodeMessage::empty(), self.index));
                 self.ctx_holds_input = false;
             }
-            if self.mailbox.take_all(&mut self.inbox) {
+            if self.mailbox.take_all(&mut self.inbox, self.one) {
                 continue;
             }
             // Parking: give back the space a burst grew the inbox to.
             if self.inbox.capacity() > IDLE_BUFFER {
                 self.inbox.items = VecDeque::new();
             }
-            let mailbox = self.mailbox;
+            let (mailbox, one) = (self.mailbox, self.one);
             let inbox = &mut self.inbox;
             let received = tokio::select! {
                 biased;
                 () = &mut self.stopped => false,
-                received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox)) => received,
+                received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox, one)) => received,
             };
             if !received {
                 return None;
@@ -253,7 +268,7 @@ impl<'a> Worker<'a> {
         } else {
             self.runner.run(node, ctx, on_first_pending).await
         };
-        let output = finished(shared, self.index, &self.name, ran, ack, started)?;
+        let output = finished(shared, self.lane, &self.name, ran, ack, started)?;
         if shared.scope().take_shutdown_request(self.index) {
             // The stop begins when the requesting activation finishes; its output is still
             // routed (accepted), and not delivered since the run is stopping (unprocessed).
@@ -327,13 +342,13 @@ impl<'a> Worker<'a> {
         } else {
             self.shared
                 .accounting()
-                .settle(self.index, self.targets.len() as u64);
+                .settle(self.lane, self.targets.len() as u64);
             // Outputs of an activation that never waited may be held while more messages are
             // queued here: they go out together (one lock, one wake-up per batch).
             let may_hold = !self.pended && !self.inbox.is_empty();
             deliver(
                 self.shared,
-                self.index,
+                self.lane,
                 &self.targets,
                 output,
                 &mut self.deferred,
@@ -409,13 +424,13 @@ fn may_start(shared: &Shared) -> bool {
     true
 }
 
-/// Settles an activation that ended: counts it, publishes its event, fires its
-/// acknowledgement hook. Returns the output to route, or `None` when the node failed (the
+/// Settles an activation of worker `lane` that ended: counts it, publishes its event, fires
+/// its acknowledgement hook. Returns the output to route, or `None` when the node failed (the
 /// run's failure is recorded) or its activation was dropped.
 #[inline]
 fn finished(
     shared: &Shared,
-    index: usize,
+    lane: usize,
     name: &Arc<str>,
     ran: Ran,
     ack: Option<AckHook>,
@@ -429,7 +444,7 @@ fn finished(
                 source,
                 counts: RunCounts::default(),
             };
-            return failed(shared, index, name, error, ack, started);
+            return failed(shared, lane, name, error, ack, started);
         }
         Ran::Panicked(message) => {
             let error = RunError::NodePanicked {
@@ -437,7 +452,7 @@ fn finished(
                 message,
                 counts: RunCounts::default(),
             };
-            return failed(shared, index, name, error, ack, started);
+            return failed(shared, lane, name, error, ack, started);
         }
         Ran::Dropped(panic) => {
             dropped(shared, name, ack, panic);
@@ -450,7 +465,7 @@ fn finished(
             duration: started.elapsed(),
         });
     }
-    shared.accounting().record_processed(index);
+    shared.accounting().record_processed(lane);
     if let Some(ack) = ack {
         if let Err(message) = call_caught(move || ack.fire()) {
             shared.stop().fail(RunError::NodePanicked {
@@ -469,7 +484,7 @@ fn finished(
 #[cold]
 fn failed(
     shared: &Shared,
-    index: usize,
+    lane: usize,
     name: &Arc<str>,
     error: RunError,
     ack: Option<AckHook>,
@@ -481,7 +496,7 @@ fn failed(
             error: error.to_string(),
         });
     }
-    shared.accounting().record_processed(index);
+    shared.accounting().record_processed(lane);
     if let Some(ack) = ack {
         if let Err(message) = call_caught(move || ack.fire()) {
             tracing::warn!(node = %name, %message, "an acknowledgement hook panicked after the node failed");
@@ -510,7 +525,7 @@ fn dropped(shared: &Shared, name: &Arc<str>, ack: Option<AckHook>, panic: Option
     }
 }
 
-/// Sends `output` to every target in order (per-pair FIFO). Every target's message was
+/// Sends the output of worker `from` to every target in order (per-pair FIFO). Every target's message was
 /// accepted (see `Accounting::settle`) before this is called; each one is delivered or counted
 /// unprocessed here.
 ///
@@ -574,7 +589,7 @@ async fn deliver(
         };
         if delivered {
             shared.publish(|| EventKind::MessageSent {
-                from: name_of(shared, from),
+                from: name_of(shared, mailboxes.lanes().node(from)),
                 to: name_of(shared, to),
             });
         }
@@ -590,16 +605,31 @@ fn name_of(shared: &Shared, index: usize) -> Arc<str> {
         .unwrap_or_else(|| Arc::from("?"))
 }
 
-/// Closes the worker's mailbox when the worker exits, however it exits, and counts the
-/// messages still queued there unprocessed.
+/// Closes the worker's mailbox when the worker (the node's last lane, see `lanes.rs`) exits,
+/// however it exits, and counts the messages still queued there unprocessed.
 struct CloseOnExit<'a> {
     mailbox: &'a Mailbox,
     accounting: &'a Accounting,
+    shared: &'a Shared,
+    lane: usize,
+    /// Set once this lane left its node.
+    left: Option<Left>,
+}
+
+impl CloseOnExit<'_> {
+    /// This lane leaves its node (once; a worker dropped by a panic leaves as failed).
+    fn leave(&mut self, failed: bool) -> Left {
+        *self
+            .left
+            .get_or_insert_with(|| self.shared.mailboxes().lanes().leave(self.lane, failed))
+    }
 }
 
 impl Drop for CloseOnExit<'_> {
     fn drop(&mut self) {
-        self.accounting.unprocessed(self.mailbox.close() as u64);
+        if self.leave(true).last {
+            self.accounting.unprocessed(self.mailbox.close() as u64);
+        }
     }
 }
 
