@@ -129,6 +129,12 @@ impl Mailbox {
         }
     }
 
+    /// How many slots are taken: messages queued, reserved by a sender, or taken by the worker
+    /// and not started (a sample; it may change at once).
+    pub(crate) fn depth(&self) -> usize {
+        self.occupied.load(Ordering::Relaxed)
+    }
+
     /// `true` when every slot is taken.
     pub(crate) fn is_full(&self) -> bool {
         self.occupied.load(Ordering::SeqCst) >= self.capacity

@@ -206,12 +206,14 @@ impl<'a> Worker<'a> {
                 self.ctx_holds_input = false;
             }
             if self.mailbox.take_all(&mut self.inbox, self.one) {
+                self.sample_depth();
                 continue;
             }
             // Parking: give back the space a burst grew the inbox to.
             if self.inbox.capacity() > IDLE_BUFFER {
                 self.inbox.items = VecDeque::new();
             }
+            self.sample_depth();
             let (mailbox, one) = (self.mailbox, self.one);
             let inbox = &mut self.inbox;
             let received = tokio::select! {
@@ -222,7 +224,17 @@ impl<'a> Worker<'a> {
             if !received {
                 return None;
             }
+            self.sample_depth();
         }
+    }
+
+    /// Publishes how many messages wait in this node's mailbox, if anyone listens (the
+    /// `MailboxDepth` event; nothing is read without a subscriber).
+    fn sample_depth(&self) {
+        self.shared.publish(|| EventKind::MailboxDepth {
+            node: Arc::clone(&self.name),
+            depth: self.mailbox.depth() as u64,
+        });
     }
 
     /// Start: the message's slot is free (given back at once to a node that waits, or when
