@@ -70,15 +70,20 @@ pub(crate) struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// Calls `node.process_dyn(ctx)` and awaits it; `on_first_pending` runs the first time the
-    /// node's future returns `Pending` (the worker is about to wait; see `Deferred`).
+    /// Calls `node.process_dyn(ctx)` and awaits it, inside `span` (entered for each poll) if
+    /// given; `on_first_pending` runs the first time the node's future returns `Pending` (the
+    /// worker is about to wait; see `Deferred`).
     pub(crate) async fn run(
         &self,
         node: &dyn DynNode,
         ctx: &Context,
+        span: Option<tracing::Span>,
         mut on_first_pending: impl FnMut(),
     ) -> Ran {
-        let future = call_caught(|| node.process_dyn(ctx));
+        let future = {
+            let _entered = span.as_ref().map(tracing::Span::enter);
+            call_caught(|| node.process_dyn(ctx))
+        };
         let mut future: Option<Pin<Box<dyn Future<Output = NodeResult> + Send + '_>>> = match future
         {
             Ok(f) => Some(f),
@@ -89,6 +94,7 @@ impl Runner<'_> {
         let mut abandoned: Option<Pin<Box<WaitForCancellationFuture<'_>>>> = None;
         let mut pended = false;
         poll_fn(|cx| {
+            let _entered = span.as_ref().map(tracing::Span::enter);
             let Some(running) = future.as_mut() else {
                 return Poll::Ready(Ran::Dropped(None));
             };

@@ -55,22 +55,52 @@ pub(crate) struct Mailbox {
 #[derive(Debug, Default)]
 struct Queue {
     items: VecDeque<Envelope>,
-    /// The parked worker of a node with one lane.
-    receiver: Option<Waker>,
-    /// The parked lanes of a node with several (see `lanes.rs`); empty otherwise.
-    lanes: Vec<Waker>,
-    closed: bool,
+    /// Who is parked waiting for a message. (Whether the mailbox is closed is `closed`,
+    /// written under this lock: a mailbox fits one 128-byte line.)
+    receiver: Receiver,
 }
 
-/// The parked receivers a push takes to wake them after the queue's lock is released.
-struct Receivers(Option<Waker>, Vec<Waker>);
+/// The parked receiver(s) of a mailbox.
+#[derive(Debug, Default)]
+enum Receiver {
+    /// Nobody is parked.
+    #[default]
+    None,
+    /// The worker of a node with one lane.
+    One(Waker),
+    /// The parked lanes of a node with several (see `lanes.rs`).
+    Lanes(Vec<Waker>),
+}
 
-impl Receivers {
-    fn wake(self) {
-        if let Some(waker) = self.0 {
-            waker.wake();
+impl Receiver {
+    /// Parks `waker` (one lane among several: `lanes`).
+    fn park(&mut self, waker: &Waker, lanes: bool) {
+        match self {
+            Self::One(parked) if !lanes && parked.will_wake(waker) => {}
+            Self::Lanes(parked) if lanes => {
+                if !parked.iter().any(|w| w.will_wake(waker)) {
+                    parked.push(waker.clone());
+                }
+            }
+            slot if lanes => *slot = Self::Lanes(vec![waker.clone()]),
+            slot => *slot = Self::One(waker.clone()),
         }
-        for waker in self.1 {
+    }
+
+    /// Wakes what was parked (all lanes of a node with several: each takes one message, those
+    /// that find none park again).
+    #[inline]
+    fn wake(self) {
+        match self {
+            Self::None => {}
+            Self::One(waker) => waker.wake(),
+            Self::Lanes(lanes) => Self::wake_lanes(lanes),
+        }
+    }
+
+    #[cold]
+    fn wake_lanes(lanes: Vec<Waker>) {
+        for waker in lanes {
             waker.wake();
         }
     }
@@ -176,7 +206,7 @@ impl Mailbox {
     ) -> Result<(), Closed<T>> {
         let waker = {
             let mut queue = lock(&self.queue);
-            if queue.closed {
+            if self.closed.load(Ordering::Relaxed) {
                 return Err(Closed(value));
             }
             queue.items.push_back(into_envelope(value));
@@ -199,7 +229,7 @@ impl Mailbox {
         }
         let waker = {
             let mut queue = lock(&self.queue);
-            if queue.closed {
+            if self.closed.load(Ordering::Relaxed) {
                 drop(queue);
                 return Err(Closed(drop_all(held.drain(..))));
             }
@@ -210,19 +240,14 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Takes the parked receivers (all lanes of a node with several: each takes one message,
-    /// those that find none park again).
-    fn take_receivers(&self, queue: &mut Queue) -> Receivers {
-        let waker = queue.receiver.take();
-        let lanes = if queue.lanes.is_empty() {
-            Vec::new()
-        } else {
-            std::mem::take(&mut queue.lanes)
-        };
-        if waker.is_some() || !lanes.is_empty() {
+    /// Takes the parked receivers, to wake them once the lock is released.
+    #[inline]
+    fn take_receivers(&self, queue: &mut Queue) -> Receiver {
+        let receiver = std::mem::take(&mut queue.receiver);
+        if !matches!(receiver, Receiver::None) {
             self.parked.store(false, Ordering::Relaxed);
         }
-        Receivers(waker, lanes)
+        receiver
     }
 
     /// Moves every queued message (or, for one lane of a node with several, `one`, the first)
@@ -271,23 +296,20 @@ impl Mailbox {
             self.parked.store(false, Ordering::Relaxed);
             return Poll::Ready(true);
         }
-        if queue.closed {
+        if self.closed.load(Ordering::Relaxed) {
             return Poll::Ready(false);
         }
         if queue.items.capacity() > IDLE_BUFFER {
             // The worker parks: give back the space a burst grew the queue to.
             queue.items = VecDeque::new();
         }
-        if one {
-            if !queue.lanes.iter().any(|w| w.will_wake(cx.waker())) {
-                queue.lanes.push(cx.waker().clone());
-            }
-        } else {
-            match &mut queue.receiver {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
+        if queue.items.capacity() == 0 && inbox.is_empty() && inbox.capacity() <= IDLE_BUFFER {
+            // The queue's buffer went to the worker with the last messages: it comes back, so
+            // a parked worker and its mailbox keep one buffer between them, and the next push
+            // does not allocate.
+            std::mem::swap(&mut queue.items, inbox);
         }
+        queue.receiver.park(cx.waker(), one);
         self.parked.store(true, Ordering::Relaxed);
         Poll::Pending
     }
@@ -295,10 +317,10 @@ impl Mailbox {
     /// Closes the mailbox (its worker exits): later pushes are refused. Returns how many
     /// queued messages were dropped (the caller counts them unprocessed).
     pub(crate) fn close(&self) -> usize {
-        self.closed.store(true, Ordering::Release);
         let (items, waker) = {
             let mut queue = lock(&self.queue);
-            queue.closed = true;
+            // Under the lock: a push that holds it either queued before or sees the flag.
+            self.closed.store(true, Ordering::Release);
             (
                 std::mem::take(&mut queue.items),
                 self.take_receivers(&mut queue),
@@ -603,6 +625,36 @@ mod tests {
         assert_eq!(second.iter().map(n_of).collect::<Vec<_>>(), [1]);
         assert!(mailbox.take_all(first, true));
         assert_eq!(first.iter().map(n_of).collect::<Vec<_>>(), [0, 2]);
+    }
+
+    #[test]
+    fn a_mailbox_fits_one_128_byte_line() {
+        // Memory per idle node (`mem_lr_10k`): one line per mailbox, as its alignment wants.
+        assert_eq!(std::mem::size_of::<Mailbox>(), 128);
+    }
+
+    #[test]
+    fn a_parked_worker_and_its_mailbox_keep_one_buffer_between_them() {
+        let mailbox = Mailbox::new(8);
+        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        let waker = Waker::from(flag);
+        let mut cx = Context::from_waker(&waker);
+        let mut inbox = VecDeque::new();
+        assert!(send(&mailbox, 0));
+        assert!(mailbox.take_all(&mut inbox, false));
+        assert!(
+            inbox.capacity() > 0,
+            "the queue's buffer went to the worker"
+        );
+        inbox.clear();
+        assert!(mailbox
+            .poll_take_all(&mut cx, &mut inbox, false)
+            .is_pending());
+        assert_eq!(inbox.capacity(), 0, "the parked worker holds no buffer");
+        assert!(
+            lock(&mailbox.queue).items.capacity() > 0,
+            "the mailbox holds it"
+        );
     }
 
     #[test]

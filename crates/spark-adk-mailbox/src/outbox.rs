@@ -47,6 +47,14 @@ impl Outbox {
         };
         let position = match self.held.iter().position(|(t, _)| *t == to) {
             Some(p) => p,
+            None if !may_hold => {
+                // Nothing held for `to`: queue directly (a worker that never holds never
+                // allocates the outbox).
+                return match permit.push(envelope) {
+                    Ok(()) => 0,
+                    Err(closed) => crate::envelope::drop_all([closed.0]) as u64,
+                };
+            }
             None => {
                 self.held.push((to, Vec::new()));
                 self.held.len() - 1

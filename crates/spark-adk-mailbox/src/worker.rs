@@ -22,7 +22,6 @@ use spark_adk_core::{
 };
 use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFutureOwned;
-use tracing::Instrument;
 
 use crate::accounting::Accounting;
 use crate::activation::{Polling, Ran, Runner};
@@ -79,9 +78,16 @@ async fn work(shared: &Shared, lane: usize) {
     // A streamed run (`Graph::stream`): one branch per message decides, the plain path is
     // otherwise untouched.
     let stream = shared.scope().stream();
+    // Each step of the plain path is a plain call except where it may wait (the activation,
+    // parking, a full mailbox): a nested future per step would cost its moves, polls and
+    // drops per message.
     let end = loop {
-        let Some(envelope) = worker.take().await else {
-            break End::Stopped;
+        let envelope = match worker.next_queued() {
+            Some(envelope) => envelope,
+            None => match worker.take().await {
+                Some(envelope) => envelope,
+                None => break End::Stopped,
+            },
         };
         if !worker.start() {
             let unprocessed = drop_all([envelope]) as u64;
@@ -96,7 +102,9 @@ async fn work(shared: &Shared, lane: usize) {
             };
             output
         } else {
-            let Some(output) = worker.process(envelope).await else {
+            let (ack, started) = worker.begin(envelope);
+            let ran = worker.activation().await;
+            let Some(output) = worker.end(ran, ack, started) else {
                 break End::Failed;
             };
             if !worker.route(&output) {
@@ -104,14 +112,26 @@ async fn work(shared: &Shared, lane: usize) {
             }
             output
         };
-        worker.settle(output).await;
+        if let Err(blocked) = worker.settle(output) {
+            // Boxed: waiting for room is rare, and its future would otherwise make every
+            // idle worker's task larger.
+            Box::pin(worker.deliver_blocked(blocked)).await;
+        }
     };
     worker.deferred.flush();
     // The node's last lane to exit makes its shutdown delivery (unless one of them failed).
     let left = worker._close.leave(matches!(end, End::Failed));
     if left.last && !left.failed && !shared.stop().is_abandoned() {
-        worker.shutdown_delivery().await;
+        // Boxed: made once per worker, and large (a context, an activation, stream sends).
+        Box::pin(worker.shutdown_delivery()).await;
     }
+}
+
+/// The rest of a delivery that found a full mailbox: the output, and the position in the
+/// targets of the one to wait for.
+struct Blocked {
+    output: NodeMessage,
+    at: usize,
 }
 
 /// The state of one worker between messages.
@@ -189,6 +209,15 @@ impl<'a> Worker<'a> {
         })
     }
 
+    /// Take, without waiting: the next message of the inbox while the run is not stopping.
+    #[inline]
+    fn next_queued(&mut self) -> Option<Envelope> {
+        if self.shared.stop().is_stopping() {
+            return None;
+        }
+        self.inbox.pop_front()
+    }
+
     /// Take: the next message of the inbox, refilled from the mailbox (parking while it is
     /// empty). `None` once the run is stopping.
     async fn take(&mut self) -> Option<Envelope> {
@@ -251,35 +280,59 @@ impl<'a> Worker<'a> {
 
     /// Process: runs the node (see `activation.rs`), counts and acknowledges the message.
     /// `None` when the node failed or its activation was dropped (recorded; no shutdown
-    /// delivery then).
+    /// delivery then). The plain path calls its three parts itself.
     async fn process(&mut self, envelope: Envelope) -> Option<NodeMessage> {
-        let shared = self.shared;
+        let (ack, started) = self.begin(envelope);
+        let ran = self.activation().await;
+        self.end(ran, ack, started)
+    }
+
+    /// Process, first part: the message becomes the context's input; returns its
+    /// acknowledgement hook and, when anyone listens to events, the start time.
+    #[inline]
+    fn begin(&mut self, envelope: Envelope) -> (Option<AckHook>, Option<Instant>) {
         let Envelope { payload, ack } = envelope;
         drop(self.ctx.reset(payload, self.index));
         self.ctx_holds_input = true;
-        shared.publish(|| EventKind::NodeStarted {
-            node: Arc::clone(&self.name),
-        });
-        let started = shared.topology().events().is_active().then(Instant::now);
+        let started = if self.shared.topology().events().is_active() {
+            self.shared.publish(|| EventKind::NodeStarted {
+                node: Arc::clone(&self.name),
+            });
+            Some(Instant::now())
+        } else {
+            None
+        };
         self.pended = false;
+        (ack, started)
+    }
+
+    /// Process, the activation (see `activation.rs`), in a span when anyone wants one. Not an
+    /// `async fn`: it returns the runner's future itself, so awaiting it adds no future.
+    #[inline]
+    fn activation(&mut self) -> impl Future<Output = Ran> + use<'_, 'a> {
         let pended = &mut self.pended;
         let deferred = &mut self.deferred;
         let on_first_pending = || {
             *pended = true;
             deferred.flush();
         };
-        // The activation is built where it is awaited (not bound first): a bound future is
-        // moved into the await with a `memcpy` call, once per message.
-        let (node, ctx) = (self.node.as_ref(), &self.ctx);
-        let ran = if self.node_spans {
-            let span = tracing::debug_span!("spark.node", node = %self.name, mode = "long_running");
-            self.runner
-                .run(node, ctx, on_first_pending)
-                .instrument(span)
-                .await
-        } else {
-            self.runner.run(node, ctx, on_first_pending).await
-        };
+        let span = self
+            .node_spans
+            .then(|| tracing::debug_span!("spark.node", node = %self.name, mode = "long_running"));
+        self.runner
+            .run(self.node.as_ref(), &self.ctx, span, on_first_pending)
+    }
+
+    /// Process, last part: counts and acknowledges the message (see [`finished`]), and begins
+    /// the stop if the node requested a shutdown.
+    #[inline]
+    fn end(
+        &mut self,
+        ran: Ran,
+        ack: Option<AckHook>,
+        started: Option<Instant>,
+    ) -> Option<NodeMessage> {
+        let shared = self.shared;
         let output = finished(shared, self.lane, &self.name, ran, ack, started)?;
         if shared.scope().take_shutdown_request(self.index) {
             // The stop begins when the requesting activation finishes; its output is still
@@ -346,28 +399,129 @@ impl<'a> Worker<'a> {
     }
 
     /// Settle: a sink output is recorded and its message finished (with the batch); otherwise
-    /// the targets' messages are accepted, and delivered or counted.
-    async fn settle(&mut self, output: NodeMessage) {
+    /// the targets' messages are accepted, and delivered or counted. `Err` when a target's
+    /// mailbox is full: the caller waits for room with [`deliver_blocked`](Self::deliver_blocked).
+    #[inline]
+    fn settle(&mut self, output: NodeMessage) -> Result<(), Blocked> {
         if self.targets.is_empty() {
             self.shared.sinks().record(&self.name, output);
             self.deferred.finished += 1;
-        } else {
-            self.shared
-                .accounting()
-                .settle(self.lane, self.targets.len() as u64);
-            // Outputs of an activation that never waited may be held while more messages are
-            // queued here: they go out together (one lock, one wake-up per batch).
-            let may_hold = !self.pended && !self.inbox.is_empty();
-            deliver(
-                self.shared,
-                self.lane,
-                &self.targets,
-                output,
-                &mut self.deferred,
-                may_hold,
-            )
-            .await;
+            return Ok(());
         }
+        self.shared
+            .accounting()
+            .settle(self.lane, self.targets.len() as u64);
+        self.deliver(output, 0)
+    }
+
+    /// Sends `output` to the targets from position `from` on, in order (per-pair FIFO). Every
+    /// target's message was accepted (see `Accounting::settle`) before this is called; each
+    /// one is delivered or counted unprocessed here, or, at the first full mailbox, left to
+    /// [`deliver_blocked`](Self::deliver_blocked) (`Err`).
+    ///
+    /// A message for a mailbox with a free slot takes the slot at once and is held in the
+    /// outbox when the activation never waited and more messages are queued here (see
+    /// [`Outbox`]: they go out together, one lock and one wake-up per batch); otherwise it is
+    /// queued now.
+    fn deliver(&mut self, output: NodeMessage, from: usize) -> Result<(), Blocked> {
+        let shared = self.shared;
+        let accounting = shared.accounting();
+        let mailboxes = shared.mailboxes();
+        let may_hold = !self.pended && !self.inbox.is_empty();
+        let last = self.targets.len().saturating_sub(1);
+        let mut output = Some(output);
+        for at in from..self.targets.len() {
+            let Some(&to) = self.targets.get(at) else {
+                break;
+            };
+            if shared.stop().is_stopping() {
+                // Accepted, not delivered after the stop.
+                accounting.unprocessed(1);
+                continue;
+            }
+            let Some(permit) = mailboxes.get(to).and_then(Mailbox::try_reserve) else {
+                return Err(Blocked {
+                    output: output.take().unwrap_or_default(),
+                    at,
+                });
+            };
+            let payload = if at == last {
+                output.take().unwrap_or_default()
+            } else {
+                output.clone().unwrap_or_default()
+            };
+            // Counts what a closed mailbox refused (this message, or held ones with it).
+            let refused = self.deferred.outbox.hold(
+                mailboxes,
+                to,
+                permit,
+                Envelope::routed(payload),
+                may_hold,
+            );
+            accounting.unprocessed(refused);
+            if refused == 0 {
+                self.sent(to);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rest of a delivery that found the mailbox of the target at `blocked.at` full: hands
+    /// on everything batched, then waits for room (backpressure, deadlock detection), and
+    /// goes on with the next targets.
+    async fn deliver_blocked(&mut self, mut blocked: Blocked) {
+        let shared = self.shared;
+        loop {
+            let Blocked { output, at } = blocked;
+            let Some(&to) = self.targets.get(at) else {
+                return;
+            };
+            let (payload, rest) = if at + 1 >= self.targets.len() {
+                (output, None)
+            } else {
+                (output.clone(), Some(output))
+            };
+            // About to block: hand on everything batched first.
+            self.deferred.flush();
+            let sent = match shared
+                .mailboxes()
+                .reserve(to, Sender::Worker(self.lane), shared.stop().token())
+                .await
+            {
+                Ok(permit) => permit.push(Envelope::routed(payload)).is_ok(),
+                Err(Undelivered::Deadlock) => {
+                    shared.stop().fail(RunError::Deadlock {
+                        blocked: Vec::new(), // named when the run ends (see `Shared::finish`)
+                        counts: RunCounts::default(),
+                    });
+                    false
+                }
+                Err(Undelivered::Stopped | Undelivered::Closed) => false,
+            };
+            if sent {
+                self.sent(to);
+            } else {
+                // A closed mailbox, the stop, or a deadlock.
+                shared.accounting().unprocessed(1);
+            }
+            let Some(output) = rest else {
+                return;
+            };
+            match self.deliver(output, at + 1) {
+                Ok(()) => return,
+                Err(next) => blocked = next,
+            }
+        }
+    }
+
+    /// Publishes that a message went from this node to `to`, if anyone listens.
+    #[inline]
+    fn sent(&self, to: usize) {
+        let shared = self.shared;
+        shared.publish(|| EventKind::MessageSent {
+            from: Arc::clone(&self.name),
+            to: name_of(shared, to),
+        });
     }
 
     /// The shutdown delivery: `process` once with `metadata["shutdown"] == true`; its output is
@@ -387,7 +541,7 @@ impl<'a> Worker<'a> {
             self.send(stream, StreamEvent::NodeStarted { node, input })
                 .await;
         }
-        let panic = match self.runner.run(self.node.as_ref(), &ctx, || {}).await {
+        let panic = match self.runner.run(self.node.as_ref(), &ctx, None, || {}).await {
             Ran::Done(Ok(output)) => {
                 if let Some(stream) = stream {
                     let node = Arc::clone(&self.name);
@@ -418,6 +572,7 @@ impl<'a> Worker<'a> {
 
 /// Whether a taken message may start: not once the run is stopping, nor once the token budget
 /// is used up (which begins the stop).
+#[inline]
 fn may_start(shared: &Shared) -> bool {
     if shared.stop().is_stopping() {
         return false;
@@ -534,77 +689,6 @@ fn dropped(shared: &Shared, name: &Arc<str>, ack: Option<AckHook>, panic: Option
             message,
             counts: RunCounts::default(),
         });
-    }
-}
-
-/// Sends the output of worker `from` to every target in order (per-pair FIFO). Every target's message was
-/// accepted (see `Accounting::settle`) before this is called; each one is delivered or counted
-/// unprocessed here.
-///
-/// A message for a mailbox with a free slot takes the slot at once and is held in the outbox
-/// when `may_hold` (see [`Outbox`]); otherwise it is queued now. A full mailbox makes the
-/// worker hand on everything it holds and then wait for room (backpressure, deadlock
-/// detection).
-async fn deliver(
-    shared: &Shared,
-    from: usize,
-    targets: &[usize],
-    output: NodeMessage,
-    deferred: &mut Deferred<'_>,
-    may_hold: bool,
-) {
-    let accounting = shared.accounting();
-    let mailboxes = shared.mailboxes();
-    let last = targets.len().saturating_sub(1);
-    let mut output = Some(output);
-    for (i, &to) in targets.iter().enumerate() {
-        let payload = if i == last {
-            output.take().unwrap_or_default()
-        } else {
-            output.clone().unwrap_or_default()
-        };
-        if shared.stop().is_stopping() {
-            // Accepted, not delivered after the stop.
-            accounting.unprocessed(1);
-            continue;
-        }
-        let envelope = Envelope::routed(payload);
-        let delivered = if let Some(permit) = mailboxes.get(to).and_then(Mailbox::try_reserve) {
-            // Counts what a closed mailbox refused (this message, or held ones with it).
-            let refused = deferred
-                .outbox
-                .hold(mailboxes, to, permit, envelope, may_hold);
-            accounting.unprocessed(refused);
-            refused == 0
-        } else {
-            // About to block: hand on everything batched first.
-            deferred.flush();
-            let sent = match mailboxes
-                .reserve(to, Sender::Worker(from), shared.stop().token())
-                .await
-            {
-                Ok(permit) => permit.push(envelope).is_ok(),
-                Err(Undelivered::Deadlock) => {
-                    shared.stop().fail(RunError::Deadlock {
-                        blocked: Vec::new(), // named when the run ends (see `Shared::finish`)
-                        counts: RunCounts::default(),
-                    });
-                    false
-                }
-                Err(Undelivered::Stopped | Undelivered::Closed) => false,
-            };
-            if !sent {
-                // A closed mailbox, the stop, or a deadlock.
-                accounting.unprocessed(1);
-            }
-            sent
-        };
-        if delivered {
-            shared.publish(|| EventKind::MessageSent {
-                from: name_of(shared, mailboxes.lanes().node(from)),
-                to: name_of(shared, to),
-            });
-        }
     }
 }
 
