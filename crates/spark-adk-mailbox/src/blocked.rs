@@ -24,8 +24,10 @@ use crate::mailbox::Mailbox;
 /// Who is blocked on which mailbox.
 #[derive(Debug)]
 pub(crate) struct Registry {
-    /// `blocked_on[worker] = Some(target)` while the worker waits for room in `target`.
+    /// `blocked_on[worker] = Some(target)` while the worker waits for room in `target`. Sized
+    /// when a worker first blocks (a run that never blocks pays nothing per node).
     blocked_on: Vec<Option<usize>>,
+    workers: usize,
     /// Once a deadlock was found: every worker blocked then, or woken from a blocked send by
     /// the stop.
     deadlocked: Option<BTreeSet<usize>>,
@@ -35,13 +37,17 @@ impl Registry {
     /// A registry for `n` workers, none blocked.
     pub(crate) fn new(n: usize) -> Self {
         Self {
-            blocked_on: vec![None; n],
+            blocked_on: Vec::new(),
+            workers: n,
             deadlocked: None,
         }
     }
 
     /// Records that worker `from` waits for room in `to` (`None`: no longer waits).
     pub(crate) fn set(&mut self, from: usize, to: Option<usize>) {
+        if to.is_some() && self.blocked_on.is_empty() {
+            self.blocked_on = vec![None; self.workers];
+        }
         if let Some(slot) = self.blocked_on.get_mut(from) {
             *slot = to;
         }

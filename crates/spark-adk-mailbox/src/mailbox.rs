@@ -25,9 +25,6 @@ use tokio::sync::Notify;
 
 use crate::envelope::{drop_all, Envelope};
 
-/// Message buffers larger than this (in messages) are freed when the worker parks.
-pub(crate) const IDLE_BUFFER: usize = 64;
-
 /// Locks `m`, also after a panic poisoned it (the runtime's data stays consistent: no lock is
 /// held across user code).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -299,15 +296,10 @@ impl Mailbox {
         if self.closed.load(Ordering::Relaxed) {
             return Poll::Ready(false);
         }
-        if queue.items.capacity() > IDLE_BUFFER {
-            // The worker parks: give back the space a burst grew the queue to.
+        if queue.items.capacity() > 0 {
+            // The worker parks: a parked worker's mailbox holds no buffer (memory per idle
+            // node); the next push makes one.
             queue.items = VecDeque::new();
-        }
-        if queue.items.capacity() == 0 && inbox.is_empty() && inbox.capacity() <= IDLE_BUFFER {
-            // The queue's buffer went to the worker with the last messages: it comes back, so
-            // a parked worker and its mailbox keep one buffer between them, and the next push
-            // does not allocate.
-            std::mem::swap(&mut queue.items, inbox);
         }
         queue.receiver.park(cx.waker(), one);
         self.parked.store(true, Ordering::Relaxed);
@@ -582,7 +574,7 @@ mod tests {
             .poll_take_all(&mut cx, &mut inbox, false)
             .is_pending());
         assert!(mailbox.is_parked());
-        assert!(lock(&mailbox.queue).items.capacity() <= IDLE_BUFFER);
+        assert_eq!(lock(&mailbox.queue).items.capacity(), 0);
 
         assert!(send(&mailbox, 1));
         assert!(flag.0.load(Ordering::SeqCst), "the push woke the worker");
@@ -634,26 +626,28 @@ mod tests {
     }
 
     #[test]
-    fn a_parked_worker_and_its_mailbox_keep_one_buffer_between_them() {
+    fn a_parked_worker_leaves_no_buffer_in_its_mailbox() {
         let mailbox = Mailbox::new(8);
         let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
         let waker = Waker::from(flag);
         let mut cx = Context::from_waker(&waker);
         let mut inbox = VecDeque::new();
         assert!(send(&mailbox, 0));
-        assert!(mailbox.take_all(&mut inbox, false));
+        assert!(send(&mailbox, 1));
+        inbox.push_back(envelope(9));
         assert!(
-            inbox.capacity() > 0,
-            "the queue's buffer went to the worker"
+            mailbox.take_all(&mut inbox, false),
+            "appended: the queue keeps its buffer"
         );
+        assert!(lock(&mailbox.queue).items.capacity() > 0);
         inbox.clear();
         assert!(mailbox
             .poll_take_all(&mut cx, &mut inbox, false)
             .is_pending());
-        assert_eq!(inbox.capacity(), 0, "the parked worker holds no buffer");
-        assert!(
-            lock(&mailbox.queue).items.capacity() > 0,
-            "the mailbox holds it"
+        assert_eq!(
+            lock(&mailbox.queue).items.capacity(),
+            0,
+            "memory per idle node"
         );
     }
 

@@ -17,21 +17,22 @@ use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 
 use spark_adk_core::{
-    AckHook, BudgetKind, Context, DynNode, EventKind, NodeMessage, RunCounts, RunError, StopReason,
+    AckHook, BudgetKind, Context, EventKind, NodeMessage, RunCounts, RunError, StopReason,
     StreamEvent, StreamSender,
 };
 use tokio::time::Instant;
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::accounting::Accounting;
-use crate::activation::{Polling, Ran, Runner};
+use crate::activation::{Activation, Polling, Ran, Runner};
 use crate::catch::{call_caught, drop_caught, payload_message};
 use crate::envelope::{drop_all, Envelope};
 use crate::lanes::Left;
-use crate::mailbox::{Mailbox, StartedSlots, IDLE_BUFFER};
+use crate::mailbox::{Mailbox, StartedSlots};
 use crate::mailboxes::{Sender, Undelivered};
 use crate::outbox::Outbox;
 use crate::shared::Shared;
+use spark_adk_edges::NodeEntry;
 
 /// Runs worker `lane` (of its node, see `lanes.rs`) until the run stops; reports a panic of
 /// the worker itself as the node's panic.
@@ -78,13 +79,16 @@ async fn work(shared: &Shared, lane: usize) {
     // A streamed run (`Graph::stream`): one branch per message decides, the plain path is
     // otherwise untouched.
     let stream = shared.scope().stream();
+    // Completes when the stop begins (wakes the parked worker). Pinned here, in the task,
+    // rather than boxed: one allocation less per worker.
+    let mut stopped = pin!(shared.stop().token().cancelled());
     // Each step of the plain path is a plain call except where it may wait (the activation,
     // parking, a full mailbox): a nested future per step would cost its moves, polls and
     // drops per message.
     let end = loop {
         let envelope = match worker.next_queued() {
             Some(envelope) => envelope,
-            None => match worker.take().await {
+            None => match worker.take(stopped.as_mut()).await {
                 Some(envelope) => envelope,
                 None => break End::Stopped,
             },
@@ -144,8 +148,8 @@ struct Worker<'a> {
     /// One of several lanes of its node: takes one message at a time (see `lanes.rs`).
     one: bool,
     mailbox: &'a Mailbox,
-    name: Arc<str>,
-    node: Arc<dyn DynNode>,
+    /// The node's name and the node (the graph's entry, borrowed: nothing per worker).
+    entry: &'a NodeEntry,
     runner: Runner<'a>,
     /// Messages taken out of the mailbox, not started yet (their slots are still taken).
     inbox: Inbox<'a>,
@@ -161,8 +165,6 @@ struct Worker<'a> {
     /// previous input is dropped when the next one replaces it, or before the worker idles.
     ctx: Context,
     ctx_holds_input: bool,
-    /// Completes when the stop begins (wakes the parked worker).
-    stopped: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Declared last, so it is dropped last: held outputs (`deferred`) are queued before the
     /// worker's own mailbox closes.
     _close: CloseOnExit<'a>,
@@ -182,8 +184,7 @@ impl<'a> Worker<'a> {
             lane,
             one: lanes.count(index) > 1,
             mailbox,
-            name: Arc::clone(&entry.name),
-            node: Arc::clone(&entry.node),
+            entry,
             runner: Runner {
                 abandon: OnceLock::new(),
                 stop: shared.stop(),
@@ -198,10 +199,8 @@ impl<'a> Worker<'a> {
             node_spans: tracing::span_enabled!(tracing::Level::DEBUG),
             ctx: Context::new(NodeMessage::empty(), index, Arc::clone(scope)),
             ctx_holds_input: false,
-            stopped: Box::pin(shared.stop().token().clone().cancelled_owned()),
             _close: CloseOnExit {
                 mailbox,
-                accounting,
                 shared,
                 lane,
                 left: None,
@@ -220,7 +219,10 @@ impl<'a> Worker<'a> {
 
     /// Take: the next message of the inbox, refilled from the mailbox (parking while it is
     /// empty). `None` once the run is stopping.
-    async fn take(&mut self) -> Option<Envelope> {
+    async fn take(
+        &mut self,
+        mut stopped: Pin<&mut WaitForCancellationFuture<'_>>,
+    ) -> Option<Envelope> {
         loop {
             if self.shared.stop().is_stopping() {
                 return None;
@@ -238,16 +240,19 @@ impl<'a> Worker<'a> {
                 self.sample_depth();
                 continue;
             }
-            // Parking: give back the space a burst grew the inbox to.
-            if self.inbox.capacity() > IDLE_BUFFER {
+            // Parking: an idle worker holds no buffer (memory per idle node).
+            if self.inbox.capacity() > 0 {
                 self.inbox.items = VecDeque::new();
+            }
+            if self.targets.capacity() > 0 {
+                self.targets = Vec::new();
             }
             self.sample_depth();
             let (mailbox, one) = (self.mailbox, self.one);
             let inbox = &mut self.inbox;
             let received = tokio::select! {
                 biased;
-                () = &mut self.stopped => false,
+                () = stopped.as_mut() => false,
                 received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox, one)) => received,
             };
             if !received {
@@ -261,7 +266,7 @@ impl<'a> Worker<'a> {
     /// `MailboxDepth` event; nothing is read without a subscriber).
     fn sample_depth(&self) {
         self.shared.publish(|| EventKind::MailboxDepth {
-            node: Arc::clone(&self.name),
+            node: Arc::clone(&self.entry.name),
             depth: self.mailbox.depth() as u64,
         });
     }
@@ -296,7 +301,7 @@ impl<'a> Worker<'a> {
         self.ctx_holds_input = true;
         let started = if self.shared.topology().events().is_active() {
             self.shared.publish(|| EventKind::NodeStarted {
-                node: Arc::clone(&self.name),
+                node: Arc::clone(&self.entry.name),
             });
             Some(Instant::now())
         } else {
@@ -309,18 +314,18 @@ impl<'a> Worker<'a> {
     /// Process, the activation (see `activation.rs`), in a span when anyone wants one. Not an
     /// `async fn`: it returns the runner's future itself, so awaiting it adds no future.
     #[inline]
-    fn activation(&mut self) -> impl Future<Output = Ran> + use<'_, 'a> {
+    fn activation(&mut self) -> Activation<'_, impl FnMut() + Unpin + use<'_, 'a>> {
         let pended = &mut self.pended;
         let deferred = &mut self.deferred;
         let on_first_pending = || {
             *pended = true;
             deferred.flush();
         };
-        let span = self
-            .node_spans
-            .then(|| tracing::debug_span!("spark.node", node = %self.name, mode = "long_running"));
+        let span = self.node_spans.then(
+            || tracing::debug_span!("spark.node", node = %self.entry.name, mode = "long_running"),
+        );
         self.runner
-            .run(self.node.as_ref(), &self.ctx, span, on_first_pending)
+            .run(self.entry.node.as_ref(), &self.ctx, span, on_first_pending)
     }
 
     /// Process, last part: counts and acknowledges the message (see [`finished`]), and begins
@@ -333,7 +338,7 @@ impl<'a> Worker<'a> {
         started: Option<Instant>,
     ) -> Option<NodeMessage> {
         let shared = self.shared;
-        let output = finished(shared, self.lane, &self.name, ran, ack, started)?;
+        let output = finished(shared, self.lane, &self.entry.name, ran, ack, started)?;
         if shared.scope().take_shutdown_request(self.index) {
             // The stop begins when the requesting activation finishes; its output is still
             // routed (accepted), and not delivered since the run is stopping (unprocessed).
@@ -346,11 +351,11 @@ impl<'a> Worker<'a> {
     /// and sink output go to the stream too. `None` when the node failed or a predicate
     /// panicked (as `process` and `route`).
     async fn streamed(&mut self, stream: &StreamSender, envelope: Envelope) -> Option<NodeMessage> {
-        let (node, input) = (Arc::clone(&self.name), envelope.payload.clone());
+        let (node, input) = (Arc::clone(&self.entry.name), envelope.payload.clone());
         self.send(stream, StreamEvent::NodeStarted { node, input })
             .await;
         let output = self.process(envelope).await?;
-        let (node, finished) = (Arc::clone(&self.name), output.clone());
+        let (node, finished) = (Arc::clone(&self.entry.name), output.clone());
         self.send(
             stream,
             StreamEvent::NodeFinished {
@@ -363,7 +368,7 @@ impl<'a> Worker<'a> {
             return None;
         }
         if self.targets.is_empty() {
-            let (node, sink) = (Arc::clone(&self.name), output.clone());
+            let (node, sink) = (Arc::clone(&self.entry.name), output.clone());
             self.send(stream, StreamEvent::SinkOutput { node, output: sink })
                 .await;
         }
@@ -404,7 +409,7 @@ impl<'a> Worker<'a> {
     #[inline]
     fn settle(&mut self, output: NodeMessage) -> Result<(), Blocked> {
         if self.targets.is_empty() {
-            self.shared.sinks().record(&self.name, output);
+            self.shared.sinks().record(&self.entry.name, output);
             self.deferred.finished += 1;
             return Ok(());
         }
@@ -519,7 +524,7 @@ impl<'a> Worker<'a> {
     fn sent(&self, to: usize) {
         let shared = self.shared;
         shared.publish(|| EventKind::MessageSent {
-            from: Arc::clone(&self.name),
+            from: Arc::clone(&self.entry.name),
             to: name_of(shared, to),
         });
     }
@@ -537,21 +542,25 @@ impl<'a> Worker<'a> {
         // so what the node emits meanwhile comes between a `NodeStarted` and a `NodeFinished`.
         let stream = self.shared.scope().stream();
         if let Some(stream) = stream {
-            let (node, input) = (Arc::clone(&self.name), ctx.inputs().clone());
+            let (node, input) = (Arc::clone(&self.entry.name), ctx.inputs().clone());
             self.send(stream, StreamEvent::NodeStarted { node, input })
                 .await;
         }
-        let panic = match self.runner.run(self.node.as_ref(), &ctx, None, || {}).await {
+        let panic = match self
+            .runner
+            .run(self.entry.node.as_ref(), &ctx, None, || {})
+            .await
+        {
             Ran::Done(Ok(output)) => {
                 if let Some(stream) = stream {
-                    let node = Arc::clone(&self.name);
+                    let node = Arc::clone(&self.entry.name);
                     self.send(stream, StreamEvent::NodeFinished { node, output })
                         .await;
                 }
                 None
             }
             Ran::Done(Err(error)) => {
-                tracing::warn!(node = %self.name, %error, "the shutdown delivery returned an error");
+                tracing::warn!(node = %self.entry.name, %error, "the shutdown delivery returned an error");
                 None
             }
             Ran::Panicked(message) => Some(message),
@@ -562,7 +571,7 @@ impl<'a> Worker<'a> {
         };
         if let Some(message) = panic {
             self.shared.stop().fail(RunError::NodePanicked {
-                node: self.name.to_string(),
+                node: self.entry.name.to_string(),
                 message: format!("during its shutdown delivery: {message}"),
                 counts: RunCounts::default(),
             });
@@ -705,7 +714,6 @@ fn name_of(shared: &Shared, index: usize) -> Arc<str> {
 /// however it exits, and counts the messages still queued there unprocessed.
 struct CloseOnExit<'a> {
     mailbox: &'a Mailbox,
-    accounting: &'a Accounting,
     shared: &'a Shared,
     lane: usize,
     /// Set once this lane left its node.
@@ -724,7 +732,9 @@ impl CloseOnExit<'_> {
 impl Drop for CloseOnExit<'_> {
     fn drop(&mut self) {
         if self.leave(true).last {
-            self.accounting.unprocessed(self.mailbox.close() as u64);
+            self.shared
+                .accounting()
+                .unprocessed(self.mailbox.close() as u64);
         }
     }
 }
