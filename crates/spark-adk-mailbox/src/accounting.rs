@@ -1,14 +1,16 @@
 //! [`Accounting`]: what a run counts, each count made where it happens.
 //!
 //! - *accepted*: the task input and handle sends ([`accept_outside`](Accounting::accept_outside)),
-//!   and every routed output ([`settle`](Accounting::settle), per sending node);
-//! - *processed*: `process` calls that finished ([`record_processed`](Accounting::record_processed),
-//!   per node);
+//!   and every routed output (counted by the sending worker);
+//! - *processed*: `process` calls that finished (counted by the worker);
 //! - *unprocessed*: counted where a message ends without being processed
 //!   ([`unprocessed`](Accounting::unprocessed)): queued when its mailbox closed, left in a worker's
 //!   inbox at the stop, not started because the run was stopping, not delivered after the stop,
 //!   refused by a closed mailbox, or dropped with its activation at the end of the grace period.
 //!
+//! A worker counts what it processed and routed in its own memory (no shared cache line per
+//! message) and adds its counts here once, when it exits, however it exits
+//! ([`add_worker`](Accounting::add_worker)); the totals are read once every worker has exited.
 //! `accepted == processed + unprocessed` is then a check, made when the run ends (a debug
 //! assertion here, and the tests), never a computation.
 //!
@@ -21,10 +23,9 @@ use spark_adk_core::RunCounts;
 
 use crate::lanes::Lanes;
 
-/// One worker's counters (a lane's, see `lanes.rs`: one per node unless a node has several),
-/// written only by that worker. Aligned so two workers never write the same cache line.
+/// One worker's counts (a lane's, see `lanes.rs`: one per node unless a node has several),
+/// added once, when the worker exits.
 #[derive(Debug, Default)]
-#[repr(align(128))]
 struct NodeSlot {
     /// `process` calls that finished.
     processed: AtomicU64,
@@ -53,7 +54,7 @@ struct Ends {
 #[derive(Debug)]
 pub(crate) struct Accounting {
     traffic: Traffic,
-    /// Per-worker (lane) counters, each on its own cache line: a worker only ever writes its own.
+    /// Per-worker (lane) counts, added when each worker exits.
     slots: Box<[NodeSlot]>,
     ends: Ends,
 }
@@ -86,25 +87,21 @@ impl Accounting {
         self.traffic.in_flight.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Worker `lane` finished processing one message. Only that worker writes its slot, so a
-    /// load and a store do (no locked read-modify-write).
-    pub(crate) fn record_processed(&self, lane: usize) {
+    /// Worker `lane` exits: it processed `processed` messages and routed `routed` outputs
+    /// (accepted messages) to mailboxes. Called once per worker, however it exits.
+    pub(crate) fn add_worker(&self, lane: usize, processed: u64, routed: u64) {
         if let Some(slot) = self.slots.get(lane) {
-            let processed = slot.processed.load(Ordering::Relaxed);
-            slot.processed.store(processed + 1, Ordering::Release);
+            slot.processed.fetch_add(processed, Ordering::AcqRel);
+            slot.routed.fetch_add(routed, Ordering::AcqRel);
         }
     }
 
-    /// Worker `lane` is about to route its output to `targets` (at least one) mailboxes: the
-    /// outputs are accepted, and the message it processed is finished. One atomic update of the
-    /// in-flight count covers both (none at all for exactly one target), and it happens before
-    /// anything is sent, so the count cannot reach zero early.
-    pub(crate) fn settle(&self, lane: usize, targets: u64) {
-        if let Some(slot) = self.slots.get(lane) {
-            // Single writer, as in `record_processed`.
-            let routed = slot.routed.load(Ordering::Relaxed);
-            slot.routed.store(routed + targets, Ordering::Release);
-        }
+    /// A worker is about to route its output to `targets` (at least one) mailboxes: the
+    /// outputs are accepted (the worker counts them), and the message it processed is
+    /// finished. One atomic update of the in-flight count covers both (none at all for exactly
+    /// one target), and it happens before anything is sent, so the count cannot reach zero
+    /// early.
+    pub(crate) fn settle(&self, targets: u64) {
         if targets > 1 {
             self.traffic
                 .in_flight

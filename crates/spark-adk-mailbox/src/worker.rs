@@ -203,6 +203,8 @@ impl<'a> Worker<'a> {
                 mailbox,
                 shared,
                 lane,
+                processed: 0,
+                routed: 0,
                 left: None,
             },
         })
@@ -338,7 +340,14 @@ impl<'a> Worker<'a> {
         started: Option<Instant>,
     ) -> Option<NodeMessage> {
         let shared = self.shared;
-        let output = finished(shared, self.lane, &self.entry.name, ran, ack, started)?;
+        let output = finished(
+            shared,
+            &mut self._close.processed,
+            &self.entry.name,
+            ran,
+            ack,
+            started,
+        )?;
         if shared.scope().take_shutdown_request(self.index) {
             // The stop begins when the requesting activation finishes; its output is still
             // routed (accepted), and not delivered since the run is stopping (unprocessed).
@@ -413,9 +422,9 @@ impl<'a> Worker<'a> {
             self.deferred.finished += 1;
             return Ok(());
         }
-        self.shared
-            .accounting()
-            .settle(self.lane, self.targets.len() as u64);
+        let targets = self.targets.len() as u64;
+        self._close.routed += targets;
+        self.shared.accounting().settle(targets);
         self.deliver(output, 0)
     }
 
@@ -606,7 +615,7 @@ fn may_start(shared: &Shared) -> bool {
 #[inline]
 fn finished(
     shared: &Shared,
-    lane: usize,
+    processed: &mut u64,
     name: &Arc<str>,
     ran: Ran,
     ack: Option<AckHook>,
@@ -620,7 +629,7 @@ fn finished(
                 source,
                 counts: RunCounts::default(),
             };
-            return failed(shared, lane, name, error, ack, started);
+            return failed(shared, processed, name, error, ack, started);
         }
         Ran::Panicked(message) => {
             let error = RunError::NodePanicked {
@@ -628,7 +637,7 @@ fn finished(
                 message,
                 counts: RunCounts::default(),
             };
-            return failed(shared, lane, name, error, ack, started);
+            return failed(shared, processed, name, error, ack, started);
         }
         Ran::Dropped(panic) => {
             dropped(shared, name, ack, panic);
@@ -641,7 +650,7 @@ fn finished(
             duration: started.elapsed(),
         });
     }
-    shared.accounting().record_processed(lane);
+    *processed += 1;
     if let Some(ack) = ack {
         if let Err(message) = call_caught(move || ack.fire()) {
             shared.stop().fail(RunError::NodePanicked {
@@ -660,7 +669,7 @@ fn finished(
 #[cold]
 fn failed(
     shared: &Shared,
-    lane: usize,
+    processed: &mut u64,
     name: &Arc<str>,
     error: RunError,
     ack: Option<AckHook>,
@@ -672,7 +681,7 @@ fn failed(
             error: error.to_string(),
         });
     }
-    shared.accounting().record_processed(lane);
+    *processed += 1;
     if let Some(ack) = ack {
         if let Err(message) = call_caught(move || ack.fire()) {
             tracing::warn!(node = %name, %message, "an acknowledgement hook panicked after the node failed");
@@ -710,12 +719,17 @@ fn name_of(shared: &Shared, index: usize) -> Arc<str> {
         .unwrap_or_else(|| Arc::from("?"))
 }
 
-/// Closes the worker's mailbox when the worker (the node's last lane, see `lanes.rs`) exits,
-/// however it exits, and counts the messages still queued there unprocessed.
+/// When the worker exits, however it exits: adds its counts to the run's
+/// ([`Accounting::add_worker`]), and, for the node's last lane (see `lanes.rs`), closes the
+/// mailbox and counts the messages still queued there unprocessed.
 struct CloseOnExit<'a> {
     mailbox: &'a Mailbox,
     shared: &'a Shared,
     lane: usize,
+    /// Messages this worker processed.
+    processed: u64,
+    /// Outputs this worker routed to mailboxes (accepted messages).
+    routed: u64,
     /// Set once this lane left its node.
     left: Option<Left>,
 }
@@ -731,6 +745,9 @@ impl CloseOnExit<'_> {
 
 impl Drop for CloseOnExit<'_> {
     fn drop(&mut self) {
+        self.shared
+            .accounting()
+            .add_worker(self.lane, self.processed, self.routed);
         if self.leave(true).last {
             self.shared
                 .accounting()
