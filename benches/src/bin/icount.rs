@@ -9,7 +9,8 @@
 //! `icount lr_per_message N` runs one pass of the `lr_per_message` scenario with `N` messages
 //! (the 3-node long-running pipeline fed through its handle, on a current-thread runtime), also
 //! for comparison by hand: run it under callgrind with two `N` and divide the difference of the
-//! totals by the difference of the `N` (docs/benchmarks.md).
+//! totals by the difference of the `N` (docs/benchmarks.md); `icount lr_per_message N all`
+//! keeps every sink output (`SinkRetention::All`) instead of the spawned run's default.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -46,14 +47,18 @@ fn floor(iterations: u64) -> ExitCode {
 }
 
 /// One pass of `lr_per_message` with `messages` messages (as the criterion bench's pass).
-fn lr_per_message(messages: u64) -> ExitCode {
+fn lr_per_message(messages: u64, keep_all: bool) -> ExitCode {
     let (Ok((graph, release)), Ok(rt)) = (gated_chain(3), current_thread_runtime()) else {
         eprintln!("icount: setup failed");
         return ExitCode::FAILURE;
     };
     let message = NodeMessage::from(input());
     let result = rt.block_on(async {
-        let handle = LongRunningExecutor::new().stop_on_quiescence(true).spawn(
+        let mut executor = LongRunningExecutor::new().stop_on_quiescence(true);
+        if keep_all {
+            executor = executor.sink_retention(spark_adk::SinkRetention::All);
+        }
+        let handle = executor.spawn(
             std::sync::Arc::clone(graph.topology()),
             Task::long_running(serde_json::json!({ EPOCH: 1 })),
         )?;
@@ -91,7 +96,7 @@ fn main() -> ExitCode {
         return floor(iterations);
     }
     if id == "lr_per_message" {
-        return lr_per_message(iterations);
+        return lr_per_message(iterations, args.get(2).is_some_and(|a| a == "all"));
     }
     let Some(shape) = shape(id) else {
         eprintln!("icount: no scenario `{id}`");
