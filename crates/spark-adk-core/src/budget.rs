@@ -169,6 +169,7 @@ impl Budget {
     }
 
     /// The token limit, if any.
+    #[inline]
     pub fn max_tokens(&self) -> Option<u64> {
         self.max_tokens
     }

@@ -256,11 +256,13 @@ impl RunScope {
     }
 
     /// Tokens recorded so far.
+    #[inline]
     pub fn tokens_used(&self) -> u64 {
         self.tokens.load(Ordering::Acquire)
     }
 
     /// `true` once recorded tokens reached the token budget.
+    #[inline]
     pub fn tokens_exhausted(&self) -> bool {
         self.budget
             .max_tokens()
@@ -467,6 +469,7 @@ impl Context {
     /// `inputs`, in the same run; returns the previous input message. Executors that run many
     /// activations call this instead of [`Context::new`], so the run scope's reference count is
     /// not touched per activation. Nodes receive `&Context` and cannot call it.
+    #[inline]
     pub fn reset(&mut self, inputs: NodeMessage, node_index: usize) -> NodeMessage {
         self.node_index = node_index;
         self.attempt = 1;

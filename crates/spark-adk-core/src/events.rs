@@ -66,6 +66,16 @@ pub enum EventKind {
         /// Receiver.
         to: Arc<str>,
     },
+    /// Long-running mode: how many messages wait for `node` (its mailbox's taken slots:
+    /// queued, reserved by a sender, or taken by its worker and not started yet). Sampled when
+    /// the node's worker takes messages from its mailbox and when it parks; published only while
+    /// someone listens on the bus.
+    MailboxDepth {
+        /// The node.
+        node: Arc<str>,
+        /// Messages waiting for it.
+        depth: u64,
+    },
     /// A budget ran out.
     BudgetExhausted {
         /// Which one.
@@ -101,7 +111,8 @@ impl Event {
             | EventKind::NodeFinished { node, .. }
             | EventKind::NodeFailed { node, .. }
             | EventKind::NodeRetrying { node, .. }
-            | EventKind::NodeEmitted { node, .. } => Some(node),
+            | EventKind::NodeEmitted { node, .. }
+            | EventKind::MailboxDepth { node, .. } => Some(node),
             EventKind::MessageSent { from, .. } => Some(from),
             _ => None,
         }

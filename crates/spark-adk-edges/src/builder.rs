@@ -84,6 +84,12 @@ pub enum BuildError {
         /// The node.
         node: String,
     },
+    /// A node's concurrency ([`GraphBuilder::node_concurrency`]) of zero.
+    #[error("node `{node}`: concurrency must be at least 1 (1 processes one message at a time)")]
+    InvalidConcurrency {
+        /// The node.
+        node: String,
+    },
     /// The graph's default mailbox capacity ([`GraphBuilder::mailbox_capacity`]) of zero.
     #[error("the graph's default mailbox capacity must be at least 1")]
     InvalidDefaultMailboxCapacity,
@@ -133,6 +139,7 @@ struct NodeSpec {
     name: String,
     node: Arc<dyn DynNode>,
     mailbox_capacity: Option<usize>,
+    concurrency: usize,
 }
 
 /// Builds a graph: add nodes, connect them, pick the start node, then [`build`](Self::build).
@@ -220,6 +227,7 @@ impl<G: From<Topology>> GraphBuilder<G> {
             name: name.into(),
             node,
             mailbox_capacity: None,
+            concurrency: 1,
         });
         NodeRef {
             builder: self.id,
@@ -339,6 +347,25 @@ impl<G: From<Topology>> GraphBuilder<G> {
         self
     }
 
+    /// Lets one node process up to `n` messages at once in long-running mode (default 1: one
+    /// at a time, in mailbox order). Standard mode ignores it (a node runs once per step there).
+    ///
+    /// With `n > 1` the node's messages still *start* in the order they were queued in its
+    /// mailbox (so, per sender, in send order), at most `n` at a time; they may *finish* in
+    /// any order, so its outputs may reach the next nodes in another order than their inputs
+    /// came. See `docs/runtime-semantics.md` ("Concurrency per node"). A limit shared by
+    /// several nodes is a `Limiter` (`spark-adk-policy`).
+    ///
+    /// `n == 0` is reported by [`build`](Self::build) ([`BuildError::InvalidConcurrency`]).
+    pub fn node_concurrency(&mut self, node: NodeRef, n: usize) -> &mut Self {
+        if node.builder == self.id {
+            if let Some(spec) = self.nodes.get_mut(node.index()) {
+                spec.concurrency = n;
+            }
+        }
+        self
+    }
+
     fn describe(&self, e: &Endpoint) -> String {
         match e {
             Endpoint::Name(n) => n.clone(),
@@ -356,7 +383,7 @@ impl<G: From<Topology>> GraphBuilder<G> {
     /// # Errors
     /// [`BuildErrors`] listing **every** problem: empty graph, empty or duplicate names, unknown nodes in
     /// edges or as start, missing start, malformed expressions, conflicting or dangling
-    /// conditions, zero capacities or step limit.
+    /// conditions, zero capacities, concurrency or step limit.
     pub fn build(&mut self) -> Result<G, BuildErrors> {
         let mut errors = Vec::new();
         if self.nodes.is_empty() {
@@ -473,6 +500,11 @@ impl<G: From<Topology>> GraphBuilder<G> {
                     node: n.name.clone(),
                 });
             }
+            if n.concurrency == 0 {
+                errors.push(BuildError::InvalidConcurrency {
+                    node: n.name.clone(),
+                });
+            }
         }
 
         let start = match (errors.is_empty(), start) {
@@ -485,6 +517,7 @@ impl<G: From<Topology>> GraphBuilder<G> {
                 name: Arc::from(n.name),
                 node: n.node,
                 mailbox_capacity: n.mailbox_capacity.unwrap_or(self.mailbox_capacity),
+                concurrency: n.concurrency,
             })
             .collect();
         let topology = Topology::new(

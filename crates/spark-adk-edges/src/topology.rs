@@ -23,6 +23,9 @@ pub struct NodeEntry {
     pub node: Arc<dyn DynNode>,
     /// Its mailbox capacity in long-running mode.
     pub mailbox_capacity: usize,
+    /// How many messages it may process at once in long-running mode (at least 1; see
+    /// `GraphBuilder::node_concurrency`).
+    pub concurrency: usize,
 }
 
 impl fmt::Debug for NodeEntry {
@@ -30,6 +33,7 @@ impl fmt::Debug for NodeEntry {
         f.debug_struct("NodeEntry")
             .field("name", &self.name)
             .field("mailbox_capacity", &self.mailbox_capacity)
+            .field("concurrency", &self.concurrency)
             .finish()
     }
 }

@@ -359,3 +359,33 @@ fn an_empty_node_name_is_a_build_error_naming_the_node_by_position() {
         "{message}"
     );
 }
+
+#[test]
+fn a_node_concurrency_of_zero_is_rejected_naming_the_node() {
+    let mut g = GraphBuilder::new();
+    let a = g.add("a", noop());
+    let b = g.add("b", noop());
+    g.connect(a >> b);
+    g.node_concurrency(a, 4);
+    g.node_concurrency(b, 0);
+    let errors = errors_of(g.start(a));
+    assert_eq!(
+        errors,
+        [BuildError::InvalidConcurrency {
+            node: "b".to_owned()
+        }]
+    );
+    assert!(errors[0].to_string().contains("node `b`"));
+}
+
+#[test]
+fn a_node_concurrency_is_kept_in_the_built_graph() {
+    let mut g = GraphBuilder::new();
+    let a = g.add("a", noop());
+    let b = g.add("b", noop());
+    g.connect(a >> b);
+    g.node_concurrency(b, 3);
+    let topology = g.start(a).build().unwrap();
+    let concurrency: Vec<usize> = topology.nodes().iter().map(|n| n.concurrency).collect();
+    assert_eq!(concurrency, [1, 3]);
+}

@@ -1,14 +1,16 @@
 //! [`Accounting`]: what a run counts, each count made where it happens.
 //!
 //! - *accepted*: the task input and handle sends ([`accept_outside`](Accounting::accept_outside)),
-//!   and every routed output ([`settle`](Accounting::settle), per sending node);
-//! - *processed*: `process` calls that finished ([`record_processed`](Accounting::record_processed),
-//!   per node);
+//!   and every routed output (counted by the sending worker);
+//! - *processed*: `process` calls that finished (counted by the worker);
 //! - *unprocessed*: counted where a message ends without being processed
 //!   ([`unprocessed`](Accounting::unprocessed)): queued when its mailbox closed, left in a worker's
 //!   inbox at the stop, not started because the run was stopping, not delivered after the stop,
 //!   refused by a closed mailbox, or dropped with its activation at the end of the grace period.
 //!
+//! A worker counts what it processed and routed in its own memory (no shared cache line per
+//! message) and adds its counts here once, when it exits, however it exits
+//! ([`add_worker`](Accounting::add_worker)); the totals are read once every worker has exited.
 //! `accepted == processed + unprocessed` is then a check, made when the run ends (a debug
 //! assertion here, and the tests), never a computation.
 //!
@@ -19,10 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use spark_adk_core::RunCounts;
 
-/// One node's counters, written only by the node's own worker. Aligned so two workers never
-/// write the same cache line.
+use crate::lanes::Lanes;
+
+/// One worker's counts (a lane's, see `lanes.rs`: one per node unless a node has several),
+/// added once, when the worker exits.
 #[derive(Debug, Default)]
-#[repr(align(128))]
 struct NodeSlot {
     /// `process` calls that finished.
     processed: AtomicU64,
@@ -51,7 +54,7 @@ struct Ends {
 #[derive(Debug)]
 pub(crate) struct Accounting {
     traffic: Traffic,
-    /// Per-node counters, each on its own cache line: a worker only ever writes its own.
+    /// Per-worker (lane) counts, added when each worker exits.
     slots: Box<[NodeSlot]>,
     ends: Ends,
 }
@@ -66,11 +69,11 @@ pub(crate) struct Totals {
 }
 
 impl Accounting {
-    /// Counters for a graph of `nodes` nodes.
-    pub(crate) fn new(nodes: usize) -> Self {
+    /// Counters for a run of `workers` workers (lanes).
+    pub(crate) fn new(workers: usize) -> Self {
         Self {
             traffic: Traffic::default(),
-            slots: (0..nodes).map(|_| NodeSlot::default()).collect(),
+            slots: (0..workers).map(|_| NodeSlot::default()).collect(),
             ends: Ends::default(),
         }
     }
@@ -84,34 +87,31 @@ impl Accounting {
         self.traffic.in_flight.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A resumed durable run: `n` messages node `node` processed before, counted accepted and
-    /// processed (they are not in flight). Call before any worker runs.
-    pub(crate) fn restore_processed(&self, node: usize, n: u64) {
-        if let Some(slot) = self.slots.get(node) {
+    /// A resumed durable run: worker `lane` (a durable run has one per node) processed `n`
+    /// messages before, counted accepted and processed (they are not in flight). Call before
+    /// any worker runs.
+    pub(crate) fn restore_processed(&self, lane: usize, n: u64) {
+        if let Some(slot) = self.slots.get(lane) {
             slot.processed.fetch_add(n, Ordering::AcqRel);
             self.traffic.accepted_outside.fetch_add(n, Ordering::AcqRel);
         }
     }
 
-    /// Node `node` finished processing one message. Only the node's own worker writes its
-    /// slot, so a load and a store do (no locked read-modify-write).
-    pub(crate) fn record_processed(&self, node: usize) {
-        if let Some(slot) = self.slots.get(node) {
-            let processed = slot.processed.load(Ordering::Relaxed);
-            slot.processed.store(processed + 1, Ordering::Release);
+    /// Worker `lane` exits: it processed `processed` messages and routed `routed` outputs
+    /// (accepted messages) to mailboxes. Called once per worker, however it exits.
+    pub(crate) fn add_worker(&self, lane: usize, processed: u64, routed: u64) {
+        if let Some(slot) = self.slots.get(lane) {
+            slot.processed.fetch_add(processed, Ordering::AcqRel);
+            slot.routed.fetch_add(routed, Ordering::AcqRel);
         }
     }
 
-    /// Node `node` is about to route its output to `targets` (at least one) mailboxes: the
-    /// outputs are accepted, and the message it processed is finished. One atomic update of the
-    /// in-flight count covers both (none at all for exactly one target), and it happens before
-    /// anything is sent, so the count cannot reach zero early.
-    pub(crate) fn settle(&self, node: usize, targets: u64) {
-        if let Some(slot) = self.slots.get(node) {
-            // Single writer, as in `record_processed`.
-            let routed = slot.routed.load(Ordering::Relaxed);
-            slot.routed.store(routed + targets, Ordering::Release);
-        }
+    /// A worker is about to route its output to `targets` (at least one) mailboxes: the
+    /// outputs are accepted (the worker counts them), and the message it processed is
+    /// finished. One atomic update of the in-flight count covers both (none at all for exactly
+    /// one target), and it happens before anything is sent, so the count cannot reach zero
+    /// early.
+    pub(crate) fn settle(&self, targets: u64) {
         if targets > 1 {
             self.traffic
                 .in_flight
@@ -139,11 +139,14 @@ impl Accounting {
     }
 
     /// The totals; call once every worker has exited. Checks the identity in debug builds.
-    pub(crate) fn totals(&self, tokens_used: u64) -> Totals {
-        let per_node: Vec<u64> = self
-            .slots
-            .iter()
-            .map(|s| s.processed.load(Ordering::Acquire))
+    pub(crate) fn totals(&self, tokens_used: u64, lanes: &Lanes) -> Totals {
+        let processed_by = |lane: usize| {
+            self.slots
+                .get(lane)
+                .map_or(0, |s| s.processed.load(Ordering::Acquire))
+        };
+        let per_node: Vec<u64> = (0..lanes.nodes())
+            .map(|node| lanes.of(node).map(processed_by).sum())
             .collect();
         let processed = per_node.iter().sum();
         let accepted = self.traffic.accepted_outside.load(Ordering::Acquire)

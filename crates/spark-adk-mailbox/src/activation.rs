@@ -7,7 +7,7 @@
 //! `RunHandle` of its own run takes part in deadlock detection as that worker.
 
 use std::cell::Cell;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::OnceLock;
@@ -69,69 +69,108 @@ pub(crate) struct Runner<'a> {
     pub(crate) stop: &'a StopSignal,
 }
 
-impl Runner<'_> {
-    /// Calls `node.process_dyn(ctx)` and awaits it; `on_first_pending` runs the first time the
-    /// node's future returns `Pending` (the worker is about to wait; see `Deferred`).
-    pub(crate) async fn run(
-        &self,
-        node: &dyn DynNode,
-        ctx: &Context,
-        mut on_first_pending: impl FnMut(),
-    ) -> Ran {
-        let future = call_caught(|| node.process_dyn(ctx));
-        let mut future: Option<Pin<Box<dyn Future<Output = NodeResult> + Send + '_>>> = match future
-        {
-            Ok(f) => Some(f),
-            Err(message) => return Ran::Panicked(message),
+impl<'r> Runner<'r> {
+    /// Calls `node.process_dyn(ctx)` (when first polled) and awaits it, inside `span` (entered
+    /// for each poll) if given; `on_first_pending` runs the first time the node's future
+    /// returns `Pending` (the worker is about to wait; see `Deferred`).
+    ///
+    /// A future of its own rather than an `async fn`: it holds only what it needs (no copies
+    /// of its arguments for a closure), which keeps every worker's task small.
+    pub(crate) fn run<'n, F: FnMut() + Unpin>(
+        &'n self,
+        node: &'n dyn DynNode,
+        ctx: &'n Context,
+        span: Option<tracing::Span>,
+        on_first_pending: F,
+    ) -> Activation<'n, F> {
+        Activation {
+            stop: self.stop,
+            abandon: &self.abandon,
+            node,
+            ctx,
+            span,
+            on_first_pending,
+            future: None,
+            abandoned: None,
+            started: false,
+            pended: false,
+        }
+    }
+}
+
+/// The future of one activation (see [`Runner::run`]).
+pub(crate) struct Activation<'n, F> {
+    stop: &'n StopSignal,
+    abandon: &'n OnceLock<CancellationToken>,
+    node: &'n dyn DynNode,
+    ctx: &'n Context,
+    span: Option<tracing::Span>,
+    on_first_pending: F,
+    /// The node's future, once made; `None` again once it finished or was dropped.
+    future: Option<Pin<Box<dyn Future<Output = NodeResult> + Send + 'n>>>,
+    /// Made (and boxed) only once the node waits: quick activations never touch the token.
+    abandoned: Option<Pin<Box<WaitForCancellationFuture<'n>>>>,
+    started: bool,
+    pended: bool,
+}
+
+impl<F: FnMut() + Unpin> Future for Activation<'_, F> {
+    type Output = Ran;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Ran> {
+        let this = self.get_mut();
+        let _entered = this.span.as_ref().map(tracing::Span::enter);
+        if !this.started {
+            this.started = true;
+            let (node, ctx) = (this.node, this.ctx);
+            match call_caught(|| node.process_dyn(ctx)) {
+                Ok(future) => this.future = Some(future),
+                Err(message) => return Poll::Ready(Ran::Panicked(message)),
+            }
+        }
+        let Some(running) = this.future.as_mut() else {
+            return Poll::Ready(Ran::Dropped(None));
         };
-        // Made (and boxed) only once the node waits: quick activations never touch the token,
-        // and this future stays small enough to be moved without a `memcpy` call.
-        let mut abandoned: Option<Pin<Box<WaitForCancellationFuture<'_>>>> = None;
-        let mut pended = false;
-        poll_fn(|cx| {
-            let Some(running) = future.as_mut() else {
-                return Poll::Ready(Ran::Dropped(None));
-            };
-            if self.stop.is_abandoned() {
-                return Poll::Ready(Ran::Dropped(drop_caught(future.take()).err()));
-            }
-            let polled = catch_unwind(AssertUnwindSafe(|| running.as_mut().poll(cx)));
-            match polled {
-                Ok(Poll::Ready(result)) => Poll::Ready(match drop_caught(future.take()) {
-                    Ok(()) => Ran::Done(result),
-                    Err(message) => Ran::Panicked(message),
-                }),
-                Err(payload) => {
-                    let message = payload_message(payload);
-                    if let Err(again) = drop_caught(future.take()) {
-                        tracing::warn!(message = %again, "dropping a panicked node future panicked");
-                    }
-                    Poll::Ready(Ran::Panicked(message))
+        if this.stop.is_abandoned() {
+            return Poll::Ready(Ran::Dropped(drop_caught(this.future.take()).err()));
+        }
+        let polled = catch_unwind(AssertUnwindSafe(|| running.as_mut().poll(cx)));
+        match polled {
+            Ok(Poll::Ready(result)) => Poll::Ready(match drop_caught(this.future.take()) {
+                Ok(()) => Ran::Done(result),
+                Err(message) => Ran::Panicked(message),
+            }),
+            Err(payload) => {
+                let message = payload_message(payload);
+                if let Err(again) = drop_caught(this.future.take()) {
+                    tracing::warn!(message = %again, "dropping a panicked node future panicked");
                 }
-                Ok(Poll::Pending) => {
-                    if !pended {
-                        pended = true;
-                        on_first_pending();
-                    }
-                    // Only a node that waits registers for the end of the grace period (and,
-                    // once the stop began, makes sure the grace period is kept).
-                    if self.stop.is_stopping() {
-                        self.stop.need_grace();
-                    }
-                    if abandoned.is_none() {
-                        let token = self.abandon.get_or_init(|| self.stop.abandon_token());
-                        abandoned = Some(Box::pin(token.cancelled()));
-                    }
-                    let grace_over = abandoned
-                        .as_mut()
-                        .is_none_or(|f| f.as_mut().poll(cx).is_ready());
-                    if !grace_over {
-                        return Poll::Pending;
-                    }
-                    Poll::Ready(Ran::Dropped(drop_caught(future.take()).err()))
-                }
+                Poll::Ready(Ran::Panicked(message))
             }
-        })
-        .await
+            Ok(Poll::Pending) => {
+                if !this.pended {
+                    this.pended = true;
+                    (this.on_first_pending)();
+                }
+                // Only a node that waits registers for the end of the grace period (and,
+                // once the stop began, makes sure the grace period is kept).
+                if this.stop.is_stopping() {
+                    this.stop.need_grace();
+                }
+                if this.abandoned.is_none() {
+                    let stop = this.stop;
+                    let token = this.abandon.get_or_init(|| stop.abandon_token());
+                    this.abandoned = Some(Box::pin(token.cancelled()));
+                }
+                let grace_over = this
+                    .abandoned
+                    .as_mut()
+                    .is_none_or(|f| f.as_mut().poll(cx).is_ready());
+                if !grace_over {
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ran::Dropped(drop_caught(this.future.take()).err()))
+            }
+        }
     }
 }

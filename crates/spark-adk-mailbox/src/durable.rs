@@ -326,6 +326,19 @@ fn state_changes(state: &GraphState) -> Vec<StateChange> {
         .collect()
 }
 
+/// Durable long-running runs run one worker per node: a node with a concurrency above 1 is
+/// refused (its activations could commit out of their start order).
+fn check_one_lane(topology: &Topology) -> Result<(), RunError> {
+    match topology.nodes().iter().find(|n| n.concurrency > 1) {
+        Some(n) => Err(RunError::InvalidTask(format!(
+            "node `{}` has a concurrency of {}; durable long-running runs process one message \
+             at a time per node (set its concurrency to 1)",
+            n.name, n.concurrency
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Spawns the durable workers of a started run and restores the image into it.
 pub(crate) fn launch(
     shared: &Arc<Shared>,
@@ -365,12 +378,17 @@ struct Held<'a> {
     mailbox: &'a Mailbox,
     backlog: Backlog,
     inbox: VecDeque<Envelope>,
+    /// This worker's counts, added to the run's when it exits (however it exits).
+    index: usize,
+    processed: u64,
+    routed: u64,
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         let left = self.backlog.len() as u64 + drop_all(self.inbox.drain(..)) as u64;
         let accounting = self.shared.accounting();
+        accounting.add_worker(self.index, self.processed, self.routed);
         accounting.unprocessed(left);
         accounting.unprocessed(self.mailbox.close() as u64);
     }
@@ -394,6 +412,9 @@ async fn work(shared: &Shared, durable: &Durable, index: usize) {
         mailbox,
         backlog: std::mem::take(&mut *lock(&durable.backlog[index])),
         inbox: VecDeque::new(),
+        index,
+        processed: 0,
+        routed: 0,
     };
     let mut slots = StartedSlots::new(mailbox);
     let runner = Runner {
@@ -418,14 +439,14 @@ async fn work(shared: &Shared, durable: &Durable, index: usize) {
                 if let Some(envelope) = held.inbox.pop_front() {
                     break Some(envelope);
                 }
-                if mailbox.take_all(&mut held.inbox) {
+                if mailbox.take_all(&mut held.inbox, false) {
                     continue;
                 }
                 let inbox = &mut held.inbox;
                 let received = tokio::select! {
                     biased;
                     () = &mut stopped => false,
-                    received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox)) => received,
+                    received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox, false)) => received,
                 };
                 if !received {
                     break None;
@@ -469,7 +490,7 @@ async fn work(shared: &Shared, durable: &Durable, index: usize) {
             .events()
             .is_active()
             .then(tokio::time::Instant::now);
-        let ran = runner.run(entry.node.as_ref(), &ctx, || {}).await;
+        let ran = runner.run(entry.node.as_ref(), &ctx, None, || {}).await;
         if let Ran::Done(Err(e)) = &ran {
             if let Some(payload) = e.interrupt_payload() {
                 if started.is_some() {
@@ -482,7 +503,14 @@ async fn work(shared: &Shared, durable: &Durable, index: usize) {
                 break true;
             }
         }
-        let Some(output) = finished(shared, index, &entry.name, ran, next.ack, started) else {
+        let Some(output) = finished(
+            shared,
+            &mut held.processed,
+            &entry.name,
+            ran,
+            next.ack,
+            started,
+        ) else {
             break false;
         };
         if shared.scope().take_shutdown_request(index) {
@@ -529,7 +557,8 @@ async fn work(shared: &Shared, durable: &Durable, index: usize) {
             shared.sinks().record(&entry.name, output);
             shared.finish_messages(1);
         } else {
-            shared.accounting().settle(index, routed.len() as u64);
+            shared.accounting().settle(routed.len() as u64);
+            held.routed += routed.len() as u64;
             deliver(shared, durable, index, &routed, output).await;
         }
     };
@@ -640,7 +669,7 @@ async fn shutdown_delivery(shared: &Shared, index: usize, runner: &Runner<'_>) {
         index,
         Arc::clone(shared.scope()),
     );
-    let panic = match runner.run(entry.node.as_ref(), &ctx, || {}).await {
+    let panic = match runner.run(entry.node.as_ref(), &ctx, None, || {}).await {
         Ran::Done(_) => None,
         Ran::Panicked(message) => Some(message),
         Ran::Dropped(panic) => {
@@ -762,6 +791,7 @@ impl LongRunningExecutor {
         task: Task,
         options: &DurableOptions,
     ) -> Result<(Task, Prepared), DurableRunError> {
+        check_one_lane(topology)?;
         if task.task_type != TaskType::LongRunning {
             return Err(RunError::InvalidTask(format!(
                 "durable long-running runs take long-running tasks, got {:?}",
@@ -815,6 +845,7 @@ impl LongRunningExecutor {
         options: &DurableOptions,
         resume_value: Option<Value>,
     ) -> Result<(Task, Prepared), DurableRunError> {
+        check_one_lane(topology)?;
         let run = &options.run_id;
         let store = options.store.as_ref();
         let (loaded, mut image) = store.resume_image(run, &fingerprint(topology)).await?;

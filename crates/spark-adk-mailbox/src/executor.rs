@@ -284,8 +284,8 @@ pub(crate) fn start(
         ));
     }
     let tracker = TaskTracker::new();
-    for index in 0..shared.mailboxes().len() {
-        tracker.spawn(run_worker(Arc::clone(&shared), index));
+    for lane in 0..shared.mailboxes().lanes().len() {
+        tracker.spawn(run_worker(Arc::clone(&shared), lane));
     }
     tracker.close();
     Ok(Started {

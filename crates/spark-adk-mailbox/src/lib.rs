@@ -2,7 +2,8 @@
 //!
 //! In long-running mode every node of a graph is a concurrent worker (a tokio task) with its
 //! own bounded mailbox. The task input goes into the start node's mailbox; a worker takes one
-//! message at a time, FIFO, calls `process`, evaluates its edges (with `spark-adk-edges`) and sends
+//! message at a time, FIFO (a node given a concurrency of `n` has `n` workers on its mailbox,
+//! see `lanes.rs`), calls `process`, evaluates its edges (with `spark-adk-edges`) and sends
 //! the output to every matching target's mailbox. A full mailbox makes the sender wait
 //! (backpressure): nothing is ever dropped silently. Per sender→receiver pair, messages arrive
 //! in send order.
@@ -16,7 +17,8 @@
 //! processed and unprocessed; each unprocessed message is counted where it ends, so
 //! `accepted == processed + unprocessed` is a check, not a computation.
 //!
-//! Module map: `executor` (start, timekeeper, driver), `worker` (a message's path),
+//! Module map: `executor` (start, timekeeper, driver), `worker` (a message's path), `lanes`
+//! (the workers of a node with a concurrency above 1),
 //! `activation` and `catch` (guarded calls of user code), `mailbox` / `mailboxes` / `blocked` (slots,
 //! permits, the wait-for-room loop, deadlock detection), `outbox` (held outputs), `accounting`,
 //! `stop`, `sinks`, `shared` (the run's parts), `handle`, `envelope`, `channel`, `durable`
@@ -76,6 +78,7 @@ mod durable;
 mod envelope;
 mod executor;
 mod handle;
+mod lanes;
 mod mailbox;
 mod mailboxes;
 mod outbox;

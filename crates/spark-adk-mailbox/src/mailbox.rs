@@ -25,9 +25,6 @@ use tokio::sync::Notify;
 
 use crate::envelope::{drop_all, Envelope};
 
-/// Message buffers larger than this (in messages) are freed when the worker parks.
-pub(crate) const IDLE_BUFFER: usize = 64;
-
 /// Locks `m`, also after a panic poisoned it (the runtime's data stays consistent: no lock is
 /// held across user code).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -55,8 +52,55 @@ pub(crate) struct Mailbox {
 #[derive(Debug, Default)]
 struct Queue {
     items: VecDeque<Envelope>,
-    receiver: Option<Waker>,
-    closed: bool,
+    /// Who is parked waiting for a message. (Whether the mailbox is closed is `closed`,
+    /// written under this lock: a mailbox fits one 128-byte line.)
+    receiver: Receiver,
+}
+
+/// The parked receiver(s) of a mailbox.
+#[derive(Debug, Default)]
+enum Receiver {
+    /// Nobody is parked.
+    #[default]
+    None,
+    /// The worker of a node with one lane.
+    One(Waker),
+    /// The parked lanes of a node with several (see `lanes.rs`).
+    Lanes(Vec<Waker>),
+}
+
+impl Receiver {
+    /// Parks `waker` (one lane among several: `lanes`).
+    fn park(&mut self, waker: &Waker, lanes: bool) {
+        match self {
+            Self::One(parked) if !lanes && parked.will_wake(waker) => {}
+            Self::Lanes(parked) if lanes => {
+                if !parked.iter().any(|w| w.will_wake(waker)) {
+                    parked.push(waker.clone());
+                }
+            }
+            slot if lanes => *slot = Self::Lanes(vec![waker.clone()]),
+            slot => *slot = Self::One(waker.clone()),
+        }
+    }
+
+    /// Wakes what was parked (all lanes of a node with several: each takes one message, those
+    /// that find none park again).
+    #[inline]
+    fn wake(self) {
+        match self {
+            Self::None => {}
+            Self::One(waker) => waker.wake(),
+            Self::Lanes(lanes) => Self::wake_lanes(lanes),
+        }
+    }
+
+    #[cold]
+    fn wake_lanes(lanes: Vec<Waker>) {
+        for waker in lanes {
+            waker.wake();
+        }
+    }
 }
 
 /// The mailbox is closed (its worker exited); what could not be pushed is handed back.
@@ -112,6 +156,12 @@ impl Mailbox {
         }
     }
 
+    /// How many slots are taken: messages queued, reserved by a sender, or taken by the worker
+    /// and not started (a sample; it may change at once).
+    pub(crate) fn depth(&self) -> usize {
+        self.occupied.load(Ordering::Relaxed)
+    }
+
     /// `true` when every slot is taken.
     pub(crate) fn is_full(&self) -> bool {
         self.occupied.load(Ordering::SeqCst) >= self.capacity
@@ -153,15 +203,13 @@ impl Mailbox {
     ) -> Result<(), Closed<T>> {
         let waker = {
             let mut queue = lock(&self.queue);
-            if queue.closed {
+            if self.closed.load(Ordering::Relaxed) {
                 return Err(Closed(value));
             }
             queue.items.push_back(into_envelope(value));
-            self.take_receiver(&mut queue)
+            self.take_receivers(&mut queue)
         };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        waker.wake();
         Ok(())
     }
 
@@ -178,36 +226,46 @@ impl Mailbox {
         }
         let waker = {
             let mut queue = lock(&self.queue);
-            if queue.closed {
+            if self.closed.load(Ordering::Relaxed) {
                 drop(queue);
                 return Err(Closed(drop_all(held.drain(..))));
             }
             queue.items.extend(held.drain(..));
-            self.take_receiver(&mut queue)
+            self.take_receivers(&mut queue)
         };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        waker.wake();
         Ok(())
     }
 
-    fn take_receiver(&self, queue: &mut Queue) -> Option<Waker> {
-        let waker = queue.receiver.take();
-        if waker.is_some() {
+    /// Takes the parked receivers, to wake them once the lock is released.
+    #[inline]
+    fn take_receivers(&self, queue: &mut Queue) -> Receiver {
+        let receiver = std::mem::take(&mut queue.receiver);
+        if !matches!(receiver, Receiver::None) {
             self.parked.store(false, Ordering::Relaxed);
         }
-        waker
+        receiver
     }
 
-    /// Moves every queued message to the back of `inbox` (the worker's), in order, without
-    /// waiting. Returns `false` if there was none. The slots stay taken until the worker has
-    /// started the messages (see [`StartedSlots`]).
-    pub(crate) fn take_all(&self, inbox: &mut VecDeque<Envelope>) -> bool {
+    /// Moves every queued message (or, for one lane of a node with several, `one`, the first)
+    /// to the back of `inbox` (the worker's), in order, without waiting. Returns `false` if
+    /// there was none. The slots stay taken until the worker has started the messages (see
+    /// [`StartedSlots`]).
+    pub(crate) fn take_all(&self, inbox: &mut VecDeque<Envelope>, one: bool) -> bool {
         let mut queue = lock(&self.queue);
-        Self::move_items(&mut queue, inbox)
+        Self::move_items(&mut queue, inbox, one)
     }
 
-    fn move_items(queue: &mut Queue, inbox: &mut VecDeque<Envelope>) -> bool {
+    fn move_items(queue: &mut Queue, inbox: &mut VecDeque<Envelope>, one: bool) -> bool {
+        if one {
+            return match queue.items.pop_front() {
+                Some(envelope) => {
+                    inbox.push_back(envelope);
+                    true
+                }
+                None => false,
+            };
+        }
         if queue.items.is_empty() {
             return false;
         }
@@ -228,23 +286,22 @@ impl Mailbox {
         &self,
         cx: &mut Context<'_>,
         inbox: &mut VecDeque<Envelope>,
+        one: bool,
     ) -> Poll<bool> {
         let mut queue = lock(&self.queue);
-        if Self::move_items(&mut queue, inbox) {
+        if Self::move_items(&mut queue, inbox, one) {
             self.parked.store(false, Ordering::Relaxed);
             return Poll::Ready(true);
         }
-        if queue.closed {
+        if self.closed.load(Ordering::Relaxed) {
             return Poll::Ready(false);
         }
-        if queue.items.capacity() > IDLE_BUFFER {
-            // The worker parks: give back the space a burst grew the queue to.
+        if queue.items.capacity() > 0 {
+            // The worker parks: a parked worker's mailbox holds no buffer (memory per idle
+            // node); the next push makes one.
             queue.items = VecDeque::new();
         }
-        match &mut queue.receiver {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
+        queue.receiver.park(cx.waker(), one);
         self.parked.store(true, Ordering::Relaxed);
         Poll::Pending
     }
@@ -252,11 +309,14 @@ impl Mailbox {
     /// Closes the mailbox (its worker exits): later pushes are refused. Returns how many
     /// queued messages were dropped (the caller counts them unprocessed).
     pub(crate) fn close(&self) -> usize {
-        self.closed.store(true, Ordering::Release);
         let (items, waker) = {
             let mut queue = lock(&self.queue);
-            queue.closed = true;
-            (std::mem::take(&mut queue.items), queue.receiver.take())
+            // Under the lock: a push that holds it either queued before or sees the flag.
+            self.closed.store(true, Ordering::Release);
+            (
+                std::mem::take(&mut queue.items),
+                self.take_receivers(&mut queue),
+            )
         };
         // Dropped outside the lock: a message's drop may run user code (an ack hook's
         // captured values).
@@ -417,7 +477,7 @@ mod tests {
         assert!(send(&mailbox, 0));
         assert!(send(&mailbox, 1));
         let mut inbox = VecDeque::new();
-        assert!(mailbox.take_all(&mut inbox));
+        assert!(mailbox.take_all(&mut inbox, false));
         assert_eq!(inbox.iter().map(n_of).collect::<Vec<_>>(), [0, 1]);
         // The queue is empty, but the two messages are not started: still full.
         assert!(mailbox.is_full());
@@ -437,7 +497,7 @@ mod tests {
             assert!(send(&mailbox, n));
         }
         let mut inbox = VecDeque::new();
-        assert!(mailbox.take_all(&mut inbox));
+        assert!(mailbox.take_all(&mut inbox, false));
         let mut slots = StartedSlots::new(&mailbox);
         slots.started(false);
         assert!(mailbox.is_full(), "one started slot waits for its batch");
@@ -468,9 +528,9 @@ mod tests {
         assert!(held.is_empty());
         assert!(send(&mailbox, 3));
         let mut inbox = VecDeque::from([envelope(99)]);
-        assert!(mailbox.take_all(&mut inbox));
+        assert!(mailbox.take_all(&mut inbox, false));
         assert_eq!(inbox.iter().map(n_of).collect::<Vec<_>>(), [99, 0, 1, 2, 3]);
-        assert!(!mailbox.take_all(&mut inbox), "nothing left");
+        assert!(!mailbox.take_all(&mut inbox, false), "nothing left");
     }
 
     #[test]
@@ -505,27 +565,89 @@ mod tests {
             assert!(send(&mailbox, n));
         }
         assert_eq!(
-            mailbox.poll_take_all(&mut cx, &mut inbox),
+            mailbox.poll_take_all(&mut cx, &mut inbox, false),
             Poll::Ready(true)
         );
         assert_eq!(inbox.len(), 200);
         inbox.clear();
-        assert!(mailbox.poll_take_all(&mut cx, &mut inbox).is_pending());
+        assert!(mailbox
+            .poll_take_all(&mut cx, &mut inbox, false)
+            .is_pending());
         assert!(mailbox.is_parked());
-        assert!(lock(&mailbox.queue).items.capacity() <= IDLE_BUFFER);
+        assert_eq!(lock(&mailbox.queue).items.capacity(), 0);
 
         assert!(send(&mailbox, 1));
         assert!(flag.0.load(Ordering::SeqCst), "the push woke the worker");
         assert!(!mailbox.is_parked());
         assert_eq!(
-            mailbox.poll_take_all(&mut cx, &mut inbox),
+            mailbox.poll_take_all(&mut cx, &mut inbox, false),
             Poll::Ready(true)
         );
         mailbox.close();
         inbox.clear();
         assert_eq!(
-            mailbox.poll_take_all(&mut cx, &mut inbox),
+            mailbox.poll_take_all(&mut cx, &mut inbox, false),
             Poll::Ready(false)
+        );
+    }
+
+    #[test]
+    fn lanes_take_one_message_each_and_a_push_wakes_every_parked_lane() {
+        let mailbox = Mailbox::new(8);
+        let flags: Vec<_> = (0..2)
+            .map(|_| Arc::new(Flag(std::sync::atomic::AtomicBool::new(false))))
+            .collect();
+        let wakers: Vec<_> = flags.iter().map(|f| Waker::from(Arc::clone(f))).collect();
+        let mut inboxes = [VecDeque::new(), VecDeque::new()];
+        for (waker, inbox) in wakers.iter().zip(&mut inboxes) {
+            let mut cx = Context::from_waker(waker);
+            assert!(mailbox.poll_take_all(&mut cx, inbox, true).is_pending());
+        }
+        assert!(send(&mailbox, 0));
+        assert!(
+            flags.iter().all(|f| f.0.load(Ordering::SeqCst)),
+            "both lanes woken"
+        );
+        assert!(send(&mailbox, 1));
+        assert!(send(&mailbox, 2));
+        let [first, second] = &mut inboxes;
+        assert!(mailbox.take_all(first, true));
+        assert!(mailbox.take_all(second, true));
+        assert_eq!(first.iter().map(n_of).collect::<Vec<_>>(), [0]);
+        assert_eq!(second.iter().map(n_of).collect::<Vec<_>>(), [1]);
+        assert!(mailbox.take_all(first, true));
+        assert_eq!(first.iter().map(n_of).collect::<Vec<_>>(), [0, 2]);
+    }
+
+    #[test]
+    fn a_mailbox_fits_one_128_byte_line() {
+        // Memory per idle node (`mem_lr_10k`): one line per mailbox, as its alignment wants.
+        assert_eq!(std::mem::size_of::<Mailbox>(), 128);
+    }
+
+    #[test]
+    fn a_parked_worker_leaves_no_buffer_in_its_mailbox() {
+        let mailbox = Mailbox::new(8);
+        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        let waker = Waker::from(flag);
+        let mut cx = Context::from_waker(&waker);
+        let mut inbox = VecDeque::new();
+        assert!(send(&mailbox, 0));
+        assert!(send(&mailbox, 1));
+        inbox.push_back(envelope(9));
+        assert!(
+            mailbox.take_all(&mut inbox, false),
+            "appended: the queue keeps its buffer"
+        );
+        assert!(lock(&mailbox.queue).items.capacity() > 0);
+        inbox.clear();
+        assert!(mailbox
+            .poll_take_all(&mut cx, &mut inbox, false)
+            .is_pending());
+        assert_eq!(
+            lock(&mailbox.queue).items.capacity(),
+            0,
+            "memory per idle node"
         );
     }
 

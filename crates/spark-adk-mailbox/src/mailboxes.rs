@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::blocked::Registry;
+use crate::lanes::Lanes;
 use crate::mailbox::{lock, Mailbox, Permit};
 
 /// Who waits for room.
@@ -15,7 +16,8 @@ use crate::mailbox::{lock, Mailbox, Permit};
 pub(crate) enum Sender {
     /// Not a worker of this run (a handle used from outside): cannot be part of a deadlock.
     Outside,
-    /// The worker with this index: registered as blocked while it waits (deadlock detection).
+    /// The worker (lane, see `lanes.rs`) with this index: registered as blocked while it waits
+    /// (deadlock detection).
     Worker(usize),
 }
 
@@ -30,10 +32,12 @@ pub(crate) enum Undelivered {
     Deadlock,
 }
 
-/// The mailboxes of one run, by node index, with the registry of blocked senders.
+/// The mailboxes of one run, by node index, with the workers that take from them (the
+/// [`Lanes`]) and the registry of blocked senders.
 #[derive(Debug)]
 pub(crate) struct Mailboxes {
     boxes: Box<[Mailbox]>,
+    lanes: Lanes,
     blocked: Mutex<Registry>,
 }
 
@@ -46,14 +50,19 @@ impl Deref for Mailboxes {
 }
 
 impl Mailboxes {
-    /// One mailbox per capacity.
-    pub(crate) fn new(capacities: impl IntoIterator<Item = usize>) -> Self {
+    /// One mailbox per capacity, taken from by `lanes`.
+    pub(crate) fn new(capacities: impl IntoIterator<Item = usize>, lanes: Lanes) -> Self {
         let boxes: Box<[Mailbox]> = capacities.into_iter().map(Mailbox::new).collect();
-        let n = boxes.len();
         Self {
             boxes,
-            blocked: Mutex::new(Registry::new(n)),
+            blocked: Mutex::new(Registry::new(lanes.len())),
+            lanes,
         }
+    }
+
+    /// The workers of the run (see `lanes.rs`).
+    pub(crate) fn lanes(&self) -> &Lanes {
+        &self.lanes
     }
 
     /// Takes a slot in mailbox `to`, waiting while it is full (backpressure). The fast path
@@ -122,7 +131,7 @@ impl Mailboxes {
             Some(Ok(permit))
         } else if mailbox.is_closed() {
             Some(Err(Undelivered::Closed))
-        } else if registry.detect(&self.boxes, from) {
+        } else if registry.detect(&self.boxes, &self.lanes, from) {
             Some(Err(Undelivered::Deadlock))
         } else {
             None
@@ -130,9 +139,15 @@ impl Mailboxes {
         outcome
     }
 
-    /// The workers a deadlock named (graph order), empty if there was none.
+    /// The nodes a deadlock named (graph order, each once), empty if there was none.
     pub(crate) fn deadlocked(&self) -> Vec<usize> {
-        lock(&self.blocked).deadlocked()
+        let mut nodes: Vec<usize> = lock(&self.blocked)
+            .deadlocked()
+            .into_iter()
+            .map(|lane| self.lanes.node(lane))
+            .collect();
+        nodes.dedup();
+        nodes
     }
 }
 
@@ -172,7 +187,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_reservation_gives_up_when_stopped_or_closed() {
-        let mailboxes = Mailboxes::new([1]);
+        let mailboxes = Mailboxes::new([1], Lanes::new([1].into_iter()));
         mailboxes[0].try_reserve().unwrap().hold();
         let stop = CancellationToken::new();
         stop.cancel();
@@ -187,7 +202,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sender_waiting_for_room_is_woken_when_slots_are_given_back() {
-        let mailboxes = Arc::new(Mailboxes::new([1]));
+        let mailboxes = Arc::new(Mailboxes::new([1], Lanes::new([1].into_iter())));
         mailboxes[0]
             .try_reserve()
             .unwrap()
@@ -205,16 +220,16 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         let mut inbox = VecDeque::new();
-        assert!(mailboxes[0].take_all(&mut inbox));
+        assert!(mailboxes[0].take_all(&mut inbox, false));
         StartedSlots::new(&mailboxes[0]).started(true);
         assert!(waiter.await.unwrap());
-        assert!(mailboxes[0].take_all(&mut inbox));
+        assert!(mailboxes[0].take_all(&mut inbox, false));
         assert_eq!(inbox.len(), 2);
     }
 
     #[tokio::test]
     async fn a_worker_waiting_on_its_own_full_mailbox_is_a_deadlock() {
-        let mailboxes = Mailboxes::new([1]);
+        let mailboxes = Mailboxes::new([1], Lanes::new([1].into_iter()));
         mailboxes[0].try_reserve().unwrap().hold();
         let outcome = mailboxes
             .reserve(0, Sender::Worker(0), &CancellationToken::new())

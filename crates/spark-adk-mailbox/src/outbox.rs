@@ -47,6 +47,14 @@ impl Outbox {
         };
         let position = match self.held.iter().position(|(t, _)| *t == to) {
             Some(p) => p,
+            None if !may_hold => {
+                // Nothing held for `to`: queue directly (a worker that never holds never
+                // allocates the outbox).
+                return match permit.push(envelope) {
+                    Ok(()) => 0,
+                    Err(closed) => crate::envelope::drop_all([closed.0]) as u64,
+                };
+            }
             None => {
                 self.held.push((to, Vec::new()));
                 self.held.len() - 1
@@ -115,7 +123,7 @@ mod tests {
 
     fn queued(mailbox: &Mailbox) -> Vec<u64> {
         let mut inbox = VecDeque::new();
-        mailbox.take_all(&mut inbox);
+        mailbox.take_all(&mut inbox, false);
         inbox
             .iter()
             .map(|e| e.payload.content["n"].as_u64().unwrap())
@@ -173,7 +181,9 @@ mod tests {
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
         let mut inbox = VecDeque::new();
-        assert!(mailboxes[0].poll_take_all(&mut cx, &mut inbox).is_pending());
+        assert!(mailboxes[0]
+            .poll_take_all(&mut cx, &mut inbox, false)
+            .is_pending());
         let mut outbox = Outbox::default();
         hold(&mut outbox, &mailboxes, 0, 5, true);
         assert_eq!(queued(&mailboxes[0]), [5]);

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 
 use crate::accounting::Accounting;
 use crate::durable::Durable;
+use crate::lanes::Lanes;
 use crate::mailboxes::Mailboxes;
 use crate::sinks::Sinks;
 use crate::stop::StopSignal;
@@ -48,21 +49,22 @@ impl Shared {
         sink_retention: SinkRetention,
         mailbox_capacity: Option<usize>,
     ) -> Self {
-        let n = topology.len();
         // A run's capacity replaces the graph's default; a node's own capacity stays.
         let default = topology.mailbox_capacity();
         let capacity = |own: usize| match mailbox_capacity {
             Some(run) if own == default => run,
             _ => own,
         };
+        let lanes = Lanes::new(topology.nodes().iter().map(|n| n.concurrency));
         Self {
+            accounting: Accounting::new(lanes.len()),
             mailboxes: Mailboxes::new(
                 topology
                     .nodes()
                     .iter()
                     .map(|n| capacity(n.mailbox_capacity)),
+                lanes,
             ),
-            accounting: Accounting::new(n),
             stop: StopSignal::new(Arc::clone(&scope)),
             sinks: Sinks::new(sink_retention, outputs),
             scope,
@@ -136,7 +138,9 @@ impl Shared {
 
     /// Builds the final result; call once every worker has exited.
     pub(crate) fn finish(&self) -> Result<RunResult, RunError> {
-        let totals = self.accounting.totals(self.scope.tokens_used());
+        let totals = self
+            .accounting
+            .totals(self.scope.tokens_used(), self.mailboxes.lanes());
         let reason = match self.stop.take_outcome() {
             Ok(reason) => reason,
             Err(error) => {

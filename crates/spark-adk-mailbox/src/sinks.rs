@@ -79,8 +79,18 @@ impl Sinks {
         kept.push(Arc::clone(node), message);
     }
 
-    /// Takes the kept outputs (when the run ends).
+    /// Takes the kept outputs (when the run ends). A spawned run's handle outlives its run, so
+    /// while nobody has subscribed a copy of the last [`OUTPUT_BUFFER`] outputs stays for the
+    /// replay to a first subscriber that comes after the end.
     pub(crate) fn take(&self) -> SinkOutputs {
-        std::mem::take(&mut *lock(&self.kept))
+        let mut kept = lock(&self.kept);
+        let all = std::mem::take(&mut *kept);
+        if self.outputs.is_some() && !self.subscribed.load(Ordering::Relaxed) {
+            let outputs = all.as_slice();
+            for output in &outputs[outputs.len().saturating_sub(OUTPUT_BUFFER)..] {
+                kept.push(Arc::clone(&output.node), output.message.clone());
+            }
+        }
+        all
     }
 }

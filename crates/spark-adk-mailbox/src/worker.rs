@@ -17,29 +17,30 @@ use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 
 use spark_adk_core::{
-    AckHook, BudgetKind, Context, DynNode, EventKind, NodeMessage, RunCounts, RunError, StopReason,
+    AckHook, BudgetKind, Context, EventKind, NodeMessage, RunCounts, RunError, StopReason,
     StreamEvent, StreamSender,
 };
 use tokio::time::Instant;
-use tokio_util::sync::WaitForCancellationFutureOwned;
-use tracing::Instrument;
+use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::accounting::Accounting;
-use crate::activation::{Polling, Ran, Runner};
+use crate::activation::{Activation, Polling, Ran, Runner};
 use crate::catch::{call_caught, drop_caught, payload_message};
 use crate::envelope::{drop_all, Envelope};
-use crate::mailbox::{Mailbox, StartedSlots, IDLE_BUFFER};
+use crate::lanes::Left;
+use crate::mailbox::{Mailbox, StartedSlots};
 use crate::mailboxes::{Sender, Undelivered};
 use crate::outbox::Outbox;
 use crate::shared::Shared;
+use spark_adk_edges::NodeEntry;
 
-/// Runs the worker of node `index` until the run stops; reports a panic of the worker itself
-/// as the node's panic.
-pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
-    let mut work = pin!(Some(work(&shared, index)));
+/// Runs worker `lane` (of its node, see `lanes.rs`) until the run stops; reports a panic of
+/// the worker itself as the node's panic.
+pub(crate) async fn run_worker(shared: Arc<Shared>, lane: usize) {
+    let mut work = pin!(Some(work(&shared, lane)));
     let run_id = shared.scope().run_id();
     let outcome = poll_fn(|cx| {
-        let _polling = Polling::enter(run_id, index);
+        let _polling = Polling::enter(run_id, lane);
         let polled = catch_unwind(AssertUnwindSafe(|| match work.as_mut().as_pin_mut() {
             Some(work) => work.poll(cx),
             None => Poll::Ready(()),
@@ -56,7 +57,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
             tracing::warn!(message = %again, "dropping a panicked worker panicked");
         }
         shared.stop().fail(RunError::NodePanicked {
-            node: shared.node_name(index),
+            node: shared.node_name(shared.mailboxes().lanes().node(lane)),
             message: format!("its worker panicked: {message}"),
             counts: RunCounts::default(),
         });
@@ -71,16 +72,26 @@ enum End {
     Failed,
 }
 
-async fn work(shared: &Shared, index: usize) {
-    let Some(mut worker) = Worker::new(shared, index) else {
+async fn work(shared: &Shared, lane: usize) {
+    let Some(mut worker) = Worker::new(shared, lane) else {
         return;
     };
     // A streamed run (`Graph::stream`): one branch per message decides, the plain path is
     // otherwise untouched.
     let stream = shared.scope().stream();
+    // Completes when the stop begins (wakes the parked worker). Pinned here, in the task,
+    // rather than boxed: one allocation less per worker.
+    let mut stopped = pin!(shared.stop().token().cancelled());
+    // Each step of the plain path is a plain call except where it may wait (the activation,
+    // parking, a full mailbox): a nested future per step would cost its moves, polls and
+    // drops per message.
     let end = loop {
-        let Some(envelope) = worker.take().await else {
-            break End::Stopped;
+        let envelope = match worker.next_queued() {
+            Some(envelope) => envelope,
+            None => match worker.take(stopped.as_mut()).await {
+                Some(envelope) => envelope,
+                None => break End::Stopped,
+            },
         };
         if !worker.start() {
             let unprocessed = drop_all([envelope]) as u64;
@@ -95,7 +106,9 @@ async fn work(shared: &Shared, index: usize) {
             };
             output
         } else {
-            let Some(output) = worker.process(envelope).await else {
+            let (ack, started) = worker.begin(envelope);
+            let ran = worker.activation().await;
+            let Some(output) = worker.end(ran, ack, started) else {
                 break End::Failed;
             };
             if !worker.route(&output) {
@@ -103,21 +116,40 @@ async fn work(shared: &Shared, index: usize) {
             }
             output
         };
-        worker.settle(output).await;
+        if let Err(blocked) = worker.settle(output) {
+            // Boxed: waiting for room is rare, and its future would otherwise make every
+            // idle worker's task larger.
+            Box::pin(worker.deliver_blocked(blocked)).await;
+        }
     };
     worker.deferred.flush();
-    if matches!(end, End::Stopped) && !shared.stop().is_abandoned() {
-        worker.shutdown_delivery().await;
+    // The node's last lane to exit makes its shutdown delivery (unless one of them failed).
+    let left = worker._close.leave(matches!(end, End::Failed));
+    if left.last && !left.failed && !shared.stop().is_abandoned() {
+        // Boxed: made once per worker, and large (a context, an activation, stream sends).
+        Box::pin(worker.shutdown_delivery()).await;
     }
+}
+
+/// The rest of a delivery that found a full mailbox: the output, and the position in the
+/// targets of the one to wait for.
+struct Blocked {
+    output: NodeMessage,
+    at: usize,
 }
 
 /// The state of one worker between messages.
 struct Worker<'a> {
     shared: &'a Shared,
+    /// The node.
     index: usize,
+    /// This worker among the run's workers (the node's index unless a node has several lanes).
+    lane: usize,
+    /// One of several lanes of its node: takes one message at a time (see `lanes.rs`).
+    one: bool,
     mailbox: &'a Mailbox,
-    name: Arc<str>,
-    node: Arc<dyn DynNode>,
+    /// The node's name and the node (the graph's entry, borrowed: nothing per worker).
+    entry: &'a NodeEntry,
     runner: Runner<'a>,
     /// Messages taken out of the mailbox, not started yet (their slots are still taken).
     inbox: Inbox<'a>,
@@ -133,15 +165,15 @@ struct Worker<'a> {
     /// previous input is dropped when the next one replaces it, or before the worker idles.
     ctx: Context,
     ctx_holds_input: bool,
-    /// Completes when the stop begins (wakes the parked worker).
-    stopped: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Declared last, so it is dropped last: held outputs (`deferred`) are queued before the
     /// worker's own mailbox closes.
     _close: CloseOnExit<'a>,
 }
 
 impl<'a> Worker<'a> {
-    fn new(shared: &'a Shared, index: usize) -> Option<Self> {
+    fn new(shared: &'a Shared, lane: usize) -> Option<Self> {
+        let lanes = shared.mailboxes().lanes();
+        let index = lanes.node(lane);
         let entry = shared.topology().node(index)?;
         let mailbox = shared.mailboxes().get(index)?;
         let accounting = shared.accounting();
@@ -149,9 +181,10 @@ impl<'a> Worker<'a> {
         Some(Self {
             shared,
             index,
+            lane,
+            one: lanes.count(index) > 1,
             mailbox,
-            name: Arc::clone(&entry.name),
-            node: Arc::clone(&entry.node),
+            entry,
             runner: Runner {
                 abandon: OnceLock::new(),
                 stop: shared.stop(),
@@ -166,17 +199,32 @@ impl<'a> Worker<'a> {
             node_spans: tracing::span_enabled!(tracing::Level::DEBUG),
             ctx: Context::new(NodeMessage::empty(), index, Arc::clone(scope)),
             ctx_holds_input: false,
-            stopped: Box::pin(shared.stop().token().clone().cancelled_owned()),
             _close: CloseOnExit {
                 mailbox,
-                accounting,
+                shared,
+                lane,
+                processed: 0,
+                routed: 0,
+                left: None,
             },
         })
     }
 
+    /// Take, without waiting: the next message of the inbox while the run is not stopping.
+    #[inline]
+    fn next_queued(&mut self) -> Option<Envelope> {
+        if self.shared.stop().is_stopping() {
+            return None;
+        }
+        self.inbox.pop_front()
+    }
+
     /// Take: the next message of the inbox, refilled from the mailbox (parking while it is
     /// empty). `None` once the run is stopping.
-    async fn take(&mut self) -> Option<Envelope> {
+    async fn take(
+        &mut self,
+        mut stopped: Pin<&mut WaitForCancellationFuture<'_>>,
+    ) -> Option<Envelope> {
         loop {
             if self.shared.stop().is_stopping() {
                 return None;
@@ -190,24 +238,39 @@ impl<'a> Worker<'a> {
                 drop(self.ctx.reset(NodeMessage::empty(), self.index));
                 self.ctx_holds_input = false;
             }
-            if self.mailbox.take_all(&mut self.inbox) {
+            if self.mailbox.take_all(&mut self.inbox, self.one) {
+                self.sample_depth();
                 continue;
             }
-            // Parking: give back the space a burst grew the inbox to.
-            if self.inbox.capacity() > IDLE_BUFFER {
+            // Parking: an idle worker holds no buffer (memory per idle node).
+            if self.inbox.capacity() > 0 {
                 self.inbox.items = VecDeque::new();
             }
-            let mailbox = self.mailbox;
+            if self.targets.capacity() > 0 {
+                self.targets = Vec::new();
+            }
+            self.sample_depth();
+            let (mailbox, one) = (self.mailbox, self.one);
             let inbox = &mut self.inbox;
             let received = tokio::select! {
                 biased;
-                () = &mut self.stopped => false,
-                received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox)) => received,
+                () = stopped.as_mut() => false,
+                received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox, one)) => received,
             };
             if !received {
                 return None;
             }
+            self.sample_depth();
         }
+    }
+
+    /// Publishes how many messages wait in this node's mailbox, if anyone listens (the
+    /// `MailboxDepth` event; nothing is read without a subscriber).
+    fn sample_depth(&self) {
+        self.shared.publish(|| EventKind::MailboxDepth {
+            node: Arc::clone(&self.entry.name),
+            depth: self.mailbox.depth() as u64,
+        });
     }
 
     /// Start: the message's slot is free (given back at once to a node that waits, or when
@@ -224,36 +287,67 @@ impl<'a> Worker<'a> {
 
     /// Process: runs the node (see `activation.rs`), counts and acknowledges the message.
     /// `None` when the node failed or its activation was dropped (recorded; no shutdown
-    /// delivery then).
+    /// delivery then). The plain path calls its three parts itself.
     async fn process(&mut self, envelope: Envelope) -> Option<NodeMessage> {
-        let shared = self.shared;
+        let (ack, started) = self.begin(envelope);
+        let ran = self.activation().await;
+        self.end(ran, ack, started)
+    }
+
+    /// Process, first part: the message becomes the context's input; returns its
+    /// acknowledgement hook and, when anyone listens to events, the start time.
+    #[inline]
+    fn begin(&mut self, envelope: Envelope) -> (Option<AckHook>, Option<Instant>) {
         let Envelope { payload, ack } = envelope;
         drop(self.ctx.reset(payload, self.index));
         self.ctx_holds_input = true;
-        shared.publish(|| EventKind::NodeStarted {
-            node: Arc::clone(&self.name),
-        });
-        let started = shared.topology().events().is_active().then(Instant::now);
+        let started = if self.shared.topology().events().is_active() {
+            self.shared.publish(|| EventKind::NodeStarted {
+                node: Arc::clone(&self.entry.name),
+            });
+            Some(Instant::now())
+        } else {
+            None
+        };
         self.pended = false;
+        (ack, started)
+    }
+
+    /// Process, the activation (see `activation.rs`), in a span when anyone wants one. Not an
+    /// `async fn`: it returns the runner's future itself, so awaiting it adds no future.
+    #[inline]
+    fn activation(&mut self) -> Activation<'_, impl FnMut() + Unpin + use<'_, 'a>> {
         let pended = &mut self.pended;
         let deferred = &mut self.deferred;
         let on_first_pending = || {
             *pended = true;
             deferred.flush();
         };
-        // The activation is built where it is awaited (not bound first): a bound future is
-        // moved into the await with a `memcpy` call, once per message.
-        let (node, ctx) = (self.node.as_ref(), &self.ctx);
-        let ran = if self.node_spans {
-            let span = tracing::debug_span!("spark.node", node = %self.name, mode = "long_running");
-            self.runner
-                .run(node, ctx, on_first_pending)
-                .instrument(span)
-                .await
-        } else {
-            self.runner.run(node, ctx, on_first_pending).await
-        };
-        let output = finished(shared, self.index, &self.name, ran, ack, started)?;
+        let span = self.node_spans.then(
+            || tracing::debug_span!("spark.node", node = %self.entry.name, mode = "long_running"),
+        );
+        self.runner
+            .run(self.entry.node.as_ref(), &self.ctx, span, on_first_pending)
+    }
+
+    /// Process, last part: counts and acknowledges the message (see [`finished`]), and begins
+    /// the stop if the node requested a shutdown.
+    #[inline]
+    fn end(
+        &mut self,
+        ran: Ran,
+        ack: Option<AckHook>,
+        started: Option<Instant>,
+    ) -> Option<NodeMessage> {
+        let shared = self.shared;
+        let output = finished(
+            shared,
+            &mut self._close.processed,
+            &self.entry.name,
+            ran,
+            ack,
+            started,
+        )?;
         if shared.scope().take_shutdown_request(self.index) {
             // The stop begins when the requesting activation finishes; its output is still
             // routed (accepted), and not delivered since the run is stopping (unprocessed).
@@ -266,11 +360,11 @@ impl<'a> Worker<'a> {
     /// and sink output go to the stream too. `None` when the node failed or a predicate
     /// panicked (as `process` and `route`).
     async fn streamed(&mut self, stream: &StreamSender, envelope: Envelope) -> Option<NodeMessage> {
-        let (node, input) = (Arc::clone(&self.name), envelope.payload.clone());
+        let (node, input) = (Arc::clone(&self.entry.name), envelope.payload.clone());
         self.send(stream, StreamEvent::NodeStarted { node, input })
             .await;
         let output = self.process(envelope).await?;
-        let (node, finished) = (Arc::clone(&self.name), output.clone());
+        let (node, finished) = (Arc::clone(&self.entry.name), output.clone());
         self.send(
             stream,
             StreamEvent::NodeFinished {
@@ -283,7 +377,7 @@ impl<'a> Worker<'a> {
             return None;
         }
         if self.targets.is_empty() {
-            let (node, sink) = (Arc::clone(&self.name), output.clone());
+            let (node, sink) = (Arc::clone(&self.entry.name), output.clone());
             self.send(stream, StreamEvent::SinkOutput { node, output: sink })
                 .await;
         }
@@ -319,28 +413,129 @@ impl<'a> Worker<'a> {
     }
 
     /// Settle: a sink output is recorded and its message finished (with the batch); otherwise
-    /// the targets' messages are accepted, and delivered or counted.
-    async fn settle(&mut self, output: NodeMessage) {
+    /// the targets' messages are accepted, and delivered or counted. `Err` when a target's
+    /// mailbox is full: the caller waits for room with [`deliver_blocked`](Self::deliver_blocked).
+    #[inline]
+    fn settle(&mut self, output: NodeMessage) -> Result<(), Blocked> {
         if self.targets.is_empty() {
-            self.shared.sinks().record(&self.name, output);
+            self.shared.sinks().record(&self.entry.name, output);
             self.deferred.finished += 1;
-        } else {
-            self.shared
-                .accounting()
-                .settle(self.index, self.targets.len() as u64);
-            // Outputs of an activation that never waited may be held while more messages are
-            // queued here: they go out together (one lock, one wake-up per batch).
-            let may_hold = !self.pended && !self.inbox.is_empty();
-            deliver(
-                self.shared,
-                self.index,
-                &self.targets,
-                output,
-                &mut self.deferred,
-                may_hold,
-            )
-            .await;
+            return Ok(());
         }
+        let targets = self.targets.len() as u64;
+        self._close.routed += targets;
+        self.shared.accounting().settle(targets);
+        self.deliver(output, 0)
+    }
+
+    /// Sends `output` to the targets from position `from` on, in order (per-pair FIFO). Every
+    /// target's message was accepted (see `Accounting::settle`) before this is called; each
+    /// one is delivered or counted unprocessed here, or, at the first full mailbox, left to
+    /// [`deliver_blocked`](Self::deliver_blocked) (`Err`).
+    ///
+    /// A message for a mailbox with a free slot takes the slot at once and is held in the
+    /// outbox when the activation never waited and more messages are queued here (see
+    /// [`Outbox`]: they go out together, one lock and one wake-up per batch); otherwise it is
+    /// queued now.
+    fn deliver(&mut self, output: NodeMessage, from: usize) -> Result<(), Blocked> {
+        let shared = self.shared;
+        let accounting = shared.accounting();
+        let mailboxes = shared.mailboxes();
+        let may_hold = !self.pended && !self.inbox.is_empty();
+        let last = self.targets.len().saturating_sub(1);
+        let mut output = Some(output);
+        for at in from..self.targets.len() {
+            let Some(&to) = self.targets.get(at) else {
+                break;
+            };
+            if shared.stop().is_stopping() {
+                // Accepted, not delivered after the stop.
+                accounting.unprocessed(1);
+                continue;
+            }
+            let Some(permit) = mailboxes.get(to).and_then(Mailbox::try_reserve) else {
+                return Err(Blocked {
+                    output: output.take().unwrap_or_default(),
+                    at,
+                });
+            };
+            let payload = if at == last {
+                output.take().unwrap_or_default()
+            } else {
+                output.clone().unwrap_or_default()
+            };
+            // Counts what a closed mailbox refused (this message, or held ones with it).
+            let refused = self.deferred.outbox.hold(
+                mailboxes,
+                to,
+                permit,
+                Envelope::routed(payload),
+                may_hold,
+            );
+            accounting.unprocessed(refused);
+            if refused == 0 {
+                self.sent(to);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rest of a delivery that found the mailbox of the target at `blocked.at` full: hands
+    /// on everything batched, then waits for room (backpressure, deadlock detection), and
+    /// goes on with the next targets.
+    async fn deliver_blocked(&mut self, mut blocked: Blocked) {
+        let shared = self.shared;
+        loop {
+            let Blocked { output, at } = blocked;
+            let Some(&to) = self.targets.get(at) else {
+                return;
+            };
+            let (payload, rest) = if at + 1 >= self.targets.len() {
+                (output, None)
+            } else {
+                (output.clone(), Some(output))
+            };
+            // About to block: hand on everything batched first.
+            self.deferred.flush();
+            let sent = match shared
+                .mailboxes()
+                .reserve(to, Sender::Worker(self.lane), shared.stop().token())
+                .await
+            {
+                Ok(permit) => permit.push(Envelope::routed(payload)).is_ok(),
+                Err(Undelivered::Deadlock) => {
+                    shared.stop().fail(RunError::Deadlock {
+                        blocked: Vec::new(), // named when the run ends (see `Shared::finish`)
+                        counts: RunCounts::default(),
+                    });
+                    false
+                }
+                Err(Undelivered::Stopped | Undelivered::Closed) => false,
+            };
+            if sent {
+                self.sent(to);
+            } else {
+                // A closed mailbox, the stop, or a deadlock.
+                shared.accounting().unprocessed(1);
+            }
+            let Some(output) = rest else {
+                return;
+            };
+            match self.deliver(output, at + 1) {
+                Ok(()) => return,
+                Err(next) => blocked = next,
+            }
+        }
+    }
+
+    /// Publishes that a message went from this node to `to`, if anyone listens.
+    #[inline]
+    fn sent(&self, to: usize) {
+        let shared = self.shared;
+        shared.publish(|| EventKind::MessageSent {
+            from: Arc::clone(&self.entry.name),
+            to: name_of(shared, to),
+        });
     }
 
     /// The shutdown delivery: `process` once with `metadata["shutdown"] == true`; its output is
@@ -356,21 +551,25 @@ impl<'a> Worker<'a> {
         // so what the node emits meanwhile comes between a `NodeStarted` and a `NodeFinished`.
         let stream = self.shared.scope().stream();
         if let Some(stream) = stream {
-            let (node, input) = (Arc::clone(&self.name), ctx.inputs().clone());
+            let (node, input) = (Arc::clone(&self.entry.name), ctx.inputs().clone());
             self.send(stream, StreamEvent::NodeStarted { node, input })
                 .await;
         }
-        let panic = match self.runner.run(self.node.as_ref(), &ctx, || {}).await {
+        let panic = match self
+            .runner
+            .run(self.entry.node.as_ref(), &ctx, None, || {})
+            .await
+        {
             Ran::Done(Ok(output)) => {
                 if let Some(stream) = stream {
-                    let node = Arc::clone(&self.name);
+                    let node = Arc::clone(&self.entry.name);
                     self.send(stream, StreamEvent::NodeFinished { node, output })
                         .await;
                 }
                 None
             }
             Ran::Done(Err(error)) => {
-                tracing::warn!(node = %self.name, %error, "the shutdown delivery returned an error");
+                tracing::warn!(node = %self.entry.name, %error, "the shutdown delivery returned an error");
                 None
             }
             Ran::Panicked(message) => Some(message),
@@ -381,7 +580,7 @@ impl<'a> Worker<'a> {
         };
         if let Some(message) = panic {
             self.shared.stop().fail(RunError::NodePanicked {
-                node: self.name.to_string(),
+                node: self.entry.name.to_string(),
                 message: format!("during its shutdown delivery: {message}"),
                 counts: RunCounts::default(),
             });
@@ -391,6 +590,7 @@ impl<'a> Worker<'a> {
 
 /// Whether a taken message may start: not once the run is stopping, nor once the token budget
 /// is used up (which begins the stop).
+#[inline]
 pub(crate) fn may_start(shared: &Shared) -> bool {
     if shared.stop().is_stopping() {
         return false;
@@ -409,13 +609,13 @@ pub(crate) fn may_start(shared: &Shared) -> bool {
     true
 }
 
-/// Settles an activation that ended: counts it, publishes its event, fires its
-/// acknowledgement hook. Returns the output to route, or `None` when the node failed (the
+/// Settles an activation of worker `lane` that ended: counts it, publishes its event, fires
+/// its acknowledgement hook. Returns the output to route, or `None` when the node failed (the
 /// run's failure is recorded) or its activation was dropped.
 #[inline]
 pub(crate) fn finished(
     shared: &Shared,
-    index: usize,
+    processed: &mut u64,
     name: &Arc<str>,
     ran: Ran,
     ack: Option<AckHook>,
@@ -429,7 +629,7 @@ pub(crate) fn finished(
                 source,
                 counts: RunCounts::default(),
             };
-            return failed(shared, index, name, error, ack, started);
+            return failed(shared, processed, name, error, ack, started);
         }
         Ran::Panicked(message) => {
             let error = RunError::NodePanicked {
@@ -437,7 +637,7 @@ pub(crate) fn finished(
                 message,
                 counts: RunCounts::default(),
             };
-            return failed(shared, index, name, error, ack, started);
+            return failed(shared, processed, name, error, ack, started);
         }
         Ran::Dropped(panic) => {
             dropped(shared, name, ack, panic);
@@ -450,7 +650,7 @@ pub(crate) fn finished(
             duration: started.elapsed(),
         });
     }
-    shared.accounting().record_processed(index);
+    *processed += 1;
     if let Some(ack) = ack {
         if let Err(message) = call_caught(move || ack.fire()) {
             shared.stop().fail(RunError::NodePanicked {
@@ -469,7 +669,7 @@ pub(crate) fn finished(
 #[cold]
 fn failed(
     shared: &Shared,
-    index: usize,
+    processed: &mut u64,
     name: &Arc<str>,
     error: RunError,
     ack: Option<AckHook>,
@@ -481,7 +681,7 @@ fn failed(
             error: error.to_string(),
         });
     }
-    shared.accounting().record_processed(index);
+    *processed += 1;
     if let Some(ack) = ack {
         if let Err(message) = call_caught(move || ack.fire()) {
             tracing::warn!(node = %name, %message, "an acknowledgement hook panicked after the node failed");
@@ -510,77 +710,6 @@ fn dropped(shared: &Shared, name: &Arc<str>, ack: Option<AckHook>, panic: Option
     }
 }
 
-/// Sends `output` to every target in order (per-pair FIFO). Every target's message was
-/// accepted (see `Accounting::settle`) before this is called; each one is delivered or counted
-/// unprocessed here.
-///
-/// A message for a mailbox with a free slot takes the slot at once and is held in the outbox
-/// when `may_hold` (see [`Outbox`]); otherwise it is queued now. A full mailbox makes the
-/// worker hand on everything it holds and then wait for room (backpressure, deadlock
-/// detection).
-async fn deliver(
-    shared: &Shared,
-    from: usize,
-    targets: &[usize],
-    output: NodeMessage,
-    deferred: &mut Deferred<'_>,
-    may_hold: bool,
-) {
-    let accounting = shared.accounting();
-    let mailboxes = shared.mailboxes();
-    let last = targets.len().saturating_sub(1);
-    let mut output = Some(output);
-    for (i, &to) in targets.iter().enumerate() {
-        let payload = if i == last {
-            output.take().unwrap_or_default()
-        } else {
-            output.clone().unwrap_or_default()
-        };
-        if shared.stop().is_stopping() {
-            // Accepted, not delivered after the stop.
-            accounting.unprocessed(1);
-            continue;
-        }
-        let envelope = Envelope::routed(payload);
-        let delivered = if let Some(permit) = mailboxes.get(to).and_then(Mailbox::try_reserve) {
-            // Counts what a closed mailbox refused (this message, or held ones with it).
-            let refused = deferred
-                .outbox
-                .hold(mailboxes, to, permit, envelope, may_hold);
-            accounting.unprocessed(refused);
-            refused == 0
-        } else {
-            // About to block: hand on everything batched first.
-            deferred.flush();
-            let sent = match mailboxes
-                .reserve(to, Sender::Worker(from), shared.stop().token())
-                .await
-            {
-                Ok(permit) => permit.push(envelope).is_ok(),
-                Err(Undelivered::Deadlock) => {
-                    shared.stop().fail(RunError::Deadlock {
-                        blocked: Vec::new(), // named when the run ends (see `Shared::finish`)
-                        counts: RunCounts::default(),
-                    });
-                    false
-                }
-                Err(Undelivered::Stopped | Undelivered::Closed) => false,
-            };
-            if !sent {
-                // A closed mailbox, the stop, or a deadlock.
-                accounting.unprocessed(1);
-            }
-            sent
-        };
-        if delivered {
-            shared.publish(|| EventKind::MessageSent {
-                from: name_of(shared, from),
-                to: name_of(shared, to),
-            });
-        }
-    }
-}
-
 fn name_of(shared: &Shared, index: usize) -> Arc<str> {
     shared
         .topology()
@@ -590,16 +719,40 @@ fn name_of(shared: &Shared, index: usize) -> Arc<str> {
         .unwrap_or_else(|| Arc::from("?"))
 }
 
-/// Closes the worker's mailbox when the worker exits, however it exits, and counts the
-/// messages still queued there unprocessed.
+/// When the worker exits, however it exits: adds its counts to the run's
+/// ([`Accounting::add_worker`]), and, for the node's last lane (see `lanes.rs`), closes the
+/// mailbox and counts the messages still queued there unprocessed.
 struct CloseOnExit<'a> {
     mailbox: &'a Mailbox,
-    accounting: &'a Accounting,
+    shared: &'a Shared,
+    lane: usize,
+    /// Messages this worker processed.
+    processed: u64,
+    /// Outputs this worker routed to mailboxes (accepted messages).
+    routed: u64,
+    /// Set once this lane left its node.
+    left: Option<Left>,
+}
+
+impl CloseOnExit<'_> {
+    /// This lane leaves its node (once; a worker dropped by a panic leaves as failed).
+    fn leave(&mut self, failed: bool) -> Left {
+        *self
+            .left
+            .get_or_insert_with(|| self.shared.mailboxes().lanes().leave(self.lane, failed))
+    }
 }
 
 impl Drop for CloseOnExit<'_> {
     fn drop(&mut self) {
-        self.accounting.unprocessed(self.mailbox.close() as u64);
+        self.shared
+            .accounting()
+            .add_worker(self.lane, self.processed, self.routed);
+        if self.leave(true).last {
+            self.shared
+                .accounting()
+                .unprocessed(self.mailbox.close() as u64);
+        }
     }
 }
 

@@ -818,3 +818,21 @@ async fn a_task_with_a_mailbox_capacity_of_zero_is_rejected() {
         .unwrap_err();
     assert!(matches!(err, RunError::InvalidTask(ref m) if m.contains("mailbox capacity")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_subscriber_after_the_run_ended_still_sees_every_output() {
+    const N: u64 = 50;
+    let graph = sequence_of(N);
+    let mut handle = graph
+        .spawn(Task::long_running(json!({})).with_quiescence(true))
+        .unwrap();
+    let result = handle.finished().guarded().await.unwrap();
+    assert_eq!(result.sink_outputs().len() as u64, N);
+
+    let mut outputs = handle.subscribe();
+    let mut seen = Vec::new();
+    while let Ok(out) = outputs.try_recv() {
+        seen.push(out.message.content["seq"].as_u64().unwrap());
+    }
+    assert_eq!(seen, (0..N).collect::<Vec<_>>());
+}

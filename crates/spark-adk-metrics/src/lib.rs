@@ -68,6 +68,7 @@
 //! | `spark_node_duration_seconds` | histogram | `node` | how long each finished activation's `process` took |
 //! | `spark_node_activations_in_flight` | gauge | `node` | activations started and not yet ended |
 //! | `spark_messages_sent_total` | counter | `from`, `to` | long-running mode: messages routed from one node to another |
+//! | `spark_mailbox_depth` | gauge | `node` | long-running mode: messages waiting for the node (queued, reserved by a sender, or taken and not started), summed over the graph's runs; sampled when the node's worker takes messages and when it parks (`MailboxDepth` events) |
 //! | `spark_runs_started_total` | counter | `mode` | runs started (`standard`, `long_running`) |
 //! | `spark_runs_finished_total` | counter | `mode`, `stop_reason` | runs ended: `completed`, `shutdown`, `handle_dropped`, `budget_time`, `budget_tokens`, or `error` |
 //! | `spark_run_duration_seconds` | histogram | `mode`, `stop_reason` | from a run's start to its end |
@@ -88,12 +89,14 @@
 //! above then undercount by at most that many events. A background exporter keeps up with
 //! ordinary graphs; one drained by hand must be drained at least every 4,096 events.
 //!
-//! # Not exported: mailbox depth
+//! # Mailbox depth
 //!
-//! How many messages wait in each long-running mailbox is not an event, and the long-running
-//! runtime has no public API for it yet; exporting it needs a hook there (for example a per-node
-//! depth read from the run handle, or a periodic sample published on the bus).
-//! `spark_node_activations_in_flight` and `spark_messages_sent_total` are the nearest figures.
+//! The depth gauge is a sample, not a count of events: a long-running worker publishes its
+//! mailbox's depth ([`EventKind::MailboxDepth`]) whenever it takes messages from the mailbox and
+//! when it parks with nothing left, and only while the bus has a subscriber (without one it reads
+//! nothing). So the gauge is exact whenever a worker is idle, and between samples a busy node's
+//! gauge shows the depth it had when its worker last took messages. A run that ends removes its
+//! nodes' depths from the gauge (its mailboxes are gone).
 //!
 //! **Layering**: depends on `spark-adk-core` only among the workspace crates, and on `metrics`
 //! and tokio's `sync` feature (no runtime). The facade `spark-adk` re-exports it as
@@ -123,6 +126,9 @@ pub mod names {
     pub const NODE_IN_FLIGHT: &str = "spark_node_activations_in_flight";
     /// Counter: long-running messages routed between nodes, labels `from`, `to`.
     pub const MESSAGES_SENT: &str = "spark_messages_sent_total";
+    /// Gauge: long-running messages waiting for a node, label `node` (sampled, see the
+    /// [crate docs](crate#mailbox-depth)).
+    pub const MAILBOX_DEPTH: &str = "spark_mailbox_depth";
     /// Counter: runs started, label `mode`.
     pub const RUNS_STARTED: &str = "spark_runs_started_total";
     /// Counter: runs ended, labels `mode`, `stop_reason`.
@@ -176,6 +182,11 @@ pub fn describe() {
         Unit::Count,
         "Long-running mode: messages routed from one node to another."
     );
+    describe_gauge!(
+        names::MAILBOX_DEPTH,
+        Unit::Count,
+        "Long-running mode: messages waiting for a node (sampled)."
+    );
     describe_counter!(names::RUNS_STARTED, Unit::Count, "Runs started.");
     describe_counter!(
         names::RUNS_FINISHED,
@@ -209,6 +220,8 @@ struct RunState {
     mode: &'static str,
     /// Activations of this run started and not yet ended, per node.
     in_flight: HashMap<Arc<str>, u64>,
+    /// The last mailbox depth sampled in this run, per node.
+    depth: HashMap<Arc<str>, u64>,
 }
 
 /// Turns run events into `metrics` counters, gauges and histograms (see the
@@ -223,6 +236,8 @@ pub struct EventMetrics {
     runs: BTreeMap<u64, RunState>,
     /// Activations in flight per node, over every tracked run.
     in_flight: HashMap<Arc<str>, u64>,
+    /// Mailbox depth per node, summed over every tracked run's last sample.
+    depth: HashMap<Arc<str>, u64>,
     /// Tracked runs per mode.
     active: HashMap<&'static str, u64>,
     lagged: u64,
@@ -273,6 +288,7 @@ impl EventMetrics {
             graph: SharedString::from_shared(Arc::<str>::from(graph.into())),
             runs: BTreeMap::new(),
             in_flight: HashMap::new(),
+            depth: HashMap::new(),
             active: HashMap::new(),
             lagged: 0,
         }
@@ -327,6 +343,11 @@ impl EventMetrics {
                     "to" => to.clone()
                 )
                 .increment(1);
+            }
+            EventKind::MailboxDepth { node, depth } => {
+                let run = self.track(event.run_id, UNKNOWN_MODE);
+                let before = run.depth.insert(node.clone(), *depth).unwrap_or(0);
+                self.add_depth(node, *depth, before);
             }
             EventKind::BudgetExhausted { kind } => {
                 let mode = self.mode_of(event.run_id);
@@ -386,6 +407,7 @@ impl EventMetrics {
         self.runs.entry(run_id).or_insert_with(|| RunState {
             mode,
             in_flight: HashMap::new(),
+            depth: HashMap::new(),
         })
     }
 
@@ -414,6 +436,21 @@ impl EventMetrics {
                 self.add_in_flight(&node, -i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
+        for (node, depth) in run.depth {
+            if depth > 0 {
+                self.add_depth(&node, 0, depth);
+            }
+        }
+    }
+
+    /// A run's sample of `node`'s depth went from `before` to `now`: the gauge (the sum over
+    /// runs) follows.
+    fn add_depth(&mut self, node: &Arc<str>, now: u64, before: u64) {
+        let total = self.depth.entry(node.clone()).or_insert(0);
+        *total = total.saturating_sub(before).saturating_add(now);
+        let total = *total;
+        gauge!(names::MAILBOX_DEPTH, "graph" => self.graph.clone(), "node" => node.clone())
+            .set(total as f64);
     }
 
     fn set_active(&self, mode: &'static str) {

@@ -229,3 +229,40 @@ fn run_durations_are_recorded_in_seconds_from_the_runs_end_event() {
     );
     assert_eq!(durations, Some(Value::Histogram(vec![1.5])));
 }
+
+fn depth(node: &str, depth: u64) -> EventKind {
+    EventKind::MailboxDepth {
+        node: Arc::from(node),
+        depth,
+    }
+}
+
+#[test]
+fn the_mailbox_depth_gauge_is_the_sum_of_each_runs_last_sample_and_an_ended_run_leaves_it() {
+    let bus = EventBus::new();
+    let mut exporter = MetricsExporter::attach(&bus, "g");
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let long_running = EventKind::GraphStarted {
+        task_type: TaskType::LongRunning,
+    };
+    let depth_of = |exporter: &mut MetricsExporter| {
+        metrics::with_local_recorder(&recorder, || exporter.drain());
+        gauge(value(
+            &snapshot(&snapshotter),
+            "spark_mailbox_depth",
+            &[("graph", "g"), ("node", "a")],
+        ))
+    };
+    bus.publish(1, Duration::ZERO, long_running.clone());
+    bus.publish(2, Duration::ZERO, long_running);
+    bus.publish(1, Duration::ZERO, depth("a", 7));
+    bus.publish(1, Duration::ZERO, depth("a", 3)); // replaces run 1's 7
+    bus.publish(2, Duration::ZERO, depth("a", 2));
+    assert_eq!(depth_of(&mut exporter), 5.0);
+
+    bus.publish(1, Duration::ZERO, finished_run());
+    assert_eq!(depth_of(&mut exporter), 2.0, "run 1 ended: its 3 are gone");
+    bus.publish(2, Duration::ZERO, depth("a", 0));
+    assert_eq!(depth_of(&mut exporter), 0.0);
+}

@@ -148,7 +148,8 @@
 //!   node), [`json!`] and [`Value`] (payloads are JSON; the whole [`serde_json`] is re-exported).
 //! - **Node policies and parallel map**: [`policy`] (retry with backoff, per-node timeout, a
 //!   limiter shared by several nodes: `node.with_retry(..).with_timeout(..)`), [`MapNode`] (run a
-//!   node or graph over each item of a list, at most N at once).
+//!   node or graph over each item of a list, at most N at once); in long-running mode a node may
+//!   process up to N messages at once ([`GraphBuilder::node_concurrency`], default 1).
 //! - **Run**: [`Task`], [`TaskType`], [`Budget`]; results: [`RunResult`], [`RunMetadata`],
 //!   [`StopReason`], [`SinkOutput`]; failures: [`RunError`] (every variant names the node or
 //!   edge).

@@ -221,6 +221,32 @@ async fn a_run_without_a_store_is_not_changed_by_durable_runs_existing() {
     assert_eq!(durable.content()["id"], true);
 }
 
+#[tokio::test]
+async fn a_durable_long_running_run_refuses_a_node_with_a_concurrency_above_one_naming_it() {
+    let mut g = Graph::builder();
+    let a = g.add(
+        "fan",
+        node_fn(|ctx| async move { Ok::<_, NodeError>(ctx.inputs().clone()) }),
+    );
+    g.node_concurrency(a, 2);
+    let graph = g.start(a).build().unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let refused = graph
+        .run_durable(
+            Task::long_running(json!({})),
+            options(store.clone(), "lanes"),
+        )
+        .await
+        .expect_err("two lanes cannot be logged in start order");
+    let text = refused.to_string();
+    assert!(
+        text.contains("`fan`") && text.contains("concurrency of 2"),
+        "{text}"
+    );
+    // Nothing was written for the refused run.
+    assert!(store.load(&RunId::new("lanes")).await.is_err());
+}
+
 fn crash_and_resume(spec: &Spec) -> Result<(), TestCaseError> {
     let graph = build(spec);
     let task = || Task::long_running(json!({ "h": spec.input }));
