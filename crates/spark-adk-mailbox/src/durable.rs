@@ -27,7 +27,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -42,6 +42,7 @@ use spark_adk_durable::{
     RunHeader, RunImage, RunLog, RunMode, StateChange, StopRecord, Store, StoreExt, TopologyShape,
 };
 use spark_adk_edges::Topology;
+use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::activation::{Ran, Runner};
 use crate::envelope::{drop_all, Envelope};
@@ -383,6 +384,69 @@ struct Next {
     ack: Option<spark_adk_core::AckHook>,
 }
 
+/// What [`take`] found.
+enum Taken {
+    /// The next message to start.
+    Next(Next),
+    /// The run is stopping: nothing more starts.
+    Stopping,
+    /// A mailbox message had no id (a bug; the run fails).
+    NoId,
+}
+
+/// The worker's next message: from its backlog, else its inbox, refilled from its mailbox
+/// (parking while it is empty).
+async fn take(
+    held: &mut Held<'_>,
+    slots: &mut StartedSlots<'_>,
+    mut stopped: Pin<&mut WaitForCancellationFuture<'_>>,
+    durable: &Durable,
+    index: usize,
+) -> Taken {
+    if let Some((id, payload)) = held.backlog.pop_front() {
+        return Taken::Next(Next {
+            id,
+            payload,
+            ack: None,
+        });
+    }
+    let (shared, mailbox) = (held.shared, held.mailbox);
+    let envelope = loop {
+        if shared.stop().is_stopping() {
+            return Taken::Stopping;
+        }
+        if let Some(envelope) = held.inbox.pop_front() {
+            break envelope;
+        }
+        if mailbox.take_all(&mut held.inbox) {
+            continue;
+        }
+        let inbox = &mut held.inbox;
+        let received = tokio::select! {
+            biased;
+            () = &mut stopped => false,
+            received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox)) => received,
+        };
+        if !received {
+            return Taken::Stopping;
+        }
+    };
+    slots.started(true);
+    let Some(id) = lock(&durable.ids[index]).pop_front() else {
+        shared.stop().fail(RunError::Internal(format!(
+            "a message of `{}` has no id",
+            shared.node_name(index)
+        )));
+        shared.accounting().unprocessed(drop_all([envelope]) as u64);
+        return Taken::NoId;
+    };
+    Taken::Next(Next {
+        id,
+        payload: envelope.payload,
+        ack: envelope.ack,
+    })
+}
+
 async fn work(shared: &Shared, durable: &Durable, index: usize) {
     let (Some(entry), Some(mailbox)) =
         (shared.topology().node(index), shared.mailboxes().get(index))
@@ -404,50 +468,10 @@ async fn work(shared: &Shared, durable: &Durable, index: usize) {
     let mut targets = Vec::new();
     let clean = loop {
         // Take: the backlog first (accepted before anything new), then the mailbox.
-        let next = if let Some((id, payload)) = held.backlog.pop_front() {
-            Next {
-                id,
-                payload,
-                ack: None,
-            }
-        } else {
-            let envelope = loop {
-                if shared.stop().is_stopping() {
-                    break None;
-                }
-                if let Some(envelope) = held.inbox.pop_front() {
-                    break Some(envelope);
-                }
-                if mailbox.take_all(&mut held.inbox) {
-                    continue;
-                }
-                let inbox = &mut held.inbox;
-                let received = tokio::select! {
-                    biased;
-                    () = &mut stopped => false,
-                    received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox)) => received,
-                };
-                if !received {
-                    break None;
-                }
-            };
-            let Some(envelope) = envelope else {
-                break true;
-            };
-            slots.started(true);
-            let Some(id) = lock(&durable.ids[index]).pop_front() else {
-                shared.stop().fail(RunError::Internal(format!(
-                    "a message of `{}` has no id",
-                    entry.name
-                )));
-                shared.accounting().unprocessed(drop_all([envelope]) as u64);
-                break false;
-            };
-            Next {
-                id,
-                payload: envelope.payload,
-                ack: envelope.ack,
-            }
+        let next = match take(&mut held, &mut slots, stopped.as_mut(), durable, index).await {
+            Taken::Next(next) => next,
+            Taken::Stopping => break true,
+            Taken::NoId => break false,
         };
         // Start.
         if !may_start(shared) {
