@@ -97,7 +97,9 @@ pub(crate) struct Durable {
     /// Per node: the messages the log left pending (a resume), started before the mailbox's.
     backlog: Box<[Mutex<Backlog>]>,
     next_id: AtomicU64,
-    resume_values: Mutex<HashMap<MessageId, Value>>,
+    /// Answers to interrupts, by activation; `None` when the image had none (no lock per
+    /// activation then).
+    resume_values: Option<Mutex<HashMap<MessageId, Value>>>,
     /// Held while a record's state changes and tokens are read and the record is queued, so
     /// records carry them in log order. Holds the tokens logged so far.
     commit: Mutex<u64>,
@@ -143,7 +145,7 @@ impl Durable {
             ids: (0..n).map(|_| Mutex::new(VecDeque::new())).collect(),
             backlog: backlog.into_iter().map(Mutex::new).collect(),
             next_id: AtomicU64::new(image.next_message_id().0),
-            resume_values: Mutex::new(resume_values),
+            resume_values: (!resume_values.is_empty()).then(|| Mutex::new(resume_values)),
             commit: Mutex::new(image.tokens()),
             interrupt: Mutex::new(None),
             failure: Mutex::new(None),
@@ -366,6 +368,8 @@ struct Held<'a> {
     mailbox: &'a Mailbox,
     backlog: Backlog,
     inbox: VecDeque<Envelope>,
+    /// The ids of the messages of `inbox` and after, taken from the shared queue in batches.
+    ids: VecDeque<MessageId>,
 }
 
 impl Drop for Held<'_> {
@@ -432,7 +436,12 @@ async fn take(
         }
     };
     slots.started(true);
-    let Some(id) = lock(&durable.ids[index]).pop_front() else {
+    if held.ids.is_empty() {
+        // One lock per batch: the shared queue holds the ids of the messages queued so far,
+        // in queue order, so taking them all keeps them in step with the envelopes.
+        std::mem::swap(&mut held.ids, &mut *lock(&durable.ids[index]));
+    }
+    let Some(id) = held.ids.pop_front() else {
         shared.stop().fail(RunError::Internal(format!(
             "a message of `{}` has no id",
             shared.node_name(index)
@@ -458,6 +467,7 @@ async fn work(shared: &Shared, durable: &Durable, index: usize) {
         mailbox,
         backlog: std::mem::take(&mut *lock(&durable.backlog[index])),
         inbox: VecDeque::new(),
+        ids: VecDeque::new(),
     };
     let mut slots = StartedSlots::new(mailbox);
     let runner = Runner {
@@ -482,7 +492,10 @@ async fn work(shared: &Shared, durable: &Durable, index: usize) {
             break true;
         }
         // Process.
-        let resume = lock(&durable.resume_values).remove(&next.id);
+        let resume = durable
+            .resume_values
+            .as_ref()
+            .and_then(|values| lock(values).remove(&next.id));
         let ctx = Context::new(next.payload, index, Arc::clone(shared.scope()))
             .with_activation(next.id.0, resume);
         shared.publish(|| spark_adk_core::EventKind::NodeStarted {
