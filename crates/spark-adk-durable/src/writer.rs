@@ -1,6 +1,7 @@
 //! [`RunLog`]: the one writer task of a run's log, with group commit and the durability modes `Sync`,
 //! `Async` and `Exit` ([`Durability`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,10 +51,15 @@ enum Command {
 struct Shared {
     /// The first failure; once set, nothing more is written (the log stays a consistent prefix).
     failed: Mutex<Option<DurableError>>,
+    /// Set once `failed` is: every append checks it, without taking the lock.
+    has_failed: AtomicBool,
 }
 
 impl Shared {
     fn failed(&self) -> Option<DurableError> {
+        if !self.has_failed.load(Ordering::Acquire) {
+            return None;
+        }
         self.failed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -65,6 +71,7 @@ impl Shared {
         if slot.is_none() {
             *slot = Some(e);
         }
+        self.has_failed.store(true, Ordering::Release);
     }
 }
 
@@ -155,6 +162,7 @@ impl RunLog {
         let (tx, rx) = mpsc::channel(QUEUE);
         let shared = Arc::new(Shared {
             failed: Mutex::new(None),
+            has_failed: AtomicBool::new(false),
         });
         let lease = lease.map(|(lease, ttl)| Renewal::new(lease, ttl));
         let task = rt.spawn(writer(

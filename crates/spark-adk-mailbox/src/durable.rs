@@ -27,7 +27,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -42,6 +42,7 @@ use spark_adk_durable::{
     RunHeader, RunImage, RunLog, RunMode, StateChange, StopRecord, Store, StoreExt, TopologyShape,
 };
 use spark_adk_edges::Topology;
+use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::activation::{Ran, Runner};
 use crate::envelope::{drop_all, Envelope};
@@ -96,7 +97,9 @@ pub(crate) struct Durable {
     /// Per node: the messages the log left pending (a resume), started before the mailbox's.
     backlog: Box<[Mutex<Backlog>]>,
     next_id: AtomicU64,
-    resume_values: Mutex<HashMap<MessageId, Value>>,
+    /// Answers to interrupts, by activation; `None` when the image had none (no lock per
+    /// activation then).
+    resume_values: Option<Mutex<HashMap<MessageId, Value>>>,
     /// Held while a record's state changes and tokens are read and the record is queued, so
     /// records carry them in log order. Holds the tokens logged so far.
     commit: Mutex<u64>,
@@ -142,7 +145,7 @@ impl Durable {
             ids: (0..n).map(|_| Mutex::new(VecDeque::new())).collect(),
             backlog: backlog.into_iter().map(Mutex::new).collect(),
             next_id: AtomicU64::new(image.next_message_id().0),
-            resume_values: Mutex::new(resume_values),
+            resume_values: (!resume_values.is_empty()).then(|| Mutex::new(resume_values)),
             commit: Mutex::new(image.tokens()),
             interrupt: Mutex::new(None),
             failure: Mutex::new(None),
@@ -382,6 +385,8 @@ struct Held<'a> {
     index: usize,
     processed: u64,
     routed: u64,
+    /// The ids of the messages of `inbox` and after, taken from the shared queue in batches.
+    ids: VecDeque<MessageId>,
 }
 
 impl Drop for Held<'_> {
@@ -401,6 +406,74 @@ struct Next {
     ack: Option<spark_adk_core::AckHook>,
 }
 
+/// What [`take`] found.
+enum Taken {
+    /// The next message to start.
+    Next(Next),
+    /// The run is stopping: nothing more starts.
+    Stopping,
+    /// A mailbox message had no id (a bug; the run fails).
+    NoId,
+}
+
+/// The worker's next message: from its backlog, else its inbox, refilled from its mailbox
+/// (parking while it is empty).
+async fn take(
+    held: &mut Held<'_>,
+    slots: &mut StartedSlots<'_>,
+    mut stopped: Pin<&mut WaitForCancellationFuture<'_>>,
+    durable: &Durable,
+    index: usize,
+) -> Taken {
+    if let Some((id, payload)) = held.backlog.pop_front() {
+        return Taken::Next(Next {
+            id,
+            payload,
+            ack: None,
+        });
+    }
+    let (shared, mailbox) = (held.shared, held.mailbox);
+    let envelope = loop {
+        if shared.stop().is_stopping() {
+            return Taken::Stopping;
+        }
+        if let Some(envelope) = held.inbox.pop_front() {
+            break envelope;
+        }
+        if mailbox.take_all(&mut held.inbox, false) {
+            continue;
+        }
+        let inbox = &mut held.inbox;
+        let received = tokio::select! {
+            biased;
+            () = &mut stopped => false,
+            received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox, false)) => received,
+        };
+        if !received {
+            return Taken::Stopping;
+        }
+    };
+    slots.started(true);
+    if held.ids.is_empty() {
+        // One lock per batch: the shared queue holds the ids of the messages queued so far,
+        // in queue order, so taking them all keeps them in step with the envelopes.
+        std::mem::swap(&mut held.ids, &mut *lock(&durable.ids[index]));
+    }
+    let Some(id) = held.ids.pop_front() else {
+        shared.stop().fail(RunError::Internal(format!(
+            "a message of `{}` has no id",
+            shared.node_name(index)
+        )));
+        shared.accounting().unprocessed(drop_all([envelope]) as u64);
+        return Taken::NoId;
+    };
+    Taken::Next(Next {
+        id,
+        payload: envelope.payload,
+        ack: envelope.ack,
+    })
+}
+
 async fn work(shared: &Shared, durable: &Durable, index: usize) {
     let (Some(entry), Some(mailbox)) =
         (shared.topology().node(index), shared.mailboxes().get(index))
@@ -415,6 +488,7 @@ async fn work(shared: &Shared, durable: &Durable, index: usize) {
         index,
         processed: 0,
         routed: 0,
+        ids: VecDeque::new(),
     };
     let mut slots = StartedSlots::new(mailbox);
     let runner = Runner {
@@ -425,50 +499,10 @@ async fn work(shared: &Shared, durable: &Durable, index: usize) {
     let mut targets = Vec::new();
     let clean = loop {
         // Take: the backlog first (accepted before anything new), then the mailbox.
-        let next = if let Some((id, payload)) = held.backlog.pop_front() {
-            Next {
-                id,
-                payload,
-                ack: None,
-            }
-        } else {
-            let envelope = loop {
-                if shared.stop().is_stopping() {
-                    break None;
-                }
-                if let Some(envelope) = held.inbox.pop_front() {
-                    break Some(envelope);
-                }
-                if mailbox.take_all(&mut held.inbox, false) {
-                    continue;
-                }
-                let inbox = &mut held.inbox;
-                let received = tokio::select! {
-                    biased;
-                    () = &mut stopped => false,
-                    received = poll_fn(|cx| mailbox.poll_take_all(cx, inbox, false)) => received,
-                };
-                if !received {
-                    break None;
-                }
-            };
-            let Some(envelope) = envelope else {
-                break true;
-            };
-            slots.started(true);
-            let Some(id) = lock(&durable.ids[index]).pop_front() else {
-                shared.stop().fail(RunError::Internal(format!(
-                    "a message of `{}` has no id",
-                    entry.name
-                )));
-                shared.accounting().unprocessed(drop_all([envelope]) as u64);
-                break false;
-            };
-            Next {
-                id,
-                payload: envelope.payload,
-                ack: envelope.ack,
-            }
+        let next = match take(&mut held, &mut slots, stopped.as_mut(), durable, index).await {
+            Taken::Next(next) => next,
+            Taken::Stopping => break true,
+            Taken::NoId => break false,
         };
         // Start.
         if !may_start(shared) {
@@ -479,7 +513,10 @@ async fn work(shared: &Shared, durable: &Durable, index: usize) {
             break true;
         }
         // Process.
-        let resume = lock(&durable.resume_values).remove(&next.id);
+        let resume = durable
+            .resume_values
+            .as_ref()
+            .and_then(|values| lock(values).remove(&next.id));
         let ctx = Context::new(next.payload, index, Arc::clone(shared.scope()))
             .with_activation(next.id.0, resume);
         shared.publish(|| spark_adk_core::EventKind::NodeStarted {

@@ -129,7 +129,12 @@ async fn a_run_killed_with_sigkill_at_random_moments_resumes_processing_every_ac
         let deadline = Instant::now() + Duration::from_millis(20 + random_below(400));
         let mut exited = false;
         while Instant::now() < deadline {
-            if child.try_wait().unwrap().is_some() {
+            if let Some(status) = child.try_wait().unwrap() {
+                // A child that ended on its own finished its part of the run.
+                assert!(
+                    status.success(),
+                    "round {round}: the child failed: {status}"
+                );
                 exited = true;
                 break;
             }
