@@ -219,6 +219,7 @@ impl RunScope {
     }
 
     /// The run's budget.
+    #[inline]
     pub fn budget(&self) -> Budget {
         self.budget
     }
@@ -234,11 +235,13 @@ impl RunScope {
     }
 
     /// The instant the time budget runs out, if there is one.
+    #[inline]
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
 
     /// `true` once the time budget has run out.
+    #[inline]
     pub fn deadline_passed(&self) -> bool {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }
@@ -256,6 +259,7 @@ impl RunScope {
     }
 
     /// Tokens recorded so far.
+    #[inline]
     pub fn tokens_used(&self) -> u64 {
         self.tokens.load(Ordering::Acquire)
     }
@@ -295,6 +299,7 @@ impl RunScope {
     }
 
     /// `true` when the run has been cancelled (without creating the token).
+    #[inline]
     pub fn is_cancelled(&self) -> bool {
         self.cancel
             .get()
@@ -303,6 +308,7 @@ impl RunScope {
 
     /// The cancellation token given from outside when the scope was made, if any: only such a
     /// token can cancel the run while it is going.
+    #[inline]
     pub fn external_cancellation(&self) -> Option<&CancellationToken> {
         if self.external_cancel {
             self.cancel.get()
@@ -467,6 +473,7 @@ impl Context {
     /// `inputs`, in the same run; returns the previous input message. Executors that run many
     /// activations call this instead of [`Context::new`], so the run scope's reference count is
     /// not touched per activation. Nodes receive `&Context` and cannot call it.
+    #[inline]
     pub fn reset(&mut self, inputs: NodeMessage, node_index: usize) -> NodeMessage {
         self.node_index = node_index;
         self.attempt = 1;
@@ -475,6 +482,7 @@ impl Context {
     }
 
     /// The input message of this activation (the seed's `context.inputs`).
+    #[inline]
     pub fn inputs(&self) -> &NodeMessage {
         &self.inputs
     }
@@ -649,6 +657,7 @@ impl Context {
     }
 
     /// The index of the running node in its graph.
+    #[inline]
     pub fn node_index(&self) -> usize {
         self.node_index
     }

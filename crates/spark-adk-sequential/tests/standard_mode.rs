@@ -1296,6 +1296,34 @@ async fn predicate_panic_becomes_error_naming_the_edge() {
     assert_eq!(entries(&log), names(&["a"]));
 }
 
+#[tokio::test]
+async fn a_predicate_panic_after_two_fired_edges_leaves_neither_target_accepted() {
+    let log = new_log();
+    let mut g = Graph::builder();
+    let a = g.add("a", emit(&log, "a", json!({})));
+    let first = g.add("first", emit(&log, "first", json!({})));
+    let second = g.add("second", emit(&log, "second", json!({})));
+    let guarded = g.add("guarded", emit(&log, "guarded", json!({})));
+    g.connect(a.priority(2) >> first);
+    g.connect(a.priority(1) >> second);
+    g.connect(a.when_fn(|_| boom("predicate exploded").is_null()) >> guarded);
+    let graph = g.start(a).build().unwrap();
+
+    let err = graph.run_default().await.unwrap_err();
+
+    assert!(
+        matches!(&err, RunError::ConditionPanicked { to, .. } if to == "guarded"),
+        "{err:?}"
+    );
+    let counts = err.counts().expect("the error carries the run's counts");
+    assert_eq!(
+        (counts.accepted, counts.processed, counts.unprocessed),
+        (1, 1, 0),
+        "only the task input was accepted"
+    );
+    assert_eq!(entries(&log), names(&["a"]));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Subgraphs (section 4, hybrid mode)
 // ---------------------------------------------------------------------------------------------
