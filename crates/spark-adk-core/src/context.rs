@@ -206,6 +206,7 @@ impl RunScope {
     }
 
     /// A copy of the graph state as it is now (the initial state if no node touched it).
+    #[inline]
     pub fn state_snapshot(&self) -> Map<String, Value> {
         match self.state.get() {
             Some(state) => state.snapshot(),
