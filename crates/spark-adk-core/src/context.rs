@@ -85,11 +85,106 @@ impl RunScope {
         initial_state: Map<String, Value>,
         node_names: Arc<[Arc<str>]>,
     ) -> Self {
+        let run_id = NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed);
+        Self::at(
+            run_id,
+            budget.unwrap_or_default(),
+            Instant::now(),
+            initial_state,
+            node_names,
+        )
+    }
+
+    /// Makes this scope, whose run has ended, the scope of a new run as [`RunScope::for_run`]
+    /// and [`RunScope::with_events`] make it, in the same allocation: executors that keep a
+    /// finished run's scope for their next run (see [`RunScope::clear`]) call this on a scope
+    /// only they hold. Nothing of the previous run stays.
+    #[inline]
+    pub fn renew(
+        &mut self,
+        budget: Option<Budget>,
+        initial_state: Map<String, Value>,
+        node_names: Arc<[Arc<str>]>,
+        events: Option<EventBus>,
+    ) {
+        // Every field, by name (no `..`): a field added to the scope must be set here too.
+        let Self {
+            run_id,
+            budget: run_budget,
+            started,
+            deadline,
+            tokens,
+            cancel,
+            external_cancel,
+            shutdown_requested,
+            shutdown_requests,
+            stopping,
+            stop_signal,
+            state,
+            initial_state: run_initial_state,
+            node_names: run_node_names,
+            events: run_events,
+            stream,
+            subgraph_depth,
+            parent,
+        } = self;
         let budget = budget.unwrap_or_default();
-        let started = Instant::now();
+        let now = Instant::now();
+        *run_id = NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed);
+        *run_budget = budget;
+        *started = now;
+        *deadline = budget.max_time().and_then(|d| now.checked_add(d));
+        *tokens.get_mut() = 0;
+        *cancel = OnceLock::new();
+        *external_cancel = false;
+        *shutdown_requested.get_mut() = false;
+        shutdown_requests
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        *stopping.get_mut() = false;
+        *stop_signal = OnceLock::new();
+        *state = OnceLock::new();
+        *run_initial_state = initial_state;
+        *run_node_names = node_names;
+        *run_events = events;
+        *stream = None;
+        *subgraph_depth = 0;
+        *parent = None;
+    }
+
+    /// Drops what the scope's run referenced (graph state, initial state, cancellation and stop
+    /// tokens, event bus, stream, parent, node names) and keeps the allocation, for an executor
+    /// that keeps it for its next run ([`RunScope::renew`]).
+    #[inline]
+    pub fn clear(&mut self) {
+        self.cancel = OnceLock::new();
+        self.stop_signal = OnceLock::new();
+        self.state = OnceLock::new();
+        self.initial_state = Map::new();
+        self.node_names = no_names();
+        self.events = None;
+        self.stream = None;
+        self.parent = None;
+        let requests = self
+            .shutdown_requests
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        *requests = Vec::new();
+    }
+
+    /// The scope of run `run_id`, started at `started`: every field is set here.
+    #[inline]
+    fn at(
+        run_id: u64,
+        budget: Budget,
+        started: Instant,
+        initial_state: Map<String, Value>,
+        node_names: Arc<[Arc<str>]>,
+    ) -> Self {
         let deadline = budget.max_time().and_then(|d| started.checked_add(d));
         Self {
-            run_id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
+            run_id,
             budget,
             started,
             deadline,

@@ -49,15 +49,16 @@ mod subgraph;
 pub use durable::{fingerprint, topology_shape, DurableOptions, DurableRunError};
 pub use subgraph::{SubgraphNode, DEFAULT_SUBGRAPH_DEPTH_LIMIT};
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
 use spark_adk_core::panic::CatchUnwind;
 use spark_adk_core::{
-    BoxFuture, Budget, BudgetKind, CancellationToken, Context, EventKind, NodeCounts, NodeMessage,
-    NodeResult, RunCounts, RunError, RunMetadata, RunResult, RunScope, SinkOutputs, StopReason,
-    StreamEvent, StreamSender, Task, TaskType,
+    BoxFuture, Budget, BudgetKind, CancellationToken, Context, EventBus, EventKind, NodeCounts,
+    NodeMessage, NodeResult, RunCounts, RunError, RunMetadata, RunResult, RunScope, SinkOutputs,
+    StopReason, StreamEvent, StreamSender, Task, TaskType,
 };
 use spark_adk_edges::{NodeEntry, Topology};
 use tokio::time::Instant;
@@ -224,13 +225,11 @@ async fn execute(
     let names = Arc::clone(topology.names());
     let scope = match scope {
         Scope::Given(scope) => Arc::new(scope.with_node_names(names)),
-        Scope::New(TaskType::Standard, budget, state) => Arc::new(
-            RunScope::for_run(
-                budget,
-                state.unwrap_or_else(|| topology.initial_state().clone()),
-                names,
-            )
-            .with_events(topology.events().clone()),
+        Scope::New(TaskType::Standard, budget, state) => new_scope(
+            budget,
+            state.unwrap_or_else(|| topology.initial_state().clone()),
+            names,
+            topology.events(),
         ),
         Scope::New(other, ..) => {
             return Err(RunError::InvalidTask(format!(
@@ -309,7 +308,42 @@ async fn execute(
     if events {
         publish_end(topology, &scope, &outcome);
     }
+    keep_scope(scope);
     outcome
+}
+
+thread_local! {
+    /// The scope of a run that ended on this thread, cleared ([`RunScope::clear`]), kept for
+    /// the next run started here: a standard run then allocates no scope.
+    static SPARE_SCOPE: Cell<Option<Arc<RunScope>>> = const { Cell::new(None) };
+}
+
+/// The scope of a new run: the spare one of this thread if there is one, renewed, or a new one.
+#[inline]
+fn new_scope(
+    budget: Option<Budget>,
+    initial_state: spark_adk_core::Map<String, spark_adk_core::Value>,
+    names: Arc<[Arc<str>]>,
+    bus: &EventBus,
+) -> Arc<RunScope> {
+    if let Some(mut spare) = SPARE_SCOPE.take() {
+        // Only a scope nobody else held was kept; `get_mut` checks it again.
+        if let Some(scope) = Arc::get_mut(&mut spare) {
+            scope.renew(budget, initial_state, names, Some(bus.clone()));
+            return spare;
+        }
+    }
+    Arc::new(RunScope::for_run(budget, initial_state, names).with_events(bus.clone()))
+}
+
+/// Keeps the scope of a run that ended for the next run on this thread, cleared, when nothing
+/// else holds it (a node may have kept a clone); otherwise drops it.
+#[inline]
+fn keep_scope(mut scope: Arc<RunScope>) {
+    if let Some(cleared) = Arc::get_mut(&mut scope) {
+        cleared.clear();
+        SPARE_SCOPE.set(Some(scope));
+    }
 }
 
 /// A time budget needs a tokio runtime with timers (a node that waits is raced against the
