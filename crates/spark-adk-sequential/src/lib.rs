@@ -60,7 +60,7 @@ use spark_adk_core::{
     NodeMessage, NodeResult, RunCounts, RunError, RunMetadata, RunResult, RunScope, SinkOutputs,
     StopReason, StreamEvent, StreamSender, Task, TaskType,
 };
-use spark_adk_edges::{NodeEntry, Topology};
+use spark_adk_edges::{EdgeCondition, NodeEntry, Topology};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -573,6 +573,23 @@ impl<'a> Run<'a> {
         index: usize,
         output: NodeMessage,
     ) -> Result<Option<NodeMessage>, RunError> {
+        // The common shapes first: no edge (a sink), and one edge that fires whatever the
+        // output (`Always`, or a lone fallback: no regular edge can fire before it), as
+        // `Topology::route` would route them.
+        match self.topology.edges_from(index) {
+            [] => return Ok(Some(output)),
+            [edge]
+                if matches!(
+                    edge.condition,
+                    EdgeCondition::Always | EdgeCondition::Fallback
+                ) =>
+            {
+                state.accepted += 1;
+                state.queue.push((edge.to, output));
+                return Ok(None);
+            }
+            _ => {}
+        }
         let queue = &mut state.queue;
         let (mut last, mut queued) = (None, 0);
         let routed = self.topology.route(index, &output, |to| {

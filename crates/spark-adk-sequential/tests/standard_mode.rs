@@ -369,6 +369,37 @@ async fn fallback_fires_only_when_no_other_edge_fired() {
 }
 
 #[tokio::test]
+async fn a_lone_fallback_edge_always_fires() {
+    let log = new_log();
+    let mut g = Graph::builder();
+    let a = g.add("a", echo(&log, "a"));
+    let fallback = g.add("fallback", emit(&log, "fallback", json!({})));
+    g.connect(a.otherwise() >> fallback);
+    let graph = g.start(a).build().unwrap();
+
+    let result = graph.run_with(json!({ "ok": true })).await.unwrap();
+
+    assert_eq!(entries(&log), names(&["a", "fallback"]));
+    assert_eq!(result.output_node(), Some("fallback"));
+}
+
+#[tokio::test]
+async fn a_lone_conditional_edge_that_does_not_match_leaves_a_sink_output() {
+    let log = new_log();
+    let mut g = Graph::builder();
+    let a = g.add("a", echo(&log, "a"));
+    let ok = g.add("ok", emit(&log, "ok", json!({})));
+    g.connect(a.on("ok", true) >> ok);
+    let graph = g.start(a).build().unwrap();
+
+    let result = graph.run_with(json!({ "ok": false })).await.unwrap();
+
+    assert_eq!(entries(&log), names(&["a"]));
+    assert_eq!(result.output_node(), Some("a"));
+    assert_eq!(result.metadata.accepted, 1);
+}
+
+#[tokio::test]
 async fn several_fallback_edges_all_fire() {
     let log = new_log();
     let mut g = Graph::builder();
