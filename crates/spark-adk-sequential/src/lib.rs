@@ -425,18 +425,11 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Takes the next activation from the queue (`None` when it is empty) and runs the checks,
-    /// in this order (docs/runtime-semantics.md, "Standard mode"): time budget, token budget,
-    /// step limit; the first that fails is the error.
+    /// The checks before an activation of the node at `index` (just taken from the queue), in
+    /// this order (docs/runtime-semantics.md, "Standard mode"): time budget, token budget, step
+    /// limit; the first that fails is the error. Returns the node.
     #[inline(always)]
-    fn next(
-        &self,
-        state: &mut LoopState,
-    ) -> Result<Option<(&'a NodeEntry, usize, NodeMessage)>, RunError> {
-        let Some((index, message)) = state.queue.pop() else {
-            return Ok(None);
-        };
-        state.in_hand = true;
+    fn check(&self, state: &LoopState, index: usize) -> Result<&'a NodeEntry, RunError> {
         let Some(entry) = self.topology.nodes().get(index) else {
             return Err(RunError::InvalidTask(format!(
                 "node index {index} is outside the graph"
@@ -469,7 +462,7 @@ impl<'a> Run<'a> {
                 counts: RunCounts::default(),
             });
         }
-        Ok(Some((entry, index, message)))
+        Ok(entry)
     }
 
     /// Publishes `NodeStarted` when someone listens; returns when the activation started then.
@@ -648,9 +641,11 @@ fn publish_finished(
 /// future is built in place, and its only `.await` is the node's. One [`Context`] serves every
 /// activation ([`Context::reset`]).
 async fn run_loop(run: &Run<'_>, state: &mut LoopState) -> Result<(), RunError> {
-    let Some((mut entry, index, message)) = run.next(state)? else {
+    let Some((index, message)) = state.queue.pop() else {
         return Ok(());
     };
+    state.in_hand = true;
+    let mut entry = run.check(state, index)?;
     let mut ctx = Context::new(message, index, Arc::clone(run.scope));
     loop {
         let index = ctx.node_index();
@@ -665,10 +660,11 @@ async fn run_loop(run: &Run<'_>, state: &mut LoopState) -> Result<(), RunError> 
         if let Some(output) = run.route(state, index, output)? {
             state.sinks.push(Arc::clone(&entry.name), output);
         }
-        let Some((next, index, message)) = run.next(state)? else {
+        let Some((index, message)) = state.queue.pop() else {
             return Ok(());
         };
-        entry = next;
+        state.in_hand = true;
+        entry = run.check(state, index)?;
         ctx.reset(message, index);
     }
 }
@@ -681,9 +677,11 @@ async fn run_loop_streamed(
     state: &mut LoopState,
     stream: &StreamSender,
 ) -> Result<(), RunError> {
-    let Some((mut entry, index, message)) = run.next(state)? else {
+    let Some((index, message)) = state.queue.pop() else {
         return Ok(());
     };
+    state.in_hand = true;
+    let mut entry = run.check(state, index)?;
     let mut ctx = Context::new(message, index, Arc::clone(run.scope));
     loop {
         let index = ctx.node_index();
@@ -711,10 +709,11 @@ async fn run_loop_streamed(
                 .await;
             state.sinks.push(Arc::clone(&entry.name), output);
         }
-        let Some((next, index, message)) = run.next(state)? else {
+        let Some((index, message)) = state.queue.pop() else {
             return Ok(());
         };
-        entry = next;
+        state.in_hand = true;
+        entry = run.check(state, index)?;
         ctx.reset(message, index);
     }
 }
