@@ -98,6 +98,7 @@ impl SequentialExecutor {
     /// # Cancel safety
     /// Dropping the future stops the run after the current `.await` point of the running node;
     /// nothing is left running in the background.
+    #[inline]
     pub fn run<'a>(
         &self,
         topology: &'a Topology,
