@@ -235,8 +235,9 @@ pub struct NodeCount<'a> {
     pub processed: u64,
 }
 
-/// Activations per node, in the graph's node order. The names are shared with the graph, so
-/// counting costs one small allocation per run.
+/// Activations per node, in the graph's node order. The names are shared with the graph, and
+/// the counts of a graph of up to 3 nodes are kept inline, so counting costs no
+/// allocation for a small graph and one small allocation for a larger one.
 ///
 /// # Example
 ///
@@ -254,7 +255,18 @@ pub struct NodeCount<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeCounts {
     names: Arc<[Arc<str>]>,
-    counts: Box<[u64]>,
+    counts: Counts,
+}
+
+/// How many nodes' counts [`NodeCounts`] keeps without allocating.
+const INLINE_COUNTS: usize = 3;
+
+/// The counts of [`NodeCounts`], as many as it has names: inline for a small graph (the slots
+/// past the graph's nodes stay zero), on the heap for a larger one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Counts {
+    Inline([u64; INLINE_COUNTS]),
+    Heap(Box<[u64]>),
 }
 
 fn no_names() -> Arc<[Arc<str>]> {
@@ -270,10 +282,15 @@ impl Default for NodeCounts {
 
 impl NodeCounts {
     /// Zero counts for the nodes `names` (by index).
+    #[inline]
     pub fn new(names: Arc<[Arc<str>]>) -> Self {
-        // Not `vec![0; n]`: that asks the allocator for zeroed memory (`calloc`), which glibc
-        // serves without its thread cache; a plain allocation filled here is cheaper.
-        let counts: Box<[u64]> = std::iter::repeat_n(0, names.len()).collect();
+        let counts = if names.len() <= INLINE_COUNTS {
+            Counts::Inline([0; INLINE_COUNTS])
+        } else {
+            // Not `vec![0; n]`: that asks the allocator for zeroed memory (`calloc`), which
+            // glibc serves without its thread cache; a plain allocation filled here is cheaper.
+            Counts::Heap(std::iter::repeat_n(0, names.len()).collect())
+        };
         Self { names, counts }
     }
 
@@ -286,12 +303,20 @@ impl NodeCounts {
         this
     }
 
+    #[inline]
     fn slots(&self) -> &[u64] {
-        &self.counts
+        match &self.counts {
+            Counts::Inline(slots) => slots.get(..self.names.len()).unwrap_or(&[]),
+            Counts::Heap(slots) => slots,
+        }
     }
 
+    #[inline]
     fn slots_mut(&mut self) -> &mut [u64] {
-        &mut self.counts
+        match &mut self.counts {
+            Counts::Inline(slots) => slots.get_mut(..self.names.len()).unwrap_or(&mut []),
+            Counts::Heap(slots) => slots,
+        }
     }
 
     /// Adds one activation to the node at `index` (executors call this; out of range: ignored).
@@ -506,6 +531,29 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    fn names(n: usize) -> Arc<[Arc<str>]> {
+        (0..n).map(|i| Arc::from(format!("n{i}"))).collect()
+    }
+
+    #[test]
+    fn node_counts_list_exactly_the_graphs_nodes_inline_or_on_the_heap() {
+        for n in [0, 1, INLINE_COUNTS, INLINE_COUNTS + 1, 10] {
+            let mut counts = NodeCounts::new(names(n));
+            for i in 0..n {
+                for _ in 0..=i {
+                    counts.increment(i);
+                }
+            }
+            counts.increment(n); // out of range: ignored
+            let listed: Vec<u64> = counts.iter().map(|c| c.processed).collect();
+            assert_eq!(listed, (1..=n as u64).collect::<Vec<_>>(), "{n} nodes");
+            assert_eq!(counts.len(), n);
+            assert_eq!(counts.get(&format!("n{n}")), None);
+            let again = NodeCounts::from_counts(names(n), 1..);
+            assert_eq!(counts, again, "{n} nodes");
+        }
+    }
 
     fn pushed(retention: SinkRetention, n: u64) -> SinkOutputs {
         let mut sinks = SinkOutputs::with_retention(retention);
