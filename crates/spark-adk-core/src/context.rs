@@ -85,11 +85,106 @@ impl RunScope {
         initial_state: Map<String, Value>,
         node_names: Arc<[Arc<str>]>,
     ) -> Self {
+        let run_id = NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed);
+        Self::at(
+            run_id,
+            budget.unwrap_or_default(),
+            Instant::now(),
+            initial_state,
+            node_names,
+        )
+    }
+
+    /// Makes this scope, whose run has ended, the scope of a new run as [`RunScope::for_run`]
+    /// and [`RunScope::with_events`] make it, in the same allocation: executors that keep a
+    /// finished run's scope for their next run (see [`RunScope::clear`]) call this on a scope
+    /// only they hold. Nothing of the previous run stays.
+    #[inline]
+    pub fn renew(
+        &mut self,
+        budget: Option<Budget>,
+        initial_state: Map<String, Value>,
+        node_names: Arc<[Arc<str>]>,
+        events: Option<EventBus>,
+    ) {
+        // Every field, by name (no `..`): a field added to the scope must be set here too.
+        let Self {
+            run_id,
+            budget: run_budget,
+            started,
+            deadline,
+            tokens,
+            cancel,
+            external_cancel,
+            shutdown_requested,
+            shutdown_requests,
+            stopping,
+            stop_signal,
+            state,
+            initial_state: run_initial_state,
+            node_names: run_node_names,
+            events: run_events,
+            stream,
+            subgraph_depth,
+            parent,
+        } = self;
         let budget = budget.unwrap_or_default();
-        let started = Instant::now();
+        let now = Instant::now();
+        *run_id = NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed);
+        *run_budget = budget;
+        *started = now;
+        *deadline = budget.max_time().and_then(|d| now.checked_add(d));
+        *tokens.get_mut() = 0;
+        *cancel = OnceLock::new();
+        *external_cancel = false;
+        *shutdown_requested.get_mut() = false;
+        shutdown_requests
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        *stopping.get_mut() = false;
+        *stop_signal = OnceLock::new();
+        *state = OnceLock::new();
+        *run_initial_state = initial_state;
+        *run_node_names = node_names;
+        *run_events = events;
+        *stream = None;
+        *subgraph_depth = 0;
+        *parent = None;
+    }
+
+    /// Drops what the scope's run referenced (graph state, initial state, cancellation and stop
+    /// tokens, event bus, stream, parent, node names) and keeps the allocation, for an executor
+    /// that keeps it for its next run ([`RunScope::renew`]).
+    #[inline]
+    pub fn clear(&mut self) {
+        self.cancel = OnceLock::new();
+        self.stop_signal = OnceLock::new();
+        self.state = OnceLock::new();
+        self.initial_state = Map::new();
+        self.node_names = no_names();
+        self.events = None;
+        self.stream = None;
+        self.parent = None;
+        let requests = self
+            .shutdown_requests
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        *requests = Vec::new();
+    }
+
+    /// The scope of run `run_id`, started at `started`: every field is set here.
+    #[inline]
+    fn at(
+        run_id: u64,
+        budget: Budget,
+        started: Instant,
+        initial_state: Map<String, Value>,
+        node_names: Arc<[Arc<str>]>,
+    ) -> Self {
         let deadline = budget.max_time().and_then(|d| started.checked_add(d));
         Self {
-            run_id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
+            run_id,
             budget,
             started,
             deadline,
@@ -206,6 +301,7 @@ impl RunScope {
     }
 
     /// A copy of the graph state as it is now (the initial state if no node touched it).
+    #[inline]
     pub fn state_snapshot(&self) -> Map<String, Value> {
         match self.state.get() {
             Some(state) => state.snapshot(),
@@ -219,6 +315,7 @@ impl RunScope {
     }
 
     /// The run's budget.
+    #[inline]
     pub fn budget(&self) -> Budget {
         self.budget
     }
@@ -234,11 +331,13 @@ impl RunScope {
     }
 
     /// The instant the time budget runs out, if there is one.
+    #[inline]
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
 
     /// `true` once the time budget has run out.
+    #[inline]
     pub fn deadline_passed(&self) -> bool {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }
@@ -297,6 +396,7 @@ impl RunScope {
     }
 
     /// `true` when the run has been cancelled (without creating the token).
+    #[inline]
     pub fn is_cancelled(&self) -> bool {
         self.cancel
             .get()
@@ -305,6 +405,7 @@ impl RunScope {
 
     /// The cancellation token given from outside when the scope was made, if any: only such a
     /// token can cancel the run while it is going.
+    #[inline]
     pub fn external_cancellation(&self) -> Option<&CancellationToken> {
         if self.external_cancel {
             self.cancel.get()
@@ -478,6 +579,7 @@ impl Context {
     }
 
     /// The input message of this activation (the seed's `context.inputs`).
+    #[inline]
     pub fn inputs(&self) -> &NodeMessage {
         &self.inputs
     }
@@ -652,6 +754,7 @@ impl Context {
     }
 
     /// The index of the running node in its graph.
+    #[inline]
     pub fn node_index(&self) -> usize {
         self.node_index
     }

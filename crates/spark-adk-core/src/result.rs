@@ -122,6 +122,7 @@ impl Window {
 
 impl SinkOutputs {
     /// No sink output yet; every one pushed is kept.
+    #[inline]
     pub fn new() -> Self {
         Self::default()
     }
@@ -139,6 +140,7 @@ impl SinkOutputs {
     }
 
     /// Appends a sink output of `node` (dropping the oldest kept one if the retention says so).
+    #[inline]
     pub fn push(&mut self, node: Arc<str>, message: NodeMessage) {
         let output = SinkOutput { node, message };
         match &mut self.0 {
@@ -233,8 +235,9 @@ pub struct NodeCount<'a> {
     pub processed: u64,
 }
 
-/// Activations per node, in the graph's node order. The names are shared with the graph, so
-/// counting costs one small allocation per run.
+/// Activations per node, in the graph's node order. The names are shared with the graph, and
+/// the counts of a graph of up to 3 nodes are kept inline, so counting costs no
+/// allocation for a small graph and one small allocation for a larger one.
 ///
 /// # Example
 ///
@@ -252,7 +255,18 @@ pub struct NodeCount<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeCounts {
     names: Arc<[Arc<str>]>,
-    counts: Box<[u64]>,
+    counts: Counts,
+}
+
+/// How many nodes' counts [`NodeCounts`] keeps without allocating.
+const INLINE_COUNTS: usize = 3;
+
+/// The counts of [`NodeCounts`], as many as it has names: inline for a small graph (the slots
+/// past the graph's nodes stay zero), on the heap for a larger one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Counts {
+    Inline([u64; INLINE_COUNTS]),
+    Heap(Box<[u64]>),
 }
 
 fn no_names() -> Arc<[Arc<str>]> {
@@ -268,8 +282,15 @@ impl Default for NodeCounts {
 
 impl NodeCounts {
     /// Zero counts for the nodes `names` (by index).
+    #[inline]
     pub fn new(names: Arc<[Arc<str>]>) -> Self {
-        let counts = vec![0; names.len()].into_boxed_slice();
+        let counts = if names.len() <= INLINE_COUNTS {
+            Counts::Inline([0; INLINE_COUNTS])
+        } else {
+            // Not `vec![0; n]`: that asks the allocator for zeroed memory (`calloc`), which
+            // glibc serves without its thread cache; a plain allocation filled here is cheaper.
+            Counts::Heap(std::iter::repeat_n(0, names.len()).collect())
+        };
         Self { names, counts }
     }
 
@@ -282,15 +303,24 @@ impl NodeCounts {
         this
     }
 
+    #[inline]
     fn slots(&self) -> &[u64] {
-        &self.counts
+        match &self.counts {
+            Counts::Inline(slots) => slots.get(..self.names.len()).unwrap_or(&[]),
+            Counts::Heap(slots) => slots,
+        }
     }
 
+    #[inline]
     fn slots_mut(&mut self) -> &mut [u64] {
-        &mut self.counts
+        match &mut self.counts {
+            Counts::Inline(slots) => slots.get_mut(..self.names.len()).unwrap_or(&mut []),
+            Counts::Heap(slots) => slots,
+        }
     }
 
     /// Adds one activation to the node at `index` (executors call this; out of range: ignored).
+    #[inline]
     pub fn increment(&mut self, index: usize) {
         if let Some(slot) = self.slots_mut().get_mut(index) {
             *slot += 1;
@@ -379,6 +409,7 @@ pub struct RunMetadata {
 
 impl RunMetadata {
     /// A metadata record with everything zero.
+    #[inline]
     pub fn new(task_type: TaskType) -> Self {
         Self {
             task_type,
@@ -451,6 +482,7 @@ impl RunResult {
     }
 
     /// A result from sink outputs already collected (what executors use).
+    #[inline]
     pub fn from_sinks(sink_outputs: SinkOutputs, metadata: RunMetadata) -> Self {
         Self {
             sink_outputs,
@@ -461,6 +493,7 @@ impl RunResult {
 
     /// Returns the result with `state` as its final graph state.
     #[must_use]
+    #[inline]
     pub fn with_state(mut self, state: Map<String, Value>) -> Self {
         self.state = state;
         self
@@ -498,6 +531,29 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    fn names(n: usize) -> Arc<[Arc<str>]> {
+        (0..n).map(|i| Arc::from(format!("n{i}"))).collect()
+    }
+
+    #[test]
+    fn node_counts_list_exactly_the_graphs_nodes_inline_or_on_the_heap() {
+        for n in [0, 1, INLINE_COUNTS, INLINE_COUNTS + 1, 10] {
+            let mut counts = NodeCounts::new(names(n));
+            for i in 0..n {
+                for _ in 0..=i {
+                    counts.increment(i);
+                }
+            }
+            counts.increment(n); // out of range: ignored
+            let listed: Vec<u64> = counts.iter().map(|c| c.processed).collect();
+            assert_eq!(listed, (1..=n as u64).collect::<Vec<_>>(), "{n} nodes");
+            assert_eq!(counts.len(), n);
+            assert_eq!(counts.get(&format!("n{n}")), None);
+            let again = NodeCounts::from_counts(names(n), 1..);
+            assert_eq!(counts, again, "{n} nodes");
+        }
+    }
 
     fn pushed(retention: SinkRetention, n: u64) -> SinkOutputs {
         let mut sinks = SinkOutputs::with_retention(retention);

@@ -49,17 +49,18 @@ mod subgraph;
 pub use durable::{fingerprint, topology_shape, DurableOptions, DurableRunError};
 pub use subgraph::{SubgraphNode, DEFAULT_SUBGRAPH_DEPTH_LIMIT};
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
 use spark_adk_core::panic::CatchUnwind;
 use spark_adk_core::{
-    BudgetKind, CancellationToken, Context, EventKind, NodeCounts, NodeMessage, RunCounts,
-    RunError, RunMetadata, RunResult, RunScope, SinkOutputs, StopReason, StreamEvent, Task,
-    TaskType,
+    BoxFuture, Budget, BudgetKind, CancellationToken, Context, EventBus, EventKind, NodeCounts,
+    NodeMessage, NodeResult, RunCounts, RunError, RunMetadata, RunResult, RunScope, SinkOutputs,
+    StopReason, StreamEvent, StreamSender, Task, TaskType,
 };
-use spark_adk_edges::Topology;
+use spark_adk_edges::{EdgeCondition, NodeEntry, Topology};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -97,6 +98,7 @@ impl SequentialExecutor {
     /// # Cancel safety
     /// Dropping the future stops the run after the current `.await` point of the running node;
     /// nothing is left running in the background.
+    #[inline]
     pub fn run<'a>(
         &self,
         topology: &'a Topology,
@@ -159,6 +161,7 @@ impl Activations {
         }
     }
 
+    #[inline]
     fn push(&mut self, activation: (usize, NodeMessage)) {
         if self.front.is_none() && self.rest.is_empty() {
             self.front = Some(activation);
@@ -167,48 +170,24 @@ impl Activations {
         }
     }
 
+    #[inline]
     fn pop(&mut self) -> Option<(usize, NodeMessage)> {
         self.front.take().or_else(|| self.rest.pop_front())
+    }
+
+    /// Drops the `n` activations pushed last.
+    #[cold]
+    fn drop_last(&mut self, n: usize) {
+        for _ in 0..n {
+            if self.rest.pop_back().is_none() {
+                self.front = None;
+            }
+        }
     }
 
     /// How many activations wait.
     fn len(&self) -> u64 {
         u64::from(self.front.is_some()) + self.rest.len() as u64
-    }
-}
-
-/// The targets of one activation's fired edges: up to 8 inline, more on the heap.
-#[derive(Default)]
-struct Targets {
-    inline: [usize; 8],
-    len: usize,
-    more: Vec<usize>,
-}
-
-impl Targets {
-    fn push(&mut self, to: usize) {
-        match self.inline.get_mut(self.len) {
-            Some(slot) if self.more.is_empty() => {
-                *slot = to;
-                self.len += 1;
-            }
-            _ => {
-                if self.more.is_empty() {
-                    self.more
-                        .extend_from_slice(self.inline.get(..self.len).unwrap_or(&[]));
-                }
-                self.more.push(to);
-            }
-        }
-    }
-
-    fn split_last(&self) -> Option<(usize, &[usize])> {
-        let all = if self.more.is_empty() {
-            self.inline.get(..self.len).unwrap_or(&[])
-        } else {
-            &self.more
-        };
-        all.split_last().map(|(last, rest)| (*last, rest))
     }
 }
 
@@ -247,13 +226,11 @@ async fn execute(
     let names = Arc::clone(topology.names());
     let scope = match scope {
         Scope::Given(scope) => Arc::new(scope.with_node_names(names)),
-        Scope::New(TaskType::Standard, budget, state) => Arc::new(
-            RunScope::for_run(
-                budget,
-                state.unwrap_or_else(|| topology.initial_state().clone()),
-                names,
-            )
-            .with_events(topology.events().clone()),
+        Scope::New(TaskType::Standard, budget, state) => new_scope(
+            budget,
+            state.unwrap_or_else(|| topology.initial_state().clone()),
+            names,
+            topology.events(),
         ),
         Scope::New(other, ..) => {
             return Err(RunError::InvalidTask(format!(
@@ -290,9 +267,14 @@ async fn execute(
         sinks: SinkOutputs::new(),
         per_node: NodeCounts::new(Arc::clone(topology.names())),
     };
-    let outcome = run_loop(topology, limit, &scope, &mut state, events)
-        .instrument(run_span)
-        .await;
+    let run = Run::new(topology, limit, &scope, events, &run_span);
+    let outcome = match scope.stream() {
+        None => run_loop(&run, &mut state).instrument(run_span).await,
+        // Boxed, so that the plain run's future does not grow.
+        Some(stream) => {
+            Box::pin(run_loop_streamed(&run, &mut state, stream).instrument(run_span)).await
+        }
+    };
     // Counted where they are: the activations still queued, and the one the loop held when it
     // stopped (refused by a check, or cut off while it ran).
     let unprocessed = state.queue.len() + u64::from(state.in_hand);
@@ -327,7 +309,42 @@ async fn execute(
     if events {
         publish_end(topology, &scope, &outcome);
     }
+    keep_scope(scope);
     outcome
+}
+
+thread_local! {
+    /// The scope of a run that ended on this thread, cleared ([`RunScope::clear`]), kept for
+    /// the next run started here: a standard run then allocates no scope.
+    static SPARE_SCOPE: Cell<Option<Arc<RunScope>>> = const { Cell::new(None) };
+}
+
+/// The scope of a new run: the spare one of this thread if there is one, renewed, or a new one.
+#[inline]
+fn new_scope(
+    budget: Option<Budget>,
+    initial_state: spark_adk_core::Map<String, spark_adk_core::Value>,
+    names: Arc<[Arc<str>]>,
+    bus: &EventBus,
+) -> Arc<RunScope> {
+    if let Some(mut spare) = SPARE_SCOPE.take() {
+        // Only a scope nobody else held was kept; `get_mut` checks it again.
+        if let Some(scope) = Arc::get_mut(&mut spare) {
+            scope.renew(budget, initial_state, names, Some(bus.clone()));
+            return spare;
+        }
+    }
+    Arc::new(RunScope::for_run(budget, initial_state, names).with_events(bus.clone()))
+}
+
+/// Keeps the scope of a run that ended for the next run on this thread, cleared, when nothing
+/// else holds it (a node may have kept a clone); otherwise drops it.
+#[inline]
+fn keep_scope(mut scope: Arc<RunScope>) {
+    if let Some(cleared) = Arc::get_mut(&mut scope) {
+        cleared.clear();
+        SPARE_SCOPE.set(Some(scope));
+    }
 }
 
 /// A time budget needs a tokio runtime with timers (a node that waits is raced against the
@@ -363,52 +380,72 @@ struct LoopState {
     per_node: NodeCounts,
 }
 
-/// The activation loop. A plain `async fn` awaited once by [`execute`]: its future is built in
-/// place, and each node's future is raced against outside cancellation and the deadline only
-/// when the node has to wait.
-async fn run_loop(
-    topology: &Topology,
+/// What the activation loops read and never change during a run.
+struct Run<'a> {
+    topology: &'a Topology,
+    scope: &'a Arc<RunScope>,
     limit: u64,
-    scope: &Arc<RunScope>,
-    state: &mut LoopState,
+    budget: Budget,
+    /// Someone listens on the graph's event bus.
     events: bool,
-) -> Result<(), RunError> {
-    let bus = topology.events();
-    let nodes = topology.nodes();
+    /// A subscriber wants the run's span: build one per activation too.
+    node_spans: bool,
+    /// There is outside cancellation or a deadline to race a node against.
+    guarded: bool,
+    /// Neither `node_spans` nor `guarded`: the node's future is awaited as it is.
+    plain: bool,
+}
 
-    let budget = scope.budget();
-    let timeout = |node: &str| RunError::Timeout {
-        budget: budget.max_time().unwrap_or_default(),
-        node: Some(node.to_owned()),
-        counts: RunCounts::default(),
-    };
+impl<'a> Run<'a> {
+    fn new(
+        topology: &'a Topology,
+        limit: u64,
+        scope: &'a Arc<RunScope>,
+        events: bool,
+        run_span: &tracing::Span,
+    ) -> Self {
+        let node_spans = !run_span.is_disabled();
+        let guarded = scope.external_cancellation().is_some() || scope.deadline().is_some();
+        Self {
+            topology,
+            scope,
+            limit,
+            budget: scope.budget(),
+            events,
+            node_spans,
+            guarded,
+            plain: !node_spans && !guarded,
+        }
+    }
 
-    let node_spans = !tracing::Span::current().is_disabled();
-    // Without outside cancellation or deadline there is nothing to race a node against.
-    let guarded = scope.external_cancellation().is_some() || scope.deadline().is_some();
-    // A streamed run (`Graph::stream`) sends its events with payloads here (boxed, so that the
-    // plain run's future does not grow); a failed send (the consumer is gone) is ignored: the
-    // stream cancels the run's token when it is dropped.
-    let stream = scope.stream();
+    fn timeout(&self, node: &str) -> RunError {
+        RunError::Timeout {
+            budget: self.budget.max_time().unwrap_or_default(),
+            node: Some(node.to_owned()),
+            counts: RunCounts::default(),
+        }
+    }
 
-    while let Some((index, message)) = state.queue.pop() {
-        state.in_hand = true;
-        let Some(entry) = nodes.get(index) else {
+    /// The checks before an activation of the node at `index` (just taken from the queue), in
+    /// this order (docs/runtime-semantics.md, "Standard mode"): time budget, token budget, step
+    /// limit; the first that fails is the error. Returns the node.
+    #[inline(always)]
+    fn check(&self, state: &LoopState, index: usize) -> Result<&'a NodeEntry, RunError> {
+        let Some(entry) = self.topology.nodes().get(index) else {
             return Err(RunError::InvalidTask(format!(
                 "node index {index} is outside the graph"
             )));
         };
+        let scope = self.scope;
         if scope.is_cancelled() {
             return Err(RunError::Cancelled {
                 counts: RunCounts::default(),
             });
         }
-        // The checks, in this order (docs/runtime-semantics.md, "Standard mode"): time budget,
-        // token budget, step limit; the first that fails is the error.
         if scope.deadline_passed() {
-            return Err(timeout(&entry.name));
+            return Err(self.timeout(&entry.name));
         }
-        if let Some(max) = budget.max_tokens() {
+        if let Some(max) = self.budget.max_tokens() {
             let used = scope.tokens_used();
             if used >= max {
                 return Err(RunError::TokenBudgetExhausted {
@@ -419,78 +456,85 @@ async fn run_loop(
                 });
             }
         }
-        if state.processed >= limit {
+        if state.processed >= self.limit {
             return Err(RunError::StepLimitExceeded {
                 node: entry.name.to_string(),
-                limit,
+                limit: self.limit,
                 counts: RunCounts::default(),
             });
         }
+        Ok(entry)
+    }
 
-        let ctx = Context::new(message, index, Arc::clone(scope));
-        if let Some(stream) = stream {
-            let input = ctx.inputs().clone();
-            let node = Arc::clone(&entry.name);
-            Box::pin(stream.send(StreamEvent::NodeStarted { node, input })).await;
+    /// Publishes `NodeStarted` when someone listens; returns when the activation started then.
+    #[inline(always)]
+    fn started(&self, entry: &NodeEntry) -> Option<Instant> {
+        if !self.events {
+            return None;
         }
-        if events {
-            bus.publish(
-                scope.run_id(),
-                scope.elapsed(),
-                EventKind::NodeStarted {
-                    node: Arc::clone(&entry.name),
-                },
-            );
-        }
-        let started = events.then(Instant::now);
+        self.topology.events().publish(
+            self.scope.run_id(),
+            self.scope.elapsed(),
+            EventKind::NodeStarted {
+                node: Arc::clone(&entry.name),
+            },
+        );
+        Some(Instant::now())
+    }
+
+    /// Runs one activation of a guarded run or one with node spans: the node's future, caught
+    /// if it panics, in its span, and raced against outside cancellation and the deadline when
+    /// the run has them.
+    async fn activate(
+        &self,
+        entry: &NodeEntry,
+        activation: CatchUnwind<BoxFuture<'_, NodeResult>>,
+    ) -> Result<Result<NodeResult, String>, RunError> {
         // No subscriber wants the run's span: skip building one per activation too.
-        let span = if node_spans {
+        let span = if self.node_spans {
             tracing::debug_span!("spark.node", node = %entry.name, mode = "standard")
         } else {
             tracing::Span::none()
         };
-        let activation = CatchUnwind::new(entry.node.process_dyn(&ctx)).instrument(span);
-        let outcome = if guarded {
-            // Polled in this order: the node (trivial nodes finish at once, and the other two
-            // are then never built), outside cancellation, the deadline.
-            let waited = tokio::select! {
-                biased;
-                outcome = activation => Waited::Done(outcome),
-                () = cancelled_or_never(scope.external_cancellation()) => Waited::Cancelled,
-                () = deadline_or_never(scope.deadline()) => Waited::TimedOut,
-            };
-            match waited {
-                Waited::Done(outcome) => outcome,
-                Waited::Cancelled => {
-                    return Err(RunError::Cancelled {
-                        counts: RunCounts::default(),
-                    })
-                }
-                Waited::TimedOut => return Err(timeout(&entry.name)),
-            }
-        } else {
-            activation.await
+        let activation = activation.instrument(span);
+        if !self.guarded {
+            return Ok(activation.await);
+        }
+        let scope = self.scope;
+        // Polled in this order: the node (trivial nodes finish at once, and the other two are
+        // then never built), outside cancellation, the deadline.
+        let waited = tokio::select! {
+            biased;
+            outcome = activation => Waited::Done(outcome),
+            () = cancelled_or_never(scope.external_cancellation()) => Waited::Cancelled,
+            () = deadline_or_never(scope.deadline()) => Waited::TimedOut,
         };
+        match waited {
+            Waited::Done(outcome) => Ok(outcome),
+            Waited::Cancelled => Err(RunError::Cancelled {
+                counts: RunCounts::default(),
+            }),
+            Waited::TimedOut => Err(self.timeout(&entry.name)),
+        }
+    }
+
+    /// After an activation: its event, the counts, outside cancellation, and the node's error
+    /// or panic. Returns the node's output.
+    #[inline(always)]
+    fn settle(
+        &self,
+        state: &mut LoopState,
+        entry: &NodeEntry,
+        index: usize,
+        started: Option<Instant>,
+        outcome: Result<NodeResult, String>,
+    ) -> Result<NodeMessage, RunError> {
         if let Some(started) = started {
-            let kind = match &outcome {
-                Ok(Ok(_)) => EventKind::NodeFinished {
-                    node: Arc::clone(&entry.name),
-                    duration: started.elapsed(),
-                },
-                Ok(Err(e)) => EventKind::NodeFailed {
-                    node: Arc::clone(&entry.name),
-                    error: e.to_string(),
-                },
-                Err(panic) => EventKind::NodeFailed {
-                    node: Arc::clone(&entry.name),
-                    error: format!("panicked: {panic}"),
-                },
-            };
-            bus.publish(scope.run_id(), scope.elapsed(), kind);
+            publish_finished(self.topology, self.scope, entry, started, &outcome);
         }
         state.processed += 1;
         state.in_hand = false;
-        if scope.is_cancelled() {
+        if self.scope.is_cancelled() {
             // Cancelled from outside while the node ran: whatever it returned (often an error
             // caused by the cancellation, e.g. from a subgraph), the run was cancelled.
             return Err(RunError::Cancelled {
@@ -498,47 +542,181 @@ async fn run_loop(
             });
         }
         state.per_node.increment(index);
-        let output = match outcome {
-            Ok(Ok(output)) => output,
-            Ok(Err(source)) => {
-                return Err(RunError::NodeFailed {
-                    node: entry.name.to_string(),
-                    source,
-                    counts: RunCounts::default(),
-                })
+        match outcome {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(source)) => Err(RunError::NodeFailed {
+                node: entry.name.to_string(),
+                source,
+                counts: RunCounts::default(),
+            }),
+            Err(message) => Err(RunError::NodePanicked {
+                node: entry.name.to_string(),
+                message,
+                counts: RunCounts::default(),
+            }),
+        }
+    }
+
+    /// Queues the targets of the node's fired edges in firing order, each with its own copy of
+    /// `output` (the last takes `output` itself). Returns `output` when no edge fired: it is a
+    /// sink output. When a condition panics, nothing of this activation stays queued.
+    #[inline(always)]
+    fn route(
+        &self,
+        state: &mut LoopState,
+        index: usize,
+        output: NodeMessage,
+    ) -> Result<Option<NodeMessage>, RunError> {
+        // The common shapes first: no edge (a sink), and one edge that fires whatever the
+        // output (`Always`, or a lone fallback: no regular edge can fire before it), as
+        // `Topology::route` would route them.
+        match self.topology.edges_from(index) {
+            [] => return Ok(Some(output)),
+            [edge]
+                if matches!(
+                    edge.condition,
+                    EdgeCondition::Always | EdgeCondition::Fallback
+                ) =>
+            {
+                state.accepted += 1;
+                state.queue.push((edge.to, output));
+                return Ok(None);
             }
-            Err(message) => {
-                return Err(RunError::NodePanicked {
-                    node: entry.name.to_string(),
-                    message,
-                    counts: RunCounts::default(),
-                })
+            _ => {}
+        }
+        let queue = &mut state.queue;
+        let (mut last, mut queued) = (None, 0);
+        let routed = self.topology.route(index, &output, |to| {
+            if let Some(previous) = last.replace(to) {
+                queue.push((previous, output.clone()));
+                queued += 1;
+            }
+        });
+        let fired = match routed {
+            Ok(fired) => fired,
+            Err(e) => {
+                queue.drop_last(queued);
+                return Err(e);
             }
         };
-        if let Some(stream) = stream {
-            let (node, output) = (Arc::clone(&entry.name), output.clone());
-            Box::pin(stream.send(StreamEvent::NodeFinished { node, output })).await;
-        }
-        let mut targets = Targets::default();
-        let fired = topology.route(index, &output, |to| targets.push(to))?;
         state.accepted += fired as u64;
-        match targets.split_last() {
-            None => {
-                if let Some(stream) = stream {
-                    let (node, output) = (Arc::clone(&entry.name), output.clone());
-                    Box::pin(stream.send(StreamEvent::SinkOutput { node, output })).await;
-                }
-                state.sinks.push(Arc::clone(&entry.name), output);
-            }
-            Some((last, rest)) => {
-                for &to in rest {
-                    state.queue.push((to, output.clone()));
-                }
-                state.queue.push((last, output)); // the last target takes the output itself
+        match last {
+            None => Ok(Some(output)),
+            Some(last) => {
+                state.queue.push((last, output));
+                Ok(None)
             }
         }
     }
-    Ok(())
+}
+
+/// Publishes `NodeFinished` or `NodeFailed` for an activation that began at `started`.
+#[cold]
+fn publish_finished(
+    topology: &Topology,
+    scope: &RunScope,
+    entry: &NodeEntry,
+    started: Instant,
+    outcome: &Result<NodeResult, String>,
+) {
+    let kind = match outcome {
+        Ok(Ok(_)) => EventKind::NodeFinished {
+            node: Arc::clone(&entry.name),
+            duration: started.elapsed(),
+        },
+        Ok(Err(e)) => EventKind::NodeFailed {
+            node: Arc::clone(&entry.name),
+            error: e.to_string(),
+        },
+        Err(panic) => EventKind::NodeFailed {
+            node: Arc::clone(&entry.name),
+            error: format!("panicked: {panic}"),
+        },
+    };
+    topology
+        .events()
+        .publish(scope.run_id(), scope.elapsed(), kind);
+}
+
+/// The activation loop of a plain run. A plain `async fn` awaited once by [`execute`]: its
+/// future is built in place, and its only `.await` is the node's. One [`Context`] serves every
+/// activation ([`Context::reset`]).
+async fn run_loop(run: &Run<'_>, state: &mut LoopState) -> Result<(), RunError> {
+    let Some((index, message)) = state.queue.pop() else {
+        return Ok(());
+    };
+    state.in_hand = true;
+    let mut entry = run.check(state, index)?;
+    let mut ctx = Context::new(message, index, Arc::clone(run.scope));
+    loop {
+        let index = ctx.node_index();
+        let started = run.started(entry);
+        let activation = CatchUnwind::new(entry.node.process_dyn(&ctx));
+        let outcome = if run.plain {
+            activation.await
+        } else {
+            run.activate(entry, activation).await?
+        };
+        let output = run.settle(state, entry, index, started, outcome)?;
+        if let Some(output) = run.route(state, index, output)? {
+            state.sinks.push(Arc::clone(&entry.name), output);
+        }
+        let Some((index, message)) = state.queue.pop() else {
+            return Ok(());
+        };
+        state.in_hand = true;
+        entry = run.check(state, index)?;
+        ctx.reset(message, index);
+    }
+}
+
+/// The activation loop of a streamed run (`Graph::stream`): [`run_loop`], and the run's events
+/// with their payloads sent to `stream`. A failed send (the consumer is gone) is ignored: the
+/// stream cancels the run's token when it is dropped.
+async fn run_loop_streamed(
+    run: &Run<'_>,
+    state: &mut LoopState,
+    stream: &StreamSender,
+) -> Result<(), RunError> {
+    let Some((index, message)) = state.queue.pop() else {
+        return Ok(());
+    };
+    state.in_hand = true;
+    let mut entry = run.check(state, index)?;
+    let mut ctx = Context::new(message, index, Arc::clone(run.scope));
+    loop {
+        let index = ctx.node_index();
+        let (node, input) = (Arc::clone(&entry.name), ctx.inputs().clone());
+        stream.send(StreamEvent::NodeStarted { node, input }).await;
+        let started = run.started(entry);
+        let activation = CatchUnwind::new(entry.node.process_dyn(&ctx));
+        let outcome = if run.plain {
+            activation.await
+        } else {
+            run.activate(entry, activation).await?
+        };
+        let output = run.settle(state, entry, index, started, outcome)?;
+        let (node, finished) = (Arc::clone(&entry.name), output.clone());
+        stream
+            .send(StreamEvent::NodeFinished {
+                node,
+                output: finished,
+            })
+            .await;
+        if let Some(output) = run.route(state, index, output)? {
+            let (node, sink) = (Arc::clone(&entry.name), output.clone());
+            stream
+                .send(StreamEvent::SinkOutput { node, output: sink })
+                .await;
+            state.sinks.push(Arc::clone(&entry.name), output);
+        }
+        let Some((index, message)) = state.queue.pop() else {
+            return Ok(());
+        };
+        state.in_hand = true;
+        entry = run.check(state, index)?;
+        ctx.reset(message, index);
+    }
 }
 
 fn publish_end(topology: &Topology, scope: &RunScope, outcome: &Result<RunResult, RunError>) {

@@ -369,6 +369,37 @@ async fn fallback_fires_only_when_no_other_edge_fired() {
 }
 
 #[tokio::test]
+async fn a_lone_fallback_edge_always_fires() {
+    let log = new_log();
+    let mut g = Graph::builder();
+    let a = g.add("a", echo(&log, "a"));
+    let fallback = g.add("fallback", emit(&log, "fallback", json!({})));
+    g.connect(a.otherwise() >> fallback);
+    let graph = g.start(a).build().unwrap();
+
+    let result = graph.run_with(json!({ "ok": true })).await.unwrap();
+
+    assert_eq!(entries(&log), names(&["a", "fallback"]));
+    assert_eq!(result.output_node(), Some("fallback"));
+}
+
+#[tokio::test]
+async fn a_lone_conditional_edge_that_does_not_match_leaves_a_sink_output() {
+    let log = new_log();
+    let mut g = Graph::builder();
+    let a = g.add("a", echo(&log, "a"));
+    let ok = g.add("ok", emit(&log, "ok", json!({})));
+    g.connect(a.on("ok", true) >> ok);
+    let graph = g.start(a).build().unwrap();
+
+    let result = graph.run_with(json!({ "ok": false })).await.unwrap();
+
+    assert_eq!(entries(&log), names(&["a"]));
+    assert_eq!(result.output_node(), Some("a"));
+    assert_eq!(result.metadata.accepted, 1);
+}
+
+#[tokio::test]
 async fn several_fallback_edges_all_fire() {
     let log = new_log();
     let mut g = Graph::builder();
@@ -1296,6 +1327,34 @@ async fn predicate_panic_becomes_error_naming_the_edge() {
     assert_eq!(entries(&log), names(&["a"]));
 }
 
+#[tokio::test]
+async fn a_predicate_panic_after_two_fired_edges_leaves_neither_target_accepted() {
+    let log = new_log();
+    let mut g = Graph::builder();
+    let a = g.add("a", emit(&log, "a", json!({})));
+    let first = g.add("first", emit(&log, "first", json!({})));
+    let second = g.add("second", emit(&log, "second", json!({})));
+    let guarded = g.add("guarded", emit(&log, "guarded", json!({})));
+    g.connect(a.priority(2) >> first);
+    g.connect(a.priority(1) >> second);
+    g.connect(a.when_fn(|_| boom("predicate exploded").is_null()) >> guarded);
+    let graph = g.start(a).build().unwrap();
+
+    let err = graph.run_default().await.unwrap_err();
+
+    assert!(
+        matches!(&err, RunError::ConditionPanicked { to, .. } if to == "guarded"),
+        "{err:?}"
+    );
+    let counts = err.counts().expect("the error carries the run's counts");
+    assert_eq!(
+        (counts.accepted, counts.processed, counts.unprocessed),
+        (1, 1, 0),
+        "only the task input was accepted"
+    );
+    assert_eq!(entries(&log), names(&["a"]));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Subgraphs (section 4, hybrid mode)
 // ---------------------------------------------------------------------------------------------
@@ -1425,4 +1484,131 @@ async fn subgraph_inner_failure_names_the_subgraph_node_with_the_inner_error_as_
         "{inner_err:?}"
     );
     assert!(entries(&log).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs one after another on one thread (the executor keeps a finished run's scope for the next)
+
+/// What a node saw of its run: run id, tokens so far, state key `k`, cancelled, stopping.
+type RunSeen = (u64, u64, Option<Value>, bool, bool);
+
+/// A node that records what it sees, then leaves as much behind in its run as it can: tokens,
+/// a state write, a cancellation token (cancelled when the run ends), a shutdown request.
+fn leaves_traces(seen: &Arc<Mutex<Vec<RunSeen>>>) -> impl Node {
+    let seen = Arc::clone(seen);
+    node_fn(move |ctx| {
+        let seen = Arc::clone(&seen);
+        async move {
+            seen.lock().unwrap().push((
+                ctx.run_id(),
+                ctx.tokens_used(),
+                ctx.state().get("k"),
+                ctx.is_cancelled(),
+                ctx.is_stopping(),
+            ));
+            ctx.record_tokens(5);
+            ctx.state().set("k", json!(1));
+            let _ = ctx.cancellation();
+            ctx.request_shutdown();
+            Ok::<_, NodeError>(json!({}))
+        }
+    })
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_run_after_another_on_the_same_thread_starts_with_nothing_of_the_first() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut g = Graph::builder();
+    let n = g.add("n", leaves_traces(&seen));
+    let graph = g.start(n).build().unwrap();
+
+    let first = graph.run_default().await.unwrap();
+    let second = graph.run_default().await.unwrap();
+
+    assert_eq!(first.metadata.tokens_used, 5);
+    assert_eq!(second.metadata.tokens_used, 5, "tokens are counted per run");
+    assert_eq!(second.state.get("k"), Some(&json!(1)));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    let (first_id, second_id) = (seen[0].0, seen[1].0);
+    assert_ne!(first_id, second_id, "each run has its own id");
+    assert_eq!(seen[1], (second_id, 0, None, false, false), "a fresh run");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_run_started_with_a_given_state_after_another_sees_only_that_state() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut g = Graph::builder();
+    let n = g.add("n", leaves_traces(&seen));
+    let graph = g.start(n).build().unwrap();
+
+    graph.run_default().await.unwrap();
+    let mut state = spark_adk_core::Map::new();
+    state.insert("k".to_owned(), json!("given"));
+    graph.run(Task::default().with_state(state)).await.unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[1].2, Some(json!("given")));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_event_bus_of_a_dropped_graph_closes_after_its_runs() {
+    let mut g = Graph::builder();
+    let n = g.add("n", node_fn(|_| async { Ok::<_, NodeError>(json!({})) }));
+    let graph = g.start(n).build().unwrap();
+    let mut events = graph.events().subscribe();
+
+    graph.run_default().await.unwrap();
+    drop(graph);
+
+    let drained = async {
+        let mut received = 0;
+        loop {
+            match events.recv().await {
+                Ok(_) => received += 1,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return received,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    let received = tokio::time::timeout(std::time::Duration::from_secs(5), drained)
+        .await
+        .expect("the bus stays open: something still holds it");
+    assert!(received >= 2, "GraphStarted and GraphFinished at least");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_scope_a_node_kept_stays_that_runs_scope() {
+    let kept = Arc::new(Mutex::new(None));
+    let mut g = Graph::builder();
+    let keep = Arc::clone(&kept);
+    let n = g.add(
+        "n",
+        node_fn(move |ctx| {
+            let keep = Arc::clone(&keep);
+            async move {
+                keep.lock()
+                    .unwrap()
+                    .get_or_insert_with(|| Arc::clone(ctx.scope()));
+                let _ = ctx.cancellation();
+                ctx.record_tokens(3);
+                Ok::<_, NodeError>(json!({}))
+            }
+        }),
+    );
+    let graph = g.start(n).build().unwrap();
+
+    graph.run_default().await.unwrap();
+    let first_scope = kept.lock().unwrap().clone().unwrap();
+    let first_id = first_scope.run_id();
+    graph.run_default().await.unwrap();
+    graph.run_default().await.unwrap();
+
+    assert_eq!(first_scope.run_id(), first_id);
+    assert_eq!(
+        first_scope.tokens_used(),
+        3,
+        "later runs never reuse a kept scope"
+    );
+    assert!(first_scope.is_cancelled(), "its run has ended");
 }

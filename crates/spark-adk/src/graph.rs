@@ -1,8 +1,10 @@
 //! [`Graph`] and its [`GraphBuilder`]: build once, run many times in either mode.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use spark_adk_core::{
     Event, EventBus, NodeMessage, RunError, RunResult, StreamOptions, Task, TaskType,
 };
@@ -87,12 +89,18 @@ impl Graph {
     /// # Cancel safety
     /// In standard mode, dropping the future stops the run at the running node's next `.await`.
     /// In long-running mode, dropping it begins a graceful stop of the workers.
-    pub async fn run(&self, task: Task) -> Result<RunResult, RunError> {
+    #[inline]
+    pub fn run(&self, task: Task) -> impl Future<Output = Result<RunResult, RunError>> + Send + '_ {
+        // The executor's future itself, not one awaiting it: a standard run's result is not
+        // moved once more, nor polled through one more layer.
         match task.task_type {
-            TaskType::Standard => SequentialExecutor::new().run(&self.topology, task).await,
+            TaskType::Standard => Either::Left(SequentialExecutor::new().run(&self.topology, task)),
             // Boxed so that the standard-mode future stays small (it is moved on every run).
             TaskType::LongRunning => {
-                Box::pin(LongRunningExecutor::new().run(Arc::clone(&self.topology), task)).await
+                let topology = Arc::clone(&self.topology);
+                Either::Right(Box::pin(async move {
+                    LongRunningExecutor::new().run(topology, task).await
+                }))
             }
         }
     }
