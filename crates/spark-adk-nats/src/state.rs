@@ -305,11 +305,9 @@ impl Store {
     /// Releases the lock by deleting its message (by sequence: an expired lock taken since by
     /// another holder is another message, left alone).
     async fn unlock(&self, lock: Lock) {
-        let released = tokio::time::timeout(
-            self.timeout,
-            self.lock_stream.delete_message(lock.revision),
-        )
-        .await;
+        let released =
+            tokio::time::timeout(self.timeout, self.lock_stream.delete_message(lock.revision))
+                .await;
         if !matches!(released, Ok(Ok(_))) {
             tracing::warn!(bucket = %self.bucket, "releasing the state lock failed (it expires)");
         }
