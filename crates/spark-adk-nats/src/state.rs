@@ -72,6 +72,7 @@ async fn open_bucket(
     js: &jetstream::Context,
     bucket: &str,
     max_age: Duration,
+    deny_delete: bool,
 ) -> Result<kv::Store, NatsError> {
     if js.get_key_value(bucket).await.is_err() {
         let created = js
@@ -81,7 +82,7 @@ async fn open_bucket(
                 max_messages_per_subject: 1,
                 max_age,
                 allow_rollup: true,
-                deny_delete: true,
+                deny_delete,
                 allow_direct: true,
                 discard: stream::DiscardPolicy::New,
                 ..Default::default()
@@ -120,6 +121,7 @@ struct Lock {
 pub(crate) struct Store {
     values: kv::Store,
     locks: kv::Store,
+    lock_stream: stream::Stream,
     bucket: String,
     local: Arc<tokio::sync::Mutex<()>>,
     timeout: Duration,
@@ -143,16 +145,24 @@ impl Store {
         static HOLDER: AtomicU64 = AtomicU64::new(0);
         let js = jetstream::new(client);
         let bucket = names.state_bucket();
-        let values = open_bucket(&js, &bucket, Duration::ZERO).await?;
+        let values = open_bucket(&js, &bucket, Duration::ZERO, true).await?;
+        // The lock is released by deleting its message (the subject is then empty, so the
+        // next `create` succeeds in one round trip, where a delete marker would cost three).
         let locks = open_bucket(
             &js,
             &names.lock_bucket(),
             options.state_lock_ttl.max(Duration::from_millis(100)),
+            false,
         )
         .await?;
+        let lock_stream = js
+            .get_stream(format!("KV_{}", names.lock_bucket()))
+            .await
+            .map_err(|e| broker(format!("opening bucket `{}`", names.lock_bucket()), e))?;
         Ok(Self {
             values,
             locks,
+            lock_stream,
             bucket,
             local: Arc::default(),
             timeout: options.join_timeout,
@@ -292,16 +302,13 @@ impl Store {
         }
     }
 
-    /// Releases the lock (only if it is still this holder's: an expired lock taken by another
-    /// holder is left alone).
+    /// Releases the lock by deleting its message (by sequence: an expired lock taken since by
+    /// another holder is another message, left alone).
     async fn unlock(&self, lock: Lock) {
-        let released = tokio::time::timeout(
-            self.timeout,
-            self.locks
-                .delete_expect_revision(LOCK_KEY, Some(lock.revision)),
-        )
-        .await;
-        if !matches!(released, Ok(Ok(()))) {
+        let released =
+            tokio::time::timeout(self.timeout, self.lock_stream.delete_message(lock.revision))
+                .await;
+        if !matches!(released, Ok(Ok(_))) {
             tracing::warn!(bucket = %self.bucket, "releasing the state lock failed (it expires)");
         }
     }
