@@ -8,17 +8,16 @@
 //!   looping to itself while the count is below 1,000) as a durable run into the embedded SQLite
 //!   store (`synchronous = FULL`, a file in a temporary directory), `async` and `exit`, against
 //!   `plain_loop_1000`, the same run without a store, in the same bench run. The row divides by
-//!   1,000: time per step. A durable run also pays a fixed cost per run (the header, the lease
-//!   taken and given back, the stop record: four SQLite commits, each an fsync), spread over the
-//!   1,000 steps here.
+//!   1,000: time per step. A durable run also pays a fixed cost per run (the run created
+//!   holding its lease, the final flush with the stop record, the lease given back: three
+//!   SQLite commits, each an fsync), spread over the 1,000 steps here.
 //! - `durable_step/memory_async_loop_1000`: the same Async run into a fresh in-memory store
 //!   (dropped with the run inside the timing): the executor's and the log's own cost of a
 //!   durable step, without SQLite.
 //! - `durable_step/sync_loop_100` against `plain_loop_100`: `Durability::Sync`, one commit
 //!   (one fsync) per step, over 100 steps (1,000 would take seconds per iteration). 10
-//!   samples, flat sampling. Beside it `async_loop_100`: with `async_loop_1000`, it splits the
-//!   Async figure into a cost per step (the difference over 900 steps) and a fixed cost per
-//!   run.
+//!   samples, flat sampling. Beside it `async_loop_100`: the Async run over 100 steps (where
+//!   the fixed cost per run weighs ten times more).
 //! - `durable_recovery/sqlite/<n>`: `StoreExt::resume_image` (load, decode, check the
 //!   fingerprint, replay) of a log of `n` activation records (each routes one message and sets
 //!   one new state key: the state grows to `n` keys), `n` = 100, 1,000, 10,000; and

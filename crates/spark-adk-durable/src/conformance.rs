@@ -306,6 +306,51 @@ pub async fn a_leased_append_needs_the_lease_it_names(h: &dyn Harness) {
     );
 }
 
+/// A run created holding its lease (`create_run_leased`): its header loads back, its lease is
+/// held from the start (another owner is refused, the holder's leased appends go through), and
+/// creating it again is a conflict that leaves the lease alone.
+pub async fn a_run_created_with_its_lease_is_held_from_the_start(h: &dyn Harness) {
+    let store = h.store();
+    let run = RunId::new("created-leased");
+    let lease = store
+        .create_leased(&sample_header(&run), "creator", Duration::from_secs(60))
+        .await
+        .expect("created with its lease");
+    assert_eq!(lease.owner, "creator");
+    assert_eq!(lease.run_id, run);
+    let loaded = store.load_run(&run).await.expect("load");
+    assert_eq!(loaded.header, sample_header(&run));
+    assert_eq!(loaded.head, 0);
+    let err = store
+        .acquire_lease(&run, "other", Duration::from_secs(60))
+        .await
+        .expect_err("held from the start");
+    assert!(err.to_string().contains("creator"), "{err}");
+    let again = store
+        .create_leased(&sample_header(&run), "other", Duration::from_secs(60))
+        .await
+        .expect_err("exists");
+    assert!(again.is_conflict(), "{again:?}");
+    assert_eq!(
+        store
+            .append_records_leased(&run, 0, &sample_records(1, 2), &lease)
+            .await
+            .expect("the creator appends"),
+        2
+    );
+    let renewed = store
+        .renew_lease(&lease, Duration::from_secs(60))
+        .await
+        .expect("the creator renews");
+    assert_eq!(renewed.epoch, lease.epoch);
+    assert!(matches!(
+        store
+            .create_leased(&sample_header(&RunId::new("zero")), "z", Duration::ZERO)
+            .await,
+        Err(DurableError::InvalidArgument { .. })
+    ));
+}
+
 /// A released lease is free at once; a zero duration is refused.
 pub async fn a_released_lease_is_free_and_a_zero_lease_is_refused(h: &dyn Harness) {
     let (store, run) = created(h, "lease-release").await;
@@ -658,6 +703,7 @@ macro_rules! conformance_tests {
             an_expired_lease_lets_another_owner_take_over,
             a_released_lease_is_free_and_a_zero_lease_is_refused,
             a_leased_append_needs_the_lease_it_names,
+            a_run_created_with_its_lease_is_held_from_the_start,
             runs_are_listed_and_deleted,
             a_snapshot_compacts_the_log,
             compacting_a_run_keeps_its_image_and_drops_its_records,

@@ -80,6 +80,24 @@ pub trait Store: Send + Sync + 'static {
         header: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), DurableError>>;
 
+    /// Creates a run with its encoded header and gives `owner` its lease for `ttl`, in one
+    /// step: a store that commits to disk does it in one commit where [`Store::create_run`]
+    /// and [`Store::acquire_lease`] take two. A run with this id already stored is a conflict
+    /// (and its lease is left alone). The default makes the two calls.
+    fn create_run_leased<'a>(
+        &'a self,
+        run: &'a RunId,
+        header: Vec<u8>,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease, DurableError>> {
+        Box::pin(async move {
+            crate::checks::check_ttl(run, ttl)?;
+            self.create_run(run, header).await?;
+            self.acquire_lease(run, owner, ttl).await
+        })
+    }
+
     /// Appends records if the run's head is `expected_head`; returns the new head.
     fn append<'a>(
         &'a self,
@@ -239,6 +257,20 @@ pub trait StoreExt: Store {
         Box::pin(async move { self.create_run(&run, bytes?).await })
     }
 
+    /// Creates a run from its header holding its lease ([`Store::create_run_leased`]).
+    fn create_leased<'a>(
+        &'a self,
+        header: &'a RunHeader,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease, DurableError>> {
+        Box::pin(async move {
+            let bytes = encode(&header.run_id, 0, header)?;
+            self.create_run_leased(&header.run_id, bytes, owner, ttl)
+                .await
+        })
+    }
+
     /// Appends typed records with compare-and-append; returns the new head.
     fn append_records<'a>(
         &'a self,
@@ -340,6 +372,15 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         header: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), DurableError>> {
         (**self).create_run(run, header)
+    }
+    fn create_run_leased<'a>(
+        &'a self,
+        run: &'a RunId,
+        header: Vec<u8>,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease, DurableError>> {
+        (**self).create_run_leased(run, header, owner, ttl)
     }
     fn append<'a>(
         &'a self,

@@ -93,6 +93,16 @@ impl<S: Store> Store for FailingStore<S> {
         self.inner.create_run(run, header)
     }
 
+    fn create_run_leased<'a>(
+        &'a self,
+        run: &'a RunId,
+        header: Vec<u8>,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease, DurableError>> {
+        self.inner.create_run_leased(run, header, owner, ttl)
+    }
+
     fn append<'a>(
         &'a self,
         run: &'a RunId,

@@ -72,6 +72,7 @@ pub struct PostgresStore {
 /// The statements, with the schema filled in.
 struct Sql {
     create: String,
+    create_leased: String,
     advance: String,
     advance_leased: String,
     fence_state: String,
@@ -96,6 +97,12 @@ impl Sql {
     fn new(s: &str) -> Self {
         Self {
             create: format!("INSERT INTO {s}.runs (run_id, header, head) VALUES ($1, $2, 0) ON CONFLICT (run_id) DO NOTHING"),
+            create_leased: format!(
+                "INSERT INTO {s}.runs (run_id, header, head, lease_owner, lease_epoch, lease_expires)
+                 VALUES ($1, $2, 0, $3, 1, clock_timestamp() + $4::float8 * interval '1 millisecond')
+                 ON CONFLICT (run_id) DO NOTHING
+                 RETURNING lease_epoch, (extract(epoch FROM lease_expires) * 1000)::bigint"
+            ),
             advance: format!("UPDATE {s}.runs SET head = $3 WHERE run_id = $1 AND head = $2"),
             advance_leased: format!(
                 "UPDATE {s}.runs SET head = $3
@@ -379,6 +386,33 @@ impl Store for PostgresStore {
                 return Err(run_exists(run));
             }
             Ok(())
+        })
+    }
+
+    fn create_run_leased<'a>(
+        &'a self,
+        run: &'a RunId,
+        header: Vec<u8>,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease, DurableError>> {
+        Box::pin(async move {
+            let ttl = i64_of(run, check_ttl(run, ttl)?)?;
+            let client = self.client(run, Some(0)).await?;
+            let row = client
+                .query_opt(
+                    &self.sql.create_leased,
+                    &[&run.as_str(), &header, &owner, &(ttl as f64)],
+                )
+                .await
+                .map_err(|e| DurableError::write_failed(run, 0, e))?
+                .ok_or_else(|| run_exists(run))?;
+            Ok(Lease {
+                run_id: run.clone(),
+                owner: owner.to_owned(),
+                epoch: u64_of(run, 0, col(&row, 0, run)?)?,
+                expires_at_ms: u64_of(run, 0, col(&row, 1, run)?)?,
+            })
         })
     }
 

@@ -105,10 +105,10 @@ impl SequentialExecutor {
             grace_seconds: None,
         };
         let image = RunImage::new(&header);
-        options.store.create(&header).await?;
+        // One step (one commit for a disk store): the run exists only with its lease held.
         let lease = options
             .store
-            .acquire_lease(&options.run_id, &options.owner, options.lease_ttl)
+            .create_leased(&header, &options.owner, options.lease_ttl)
             .await?;
         let log = match RunLog::open_leased(
             Arc::clone(&options.store),

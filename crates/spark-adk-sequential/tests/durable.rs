@@ -662,7 +662,7 @@ fn a_durable_run_longer_than_its_lease_keeps_the_lease_and_a_second_resumer_out(
     let slow = g.add(
         "slow",
         node_fn(|_ctx: Context| async move {
-            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
             Ok::<_, NodeError>(json!({ "done": true }))
         }),
     );
@@ -670,7 +670,7 @@ fn a_durable_run_longer_than_its_lease_keeps_the_lease_and_a_second_resumer_out(
     runtime().block_on(async {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let mut opts = options(Arc::clone(&store), "long").with_owner("runner");
-        opts.lease_ttl = std::time::Duration::from_millis(200);
+        opts.lease_ttl = std::time::Duration::from_millis(600);
         let run = {
             let topology = Arc::clone(&topology);
             tokio::spawn(async move {
@@ -681,7 +681,7 @@ fn a_durable_run_longer_than_its_lease_keeps_the_lease_and_a_second_resumer_out(
         };
         let mut refused = 0;
         for _ in 0..5 {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             if run.is_finished() {
                 break;
             }

@@ -81,6 +81,7 @@ pub struct SqliteStore {
 
 enum Op {
     Create(RunId, Vec<u8>),
+    CreateLeased(RunId, Vec<u8>, String, u64),
     Append(RunId, u64, Vec<Vec<u8>>, Option<Lease>),
     Load(RunId),
     List,
@@ -207,6 +208,7 @@ impl Op {
     fn run(&self) -> RunId {
         match self {
             Op::Create(r, _)
+            | Op::CreateLeased(r, _, _, _)
             | Op::Append(r, _, _, _)
             | Op::Load(r)
             | Op::Delete(r)
@@ -335,6 +337,25 @@ fn execute(conn: &Connection, op: &Op) -> Result<Out, DurableError> {
             )
             .map_err(err)?;
             Ok(Out::Unit)
+        }
+        Op::CreateLeased(run, header, owner, ttl) => {
+            if head_of(run)?.is_some() {
+                return Err(run_exists(run));
+            }
+            let now = to_i64(run, 0, now_ms())?;
+            let expires = now.saturating_add(to_i64(run, 0, *ttl)?);
+            conn.execute(
+                "INSERT INTO spark_runs (run_id, header, head, lease_owner, lease_epoch, lease_expires_ms)
+                 VALUES (?1, ?2, 0, ?3, 1, ?4)",
+                params![run.as_str(), header, owner, expires],
+            )
+            .map_err(err)?;
+            Ok(Out::Lease(Lease {
+                run_id: run.clone(),
+                owner: owner.clone(),
+                epoch: 1,
+                expires_at_ms: to_u64(run, 0, expires)?,
+            }))
         }
         Op::Append(run, expected, records, lease) => {
             let head = head_of(run)?.ok_or_else(|| not_found(run))?;
@@ -573,6 +594,25 @@ impl Store for SqliteStore {
         Box::pin(async move {
             match self.call(Op::Create(run.clone(), header)).await? {
                 Out::Unit => Ok(()),
+                _ => Err(unexpected(run)),
+            }
+        })
+    }
+
+    fn create_run_leased<'a>(
+        &'a self,
+        run: &'a RunId,
+        header: Vec<u8>,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease, DurableError>> {
+        Box::pin(async move {
+            let ttl = check_ttl(run, ttl)?;
+            match self
+                .call(Op::CreateLeased(run.clone(), header, owner.to_owned(), ttl))
+                .await?
+            {
+                Out::Lease(l) => Ok(l),
                 _ => Err(unexpected(run)),
             }
         })
