@@ -853,10 +853,10 @@ impl LongRunningExecutor {
             grace_seconds: task.grace.map(|g| g.as_secs_f64()),
         };
         let image = RunImage::new(&header);
-        options.store.create(&header).await?;
+        // One step (one commit for a disk store): the run exists only with its lease held.
         let lease = options
             .store
-            .acquire_lease(&options.run_id, &options.owner, options.lease_ttl)
+            .create_leased(&header, &options.owner, options.lease_ttl)
             .await?;
         // The writer renews the lease while the run goes on and fences every commit with it.
         let log = match RunLog::open_leased(
