@@ -405,6 +405,7 @@ related = ["nats_hop/throughput_1"]
                 "cost_retry_std_flow_3",
                 "cost_retry_per_node",
                 "cost_map_20x10ms",
+                "cost_durable_lr_per_message",
             ]
         );
     }
