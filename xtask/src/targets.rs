@@ -390,6 +390,7 @@ related = ["nats_hop/throughput_1"]
                 "nats_hop",
                 "nats_hop_throughput_1",
                 "durable_lr",
+                "durable_append",
                 "durable_step",
                 "durable_step_sync",
                 "durable_recovery_10k",
@@ -405,6 +406,7 @@ related = ["nats_hop/throughput_1"]
                 "cost_retry_std_flow_3",
                 "cost_retry_per_node",
                 "cost_map_20x10ms",
+                "cost_durable_lr_per_message",
             ]
         );
     }
