@@ -1,8 +1,8 @@
-//! Durable standard runs (issue 13, "Figures"): what a step costs with the embedded store, and
-//! how long a resume takes against the log's length. The `durable_*` rows of
-//! `benches/targets.toml`; commit latency per store and bytes per step are measured by the
-//! `durable_figures` binary (a child process), and the log's append path alone by
-//! `durable_append` in `spark-adk-durable` (`durable_lr`).
+//! Durable runs (issue 13, "Figures"): what a step costs with the embedded store, how long a
+//! resume takes against the log's length, and messages through a durable long-running graph.
+//! The `durable_*` rows of `benches/targets.toml`; commit latency per store and bytes per step
+//! are measured by the `durable_figures` binary (a child process), and the log's append path
+//! alone by `durable_append` in `spark-adk-durable` (the information row `durable_append`).
 //!
 //! - `durable_step/<mode>_loop_1000`: a standard run of 1,000 steps (one node, [`Inc`],
 //!   looping to itself while the count is below 1,000) as a durable run into the embedded SQLite
@@ -24,6 +24,13 @@
 //!   `durable_recovery/sqlite/10000_snapshot`, the same 10,000-record run after a snapshot at
 //!   its head compacted it.
 //!
+//! - `durable_lr/sqlite/async`: 10,000 messages sent through the handle into the gated 3-node
+//!   pipeline (`gated_chain(3)`) spawned as a durable long-running run (`Durability::Async`,
+//!   group commit) on SQLite, a fresh file per pass opened untimed; from the spawn to the run's
+//!   end. 4 records per message (accepted, three activations): the row divides by 40,000.
+//!   Beside it `durable_lr/sqlite/store_batched_insert`: the records of a first pass straight
+//!   into `Store::append` of a fresh SQLite file, 512 a call. 10 samples, flat sampling.
+//!
 //! Every iteration of a `durable_step` bench starts a run with a fresh id (the runs stay in the
 //! file). `--smoke` (criterion's `--test`) runs each once; the setup (three logs written, the
 //! longest 10,000 records) takes about a second.
@@ -33,7 +40,7 @@
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, Criterion, SamplingMode, Throughput};
 use serde_json::json;
@@ -41,7 +48,10 @@ use spark_adk::durable::conformance::{sample_activation, sample_fingerprint, sam
 use spark_adk::durable::{RunLog, StoreExt};
 use spark_adk::prelude::*;
 use spark_adk::{Durability, DurableOptions, MemoryStore, RunId, SqliteStore, Store};
-use spark_adk_benches::{count_of, current_thread_runtime, input, Inc};
+use spark_adk_benches::{
+    count_of, current_thread_runtime, gated_chain, input, multi_thread_runtime, GateRelease, Inc,
+    EPOCH,
+};
 use tokio::runtime::Runtime;
 
 /// Steps of a run of the Async and Exit benches.
@@ -132,6 +142,126 @@ async fn log_of(store: &Arc<dyn Store>, n: u64) -> RunId {
     run
 }
 
+/// Messages sent through the handle in one pass of `durable_lr`.
+const LR_MESSAGES: u64 = 10_000;
+
+/// Records a pass of `durable_lr` commits per message: the handle send's accepted record and one
+/// activation record per node of the 3-node chain. The row divides by
+/// `LR_MESSAGES * LR_RECORDS_PER_MESSAGE`.
+const LR_RECORDS_PER_MESSAGE: u64 = 4;
+
+/// Records per `Store::append` call of `durable_lr/sqlite/store_batched_insert`.
+const LR_BATCH: usize = 512;
+
+/// One durable long-running pass into a fresh SQLite file in `dir`: spawn the gated 3-node
+/// chain as a durable run (Async), send [`LR_MESSAGES`] messages into `n0`, release the gate,
+/// wait for the run to end (every record committed). Returns the time from the spawn to the
+/// end, the store and the run id (opening the store is not timed).
+async fn lr_pass(
+    graph: &Graph,
+    release: &GateRelease,
+    epoch: u64,
+    dir: &std::path::Path,
+) -> (Duration, Arc<dyn Store>, RunId) {
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(dir.join(format!("lr-{epoch}.db"))).expect("the SQLite store opens"),
+    );
+    let run = fresh_run();
+    let task = Task::long_running(json!({ EPOCH: epoch })).with_quiescence(true);
+    let options =
+        DurableOptions::new(Arc::clone(&store), run.clone()).with_durability(Durability::Async);
+    let message = NodeMessage::from(input());
+    let start = Instant::now();
+    let handle = graph
+        .spawn_durable(task, options)
+        .await
+        .expect("the durable run spawns");
+    for _ in 0..LR_MESSAGES {
+        handle
+            .send("n0", message.clone())
+            .await
+            .expect("the run accepts every message");
+    }
+    release.release(epoch);
+    let result = handle.wait().await.expect("the run completes");
+    let elapsed = start.elapsed();
+    assert_eq!(result.metadata.processed, 3 * LR_MESSAGES + 1);
+    (elapsed, store, run)
+}
+
+/// `durable_lr/sqlite/async`: messages through a durable long-running graph on SQLite, and
+/// `durable_lr/sqlite/store_batched_insert`: the same records straight into `Store::append` of a
+/// fresh SQLite file in batches of [`LR_BATCH`], in the same bench run.
+fn lr_benches(c: &mut Criterion, dir: &std::path::Path) {
+    let rt = multi_thread_runtime().expect("a multi-thread runtime");
+    let (graph, release) = gated_chain(3).expect("the bench graph builds");
+    let epochs = AtomicU64::new(1);
+    // The records a pass commits, taken from a first pass, for the batched insert.
+    let records: Vec<Vec<u8>> = rt.block_on(async {
+        let (_, store, run) = lr_pass(&graph, &release, 1, dir).await;
+        let log = store.load(&run).await.expect("the log loads");
+        log.records.into_iter().map(|r| r.bytes).collect()
+    });
+    let per_pass = LR_MESSAGES * LR_RECORDS_PER_MESSAGE;
+    assert!(
+        records.len() as u64 >= per_pass,
+        "a pass commits {} records, fewer than {per_pass}",
+        records.len()
+    );
+    let mut group = c.benchmark_group("durable_lr");
+    group.throughput(Throughput::Elements(per_pass));
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("sqlite/async", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let (graph, release, epochs) = (&graph, &release, &epochs);
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let epoch = epochs.fetch_add(1, Ordering::Relaxed) + 1;
+                    let (elapsed, store, _) = lr_pass(graph, release, epoch, dir).await;
+                    total += elapsed;
+                    drop(store);
+                    std::fs::remove_file(dir.join(format!("lr-{epoch}.db"))).ok();
+                }
+                total
+            }
+        });
+    });
+    group.bench_function("sqlite/store_batched_insert", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let (records, epochs) = (&records, &epochs);
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let epoch = epochs.fetch_add(1, Ordering::Relaxed) + 1;
+                    let path = dir.join(format!("batched-{epoch}.db"));
+                    let store: Arc<dyn Store> =
+                        Arc::new(SqliteStore::open(&path).expect("the SQLite store opens"));
+                    let run = fresh_run();
+                    store
+                        .create(&sample_header(&run))
+                        .await
+                        .expect("the run is created");
+                    let batches: Vec<Vec<Vec<u8>>> =
+                        records.chunks(LR_BATCH).map(<[_]>::to_vec).collect();
+                    let start = Instant::now();
+                    let mut head = 0;
+                    for batch in batches {
+                        head = store.append(&run, head, batch).await.expect("append");
+                    }
+                    total += start.elapsed();
+                    drop(store);
+                    std::fs::remove_file(&path).ok();
+                }
+                total
+            }
+        });
+    });
+    group.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let rt = current_thread_runtime().expect("a tokio runtime");
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -215,6 +345,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    lr_benches(c, dir.path());
 }
 
 mod group {

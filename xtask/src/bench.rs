@@ -28,7 +28,7 @@
 //!
 //! `--smoke` runs each of our benchmarks once (criterion's `--test`) and the child-process
 //! benches, without the peers, and reports nothing: it proves the benches run, as CI needs.
-//! Rows whose bench is in another package (`nats_hop*`, `durable_lr`) are not run; it says so.
+//! Rows whose bench is in another package (`nats_hop*`, `durable_append`) are not run; it says so.
 //! `--instructions` only counts instructions (with `--check`: fails when a count is more than
 //! 10% above `benches/instructions-baseline.json`; with `--bless`: writes that file).
 //! `--no-peers` leaves the peers out (their crate is not built). `--quick` shortens

@@ -390,6 +390,7 @@ related = ["nats_hop/throughput_1"]
                 "nats_hop",
                 "nats_hop_throughput_1",
                 "durable_lr",
+                "durable_append",
                 "durable_step",
                 "durable_step_sync",
                 "durable_recovery_10k",
