@@ -233,19 +233,21 @@ impl RunHandle {
     }
 }
 
+/// The error of a send to a node the graph does not have.
+#[cold]
+fn unknown_node(node: &str, message: ChannelMessage) -> HandleSendError {
+    HandleSendError::UnknownNode {
+        node: node.to_owned(),
+        message,
+    }
+}
+
 impl RunSender {
-    fn target(
-        &self,
-        node: &str,
-        message: ChannelMessage,
-    ) -> Result<(usize, ChannelMessage), HandleSendError> {
-        match self.shared.topology().index_of(node) {
-            Some(i) => Ok((i, message)),
-            None => Err(HandleSendError::UnknownNode {
-                node: node.to_owned(),
-                message,
-            }),
-        }
+    /// The index of `node` (the message is not moved through a `Result` per send: it is
+    /// large).
+    #[inline]
+    fn target(&self, node: &str) -> Option<usize> {
+        self.shared.topology().index_of(node)
     }
 
     /// Sends a message into the mailbox of `node`, waiting while it is full (backpressure).
@@ -295,7 +297,9 @@ impl RunSender {
         node: &str,
         message: ChannelMessage,
     ) -> Result<(), HandleSendError> {
-        let (index, message) = self.target(node, message)?;
+        let Some(index) = self.target(node) else {
+            return Err(unknown_node(node, message));
+        };
         let stop = self.shared.stop();
         if stop.is_stopping() {
             return Err(HandleSendError::Stopped(message));
@@ -352,6 +356,7 @@ impl RunSender {
 
     /// Queues `message` into the slot of `permit`, counting it accepted; hands it back if the
     /// run is stopping.
+    #[inline]
     fn push_reserved(
         &self,
         permit: Permit<'_>,
@@ -383,7 +388,10 @@ impl RunSender {
         node: &str,
         message: impl Into<NodeMessage>,
     ) -> Result<(), HandleSendError> {
-        let (index, message) = self.target(node, ChannelMessage::new(message))?;
+        let message = ChannelMessage::new(message);
+        let Some(index) = self.target(node) else {
+            return Err(unknown_node(node, message));
+        };
         if self.shared.stop().is_stopping() {
             return Err(HandleSendError::Stopped(message));
         }
