@@ -351,6 +351,7 @@ impl Permit<'_> {
     ///
     /// # Errors
     /// [`Closed`] with the value if the worker exited.
+    #[inline]
     pub(crate) fn push_with<T>(
         self,
         value: T,
