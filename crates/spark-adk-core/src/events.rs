@@ -197,6 +197,7 @@ impl EventBus {
 
     /// `true` when publishing could reach someone (a subscriber exists or existed, or a replay
     /// buffer is kept).
+    #[inline]
     pub fn is_active(&self) -> bool {
         self.inner.active.load(Ordering::Relaxed)
     }

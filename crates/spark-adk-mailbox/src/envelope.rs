@@ -20,6 +20,7 @@ impl Envelope {
 
     /// A message sent through a handle. Envelope metadata is merged into the payload's metadata
     /// (keys the payload already has keep their value), so the node sees it.
+    #[inline]
     pub(crate) fn from_channel(message: ChannelMessage) -> Self {
         let ChannelMessage {
             mut payload,

@@ -196,6 +196,7 @@ impl Mailbox {
 
     /// Queues `value`, made into an envelope under the queue's lock by `into_envelope` (keep it
     /// short), and wakes the worker if it is parked. The caller holds a slot for it.
+    #[inline]
     fn push_with<T>(
         &self,
         value: T,
@@ -351,6 +352,7 @@ impl Permit<'_> {
     ///
     /// # Errors
     /// [`Closed`] with the value if the worker exited.
+    #[inline]
     pub(crate) fn push_with<T>(
         self,
         value: T,

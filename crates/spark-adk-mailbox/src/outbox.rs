@@ -34,6 +34,7 @@ impl Outbox {
     /// Holds `envelope` for mailbox `to` (in the slot of `permit`), or queues it with
     /// everything held for `to` when `may_hold` is false or the module's rules say so. Returns
     /// how many messages a closed mailbox refused.
+    #[inline]
     pub(crate) fn hold(
         &mut self,
         mailboxes: &[Mailbox],

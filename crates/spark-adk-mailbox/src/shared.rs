@@ -123,6 +123,7 @@ impl Shared {
     }
 
     /// Publishes an event if anyone listens.
+    #[inline]
     pub(crate) fn publish(&self, kind: impl FnOnce() -> EventKind) {
         let bus = self.topology.events();
         if bus.is_active() {

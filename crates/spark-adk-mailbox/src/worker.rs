@@ -437,6 +437,7 @@ impl<'a> Worker<'a> {
     /// outbox when the activation never waited and more messages are queued here (see
     /// [`Outbox`]: they go out together, one lock and one wake-up per batch); otherwise it is
     /// queued now.
+    #[inline]
     fn deliver(&mut self, output: NodeMessage, from: usize) -> Result<(), Blocked> {
         let shared = self.shared;
         let accounting = shared.accounting();
