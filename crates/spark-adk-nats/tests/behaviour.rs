@@ -495,11 +495,20 @@ async fn a_node_panic_on_a_worker_process_is_reported_naming_the_node() {
 async fn starting_a_run_whose_id_is_in_use_is_refused_and_leaves_the_running_one_alone() {
     let run = unique_run("inuse");
     let _cleanup = Cleanup(run.clone());
+    // The node says when it runs, so that the stop below comes after the first run's work
+    // began (a stop before it would leave its one message unprocessed, a different test).
+    let ran = Arc::new(tokio::sync::Notify::new());
     let mut g = GraphBuilder::new();
-    let a = g.add(
-        "a",
-        node_fn(|_| async { Ok::<_, NodeError>(json!({ "ok": true })) }),
-    );
+    let a = g.add("a", {
+        let ran = Arc::clone(&ran);
+        node_fn(move |_| {
+            let ran = Arc::clone(&ran);
+            async move {
+                ran.notify_one();
+                Ok::<_, NodeError>(json!({ "ok": true }))
+            }
+        })
+    });
     let topology = Arc::new(g.start(a).build().unwrap());
     bounded(60, async {
         let first = process(&topology, &run).await;
@@ -514,6 +523,7 @@ async fn starting_a_run_whose_id_is_in_use_is_refused_and_leaves_the_running_one
             .unwrap_err();
         assert!(matches!(err, NatsError::Invalid(_)), "{err}");
         assert!(err.to_string().contains("in use"), "{err}");
+        ran.notified().await;
         handle.shutdown();
         let result = handle.wait().await.unwrap();
         assert_eq!(
