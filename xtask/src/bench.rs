@@ -208,7 +208,9 @@ impl Options {
                 args.extend(["--save-baseline".to_owned(), name.clone()]);
             }
             if let Some(name) = &self.compare {
-                args.extend(["--baseline".to_owned(), name.clone()]);
+                // Lenient: a bench added since the baseline was saved is measured without a
+                // comparison instead of failing the whole run.
+                args.extend(["--baseline-lenient".to_owned(), name.clone()]);
             }
         }
         args.extend(self.criterion.iter().cloned());
@@ -618,7 +620,7 @@ mod tests {
         );
         assert_eq!(
             args(&parse(&["--compare=main", "--", "std_flow"])),
-            ["--noplot", "--baseline", "main", "std_flow"]
+            ["--noplot", "--baseline-lenient", "main", "std_flow"]
         );
         assert_eq!(args(&parse(&["--smoke"])), ["--test"]);
         let strict = parse(&["--strict", "--report-only"]).ok();
