@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -17,71 +17,10 @@ use spark_adk::prelude::*;
 use spark_adk::{
     Durability, DurableError, DurableOptions, MemoryStore, RunId, RunMetadata, Store, StoreExt,
 };
-use tokio::runtime::Runtime;
 
-fn runtime() -> &'static Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime")
-    })
-}
+mod support;
+use support::random_graphs::{multiset, runtime, spec, Cond, Spec};
 
-#[derive(Clone, Debug)]
-enum Cond {
-    Always,
-    Equals(i64),
-    Fallback,
-    Expr(i64, i64),
-}
-
-#[derive(Clone, Debug)]
-struct Spec {
-    nodes: usize,
-    edges: Vec<(usize, usize, Cond)>,
-    capacity: usize,
-    input: i64,
-}
-
-fn cond() -> impl Strategy<Value = Cond> {
-    prop_oneof![
-        3 => Just(Cond::Always),
-        3 => (0..3i64).prop_map(Cond::Equals),
-        1 => Just(Cond::Fallback),
-        2 => (0..1000i64, 0..3i64).prop_map(|(t, v)| Cond::Expr(t, v)),
-    ]
-}
-
-fn spec() -> impl Strategy<Value = Spec> {
-    (3..=6usize)
-        .prop_flat_map(|nodes| {
-            let spine: Vec<_> = (1..nodes).map(|to| (0..to, Just(to), cond())).collect();
-            let extra = (0..nodes, 0..nodes, cond())
-                .prop_filter_map("no self edge", |(a, b, c)| {
-                    (a != b).then(|| (a.min(b), a.max(b), c))
-                });
-            (
-                Just(nodes),
-                spine,
-                prop::collection::vec(extra, 0..=6),
-                1..=4usize,
-                0..1000i64,
-            )
-        })
-        .prop_map(|(nodes, spine, extra, capacity, input)| Spec {
-            nodes,
-            edges: spine.into_iter().chain(extra).collect(),
-            capacity,
-            input,
-        })
-}
-
-/// Node `i`: a deterministic function of its input; it writes one state key named by its input
-/// (an idempotent write: a re-run writes the same value) and records a token. Its shutdown
-/// delivery does nothing (what a shutdown delivery writes is not logged: no record follows it).
 fn node(i: usize) -> impl Node {
     node_fn(move |ctx: Context| async move {
         if ctx.is_shutdown() {
@@ -96,33 +35,7 @@ fn node(i: usize) -> impl Node {
 }
 
 fn build(spec: &Spec) -> Graph {
-    let mut g = Graph::builder();
-    let refs: Vec<NodeRef> = (0..spec.nodes)
-        .map(|i| g.add(format!("n{i}"), node(i)))
-        .collect();
-    for (from, to, c) in &spec.edges {
-        let (from, to) = (refs[*from], refs[*to]);
-        match c {
-            Cond::Always => g.connect(from >> to),
-            Cond::Equals(v) => g.connect(from.on("k", *v) >> to),
-            Cond::Fallback => g.connect(from.otherwise() >> to),
-            Cond::Expr(t, v) => {
-                g.connect(from.when(&format!("$.outputs.h >= {t} and $.outputs.k != {v}")) >> to)
-            }
-        };
-    }
-    g.mailbox_capacity(spec.capacity);
-    g.start(refs[0]).build().unwrap()
-}
-
-fn multiset(result: &RunResult) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = result
-        .sink_outputs()
-        .iter()
-        .map(|s| (s.node.to_string(), s.message.content.to_string()))
-        .collect();
-    v.sort();
-    v
+    support::random_graphs::build(spec, node)
 }
 
 fn balanced(m: &RunMetadata) -> bool {
@@ -299,7 +212,7 @@ proptest! {
 
     #[test]
     fn a_long_running_run_whose_kth_record_fails_resumes_to_the_same_outputs_state_and_counts(
-        spec in spec()
+        spec in spec(6, 6)
     ) {
         crash_and_resume(&spec)?;
     }

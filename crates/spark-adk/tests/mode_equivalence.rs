@@ -9,79 +9,14 @@
 //! backpressure is exercised too).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use spark_adk::prelude::*;
 use spark_adk::RunMetadata;
-use tokio::runtime::Runtime;
 
-/// One multi-thread runtime for every case.
-fn runtime() -> &'static Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime")
-    })
-}
-
-#[derive(Clone, Debug)]
-enum Cond {
-    Always,
-    /// `from.on("k", v)`
-    Equals(i64),
-    /// `from.otherwise()`
-    Fallback,
-    /// `from.when("$.outputs.h >= t and $.outputs.k != v")`
-    Expr(i64, i64),
-}
-
-#[derive(Clone, Debug)]
-struct Spec {
-    nodes: usize,
-    edges: Vec<(usize, usize, Cond)>,
-    capacity: usize,
-    input: i64,
-}
-
-fn cond() -> impl Strategy<Value = Cond> {
-    prop_oneof![
-        3 => Just(Cond::Always),
-        3 => (0..3i64).prop_map(Cond::Equals),
-        1 => Just(Cond::Fallback),
-        2 => (0..1000i64, 0..3i64).prop_map(|(t, v)| Cond::Expr(t, v)),
-    ]
-}
-
-fn spec() -> impl Strategy<Value = Spec> {
-    (3..=8usize)
-        .prop_flat_map(|nodes| {
-            // Every node but the start gets one edge from a lower node (so most nodes are
-            // reachable), then extra random edges (duplicates allowed: they fire twice).
-            let spine: Vec<_> = (1..nodes).map(|to| (0..to, Just(to), cond())).collect();
-            let extra = (0..nodes, 0..nodes, cond())
-                .prop_filter_map("no self edge", |(a, b, c)| {
-                    (a != b).then(|| (a.min(b), a.max(b), c))
-                });
-            (
-                Just(nodes),
-                spine,
-                prop::collection::vec(extra, 0..=10),
-                1..=4usize,
-                0..1000i64,
-            )
-        })
-        .prop_map(|(nodes, spine, extra, capacity, input)| Spec {
-            nodes,
-            edges: spine.into_iter().chain(extra).collect(),
-            capacity,
-            input,
-        })
-}
+mod support;
+use support::random_graphs::{multiset, runtime, spec, Spec};
 
 /// Node `i`: a deterministic function of its input and its index.
 fn node(i: usize) -> impl Node {
@@ -92,44 +27,13 @@ fn node(i: usize) -> impl Node {
     })
 }
 
-fn build(spec: &Spec) -> Graph {
-    let mut g = Graph::builder();
-    let refs: Vec<NodeRef> = (0..spec.nodes)
-        .map(|i| g.add(format!("n{i}"), node(i)))
-        .collect();
-    for (from, to, c) in &spec.edges {
-        let (from, to) = (refs[*from], refs[*to]);
-        match c {
-            Cond::Always => g.connect(from >> to),
-            Cond::Equals(v) => g.connect(from.on("k", *v) >> to),
-            Cond::Fallback => g.connect(from.otherwise() >> to),
-            Cond::Expr(t, v) => {
-                g.connect(from.when(&format!("$.outputs.h >= {t} and $.outputs.k != {v}")) >> to)
-            }
-        };
-    }
-    g.mailbox_capacity(spec.capacity);
-    g.start(refs[0]).build().unwrap()
-}
-
-/// The sink outputs as a sorted multiset of `(node, content)`.
-fn multiset(result: &RunResult) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = result
-        .sink_outputs()
-        .iter()
-        .map(|s| (s.node.to_string(), s.message.content.to_string()))
-        .collect();
-    v.sort();
-    v
-}
-
 struct Both {
     standard: RunResult,
     long: RunResult,
 }
 
 fn run_both(spec: &Spec) -> Both {
-    let graph = build(spec);
+    let graph = support::random_graphs::build(spec, node);
     let input = json!({ "h": spec.input });
     runtime().block_on(async {
         let both = async {
@@ -152,7 +56,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn both_modes_produce_the_same_sink_outputs(spec in spec()) {
+    fn both_modes_produce_the_same_sink_outputs(spec in spec(8, 10)) {
         let Both { standard, long } = run_both(&spec);
 
         prop_assert_eq!(multiset(&standard), multiset(&long));
