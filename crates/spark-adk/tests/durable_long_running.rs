@@ -414,25 +414,38 @@ async fn a_message_sent_through_a_durable_handle_is_in_the_log_when_send_returns
     assert!(balanced(&result.metadata));
 }
 
+/// Spawns `graph` as durable run `run` (input `n: 0`, no grace period), sends `n: 1..=sends` to
+/// `slow`, stops it, and returns its (balanced) result.
+async fn spawn_send_and_stop(
+    graph: &Graph,
+    store: &Arc<dyn Store>,
+    run: &str,
+    capacity: usize,
+    sends: i64,
+) -> RunResult {
+    let handle = graph
+        .spawn_durable(
+            Task::long_running(json!({ "n": 0 }))
+                .with_mailbox_capacity(capacity)
+                .with_grace(Duration::ZERO),
+            options(Arc::clone(store), run),
+        )
+        .await
+        .unwrap();
+    for n in 1..=sends {
+        handle.send("slow", json!({ "n": n })).await.unwrap();
+    }
+    handle.shutdown();
+    let stopped = handle.wait().await.unwrap();
+    assert!(balanced(&stopped.metadata));
+    stopped
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_accepted_and_not_processed_before_a_stop_are_processed_after_resume() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let graph = slow_sink();
-    let handle = graph
-        .spawn_durable(
-            Task::long_running(json!({ "n": 0 }))
-                .with_mailbox_capacity(64)
-                .with_grace(Duration::ZERO),
-            options(Arc::clone(&store), "refill"),
-        )
-        .await
-        .unwrap();
-    for n in 1..=20 {
-        handle.send("slow", json!({ "n": n })).await.unwrap();
-    }
-    handle.shutdown();
-    let first = handle.wait().await.unwrap();
-    assert!(balanced(&first.metadata));
+    let first = spawn_send_and_stop(&graph, &store, "refill", 64, 20).await;
     assert_eq!(first.metadata.accepted, 21);
     assert!(first.metadata.unprocessed > 0, "{:?}", first.metadata);
     let before = image(store.as_ref(), "refill").await;
@@ -616,21 +629,7 @@ async fn a_long_running_run_in_the_default_async_mode_resumes_after_a_failed_com
 async fn a_stopped_spawned_run_resumes_with_a_new_handle_that_keeps_logging_its_sends() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let graph = slow_sink();
-    let first = graph
-        .spawn_durable(
-            Task::long_running(json!({ "n": 0 }))
-                .with_mailbox_capacity(16)
-                .with_grace(Duration::ZERO),
-            options(Arc::clone(&store), "again"),
-        )
-        .await
-        .unwrap();
-    for n in 1..=5 {
-        first.send("slow", json!({ "n": n })).await.unwrap();
-    }
-    first.shutdown();
-    let stopped = first.wait().await.unwrap();
-    assert!(balanced(&stopped.metadata));
+    spawn_send_and_stop(&graph, &store, "again", 16, 5).await;
 
     let second = graph
         .resume_spawned(options(Arc::clone(&store), "again"), None)
